@@ -1,0 +1,1 @@
+"""citysense_scorer."""
