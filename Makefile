@@ -5,6 +5,7 @@ BIN   := $(VENV)/bin
 ENV_INPUTS := scripts/bootstrap-env requirements-dev.txt libs/common/pyproject.toml \
               $(wildcard services/*/pyproject.toml) tools/localstack/pyproject.toml
 STAMP := $(VENV)/.citysense-env
+ENV_INPUTS += $(wildcard scripts/bootstrap.d/*)
 
 .PHONY: up test env contracts lint clean help
 
@@ -31,3 +32,6 @@ lint: $(STAMP)  ## ruff over the code
 
 clean:  ## remove local state (.citysense) — keeps the environment
 	rm -rf .citysense
+
+# Feature targets (cluster, containers, benchmarks, ...) live in mk/*.mk, one file per concern.
+-include mk/*.mk
