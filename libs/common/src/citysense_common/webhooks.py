@@ -1,0 +1,273 @@
+"""Outgoing webhooks: Standard Webhooks signing and SSRF protection, shared by the alert API and the notifier.
+
+The API checks a subscriber URL when the subscription is created or changed (a clear 422), and the notifier
+checks it again right before every delivery (DNS can change in between). Both call :func:`check_webhook_url`
+here, so the policy exists exactly once.
+
+Signing follows https://www.standardwebhooks.com: the signed content is ``{webhook-id}.{webhook-timestamp}.{body}``,
+HMAC-SHA256 keyed with the base64-decoded part of the ``whsec_`` secret, sent as ``webhook-signature: v1,<b64>``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import hmac
+import ipaddress
+import re
+import secrets
+import socket
+import time
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+SECRET_PREFIX = "whsec_"
+_SECRET_BYTES = 32
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+# --------------------------------------------------------------------------------------------------- signing
+
+
+def generate_secret() -> str:
+    """A new signing secret, ``whsec_`` + base64 of 32 random bytes (what standardwebhooks expects)."""
+    return SECRET_PREFIX + base64.b64encode(secrets.token_bytes(_SECRET_BYTES)).decode()
+
+
+def _secret_key(secret: str) -> bytes:
+    if not secret.startswith(SECRET_PREFIX):
+        raise ValueError("a webhook signing secret starts with whsec_")
+    return base64.b64decode(secret[len(SECRET_PREFIX):])
+
+
+def webhook_id_for(subscription_id: str, event_id: str) -> str:
+    """The ``webhook-id`` of one event for one subscriber; deterministic so a redelivery keeps it.
+
+    Receivers de-duplicate on it, so it must survive notifier restarts without being stored first.
+    """
+    digest = hashlib.sha256(f"{subscription_id}\x00{event_id}".encode()).hexdigest()[:32]
+    return f"msg_{digest}"
+
+
+def sign(secret: str, webhook_id: str, timestamp: int, body: bytes) -> str:
+    """The ``webhook-signature`` header value: ``v1,<base64 HMAC-SHA256>``."""
+    content = f"{webhook_id}.{timestamp}.".encode() + body
+    mac = hmac.new(_secret_key(secret), content, hashlib.sha256).digest()
+    return "v1," + base64.b64encode(mac).decode()
+
+
+def signed_headers(secret: str, webhook_id: str, body: bytes, timestamp: int | None = None) -> dict[str, str]:
+    """Headers for one delivery attempt (a fresh timestamp per attempt, the same webhook-id every time)."""
+    ts = int(time.time()) if timestamp is None else timestamp
+    return {
+        "webhook-id": webhook_id,
+        "webhook-timestamp": str(ts),
+        "webhook-signature": sign(secret, webhook_id, ts, body),
+    }
+
+
+def verify(secret: str, headers: dict[str, str], body: bytes, tolerance_s: int = 300) -> bool:
+    """Receiver-side check (used by our own tooling; subscribers use any Standard Webhooks library)."""
+    lower = {k.lower(): v for k, v in headers.items()}
+    try:
+        ts = int(lower["webhook-timestamp"])
+        expected = sign(secret, lower["webhook-id"], ts, body).split(",", 1)[1]
+    except (KeyError, ValueError):
+        return False
+    if abs(time.time() - ts) > tolerance_s:
+        return False
+    offered = [part.split(",", 1)[1] for part in lower.get("webhook-signature", "").split() if part.startswith("v1,")]
+    return any(hmac.compare_digest(expected, candidate) for candidate in offered)
+
+
+# ------------------------------------------------------------------------------------------------------ SSRF
+
+
+class UnsafeWebhookURL(ValueError):
+    """The URL must not be called: the message says why, in words a subscriber can act on."""
+
+
+# Ranges that ipaddress' is_global does not name on every Python version, listed so the reason is explicit.
+_NAMED_RANGES: tuple[tuple[IPNetwork, str], ...] = (
+    (ipaddress.ip_network("169.254.169.254/32"), "a cloud metadata service address"),
+    (ipaddress.ip_network("fd00:ec2::254/128"), "a cloud metadata service address"),
+    (ipaddress.ip_network("100.100.100.200/32"), "a cloud metadata service address"),
+    (ipaddress.ip_network("100.64.0.0/10"), "a carrier-grade NAT (shared, RFC 6598) address"),
+    (ipaddress.ip_network("fc00::/7"), "an IPv6 unique local (private) address"),
+    (ipaddress.ip_network("192.0.0.0/24"), "an IETF protocol assignment (reserved) address"),
+    (ipaddress.ip_network("198.18.0.0/15"), "a benchmarking (reserved) address"),
+    (ipaddress.ip_network("64:ff9b:1::/48"), "a local-use NAT64 address"),
+)
+_METADATA_HOSTNAMES = frozenset({"metadata", "metadata.google.internal", "metadata.goog", "instance-data"})
+
+
+def parse_allowed_networks(value: str | Iterable[str] | None) -> tuple[IPNetwork, ...]:
+    """``"127.0.0.0/8, ::1/128"`` -> networks; raises ValueError naming the bad entry."""
+    if value is None:
+        return ()
+    parts = value.split(",") if isinstance(value, str) else list(value)
+    networks = []
+    for part in (p.strip() for p in parts):
+        if not part:
+            continue
+        try:
+            networks.append(ipaddress.ip_network(part, strict=False))
+        except ValueError:
+            raise ValueError(f"{part!r} is not a network in CIDR notation, e.g. 127.0.0.0/8") from None
+    return tuple(networks)
+
+
+_IPV4_PART = re.compile(r"^(0[xX][0-9a-fA-F]*|0[0-7]*|[1-9][0-9]*)$")
+
+
+def parse_ipv4_any_spelling(host: str) -> ipaddress.IPv4Address | None:
+    """Parse IPv4 the way inet_aton (and so curl, browsers, getaddrinfo) does: 1-4 parts, decimal, octal or hex.
+
+    ``2130706433``, ``0x7f000001``, ``0177.0.0.1``, ``127.1`` all mean 127.0.0.1; a check that only
+    understands dotted decimal would wave them through. Returns None when ``host`` is not such a number.
+    """
+    host = host.rstrip(".")
+    parts = host.split(".")
+    if not 1 <= len(parts) <= 4 or not all(_IPV4_PART.match(p) for p in parts):
+        return None
+    try:
+        numbers = [int(p, 16) if p[:2].lower() == "0x" else int(p, 8) if len(p) > 1 and p[0] == "0" else int(p)
+                   for p in (p if p.lower() != "0x" else "0x0" for p in parts)]
+    except ValueError:
+        return None
+    *head, last = numbers
+    if any(n > 255 for n in head) or last >= 256 ** (4 - len(head)):
+        return None
+    value = 0
+    for n in head:
+        value = value * 256 + n
+    value = value * 256 ** (4 - len(head)) + last
+    return ipaddress.IPv4Address(value)
+
+
+def _embedded_ipv4(ip: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
+    """The IPv4 address hidden in an IPv4-mapped, IPv4-compatible, 6to4 or NAT64 IPv6 address."""
+    if ip.ipv4_mapped is not None:
+        return ip.ipv4_mapped
+    if ip.sixtofour is not None:
+        return ip.sixtofour
+    packed = int(ip)
+    if packed >> 32 == 0 and packed > 1:  # ::a.b.c.d, deprecated IPv4-compatible (:: and ::1 excluded)
+        return ipaddress.IPv4Address(packed & 0xFFFFFFFF)
+    if ip in ipaddress.ip_network("64:ff9b::/96"):
+        return ipaddress.IPv4Address(packed & 0xFFFFFFFF)
+    return None
+
+
+def refusal_reason(ip: IPAddress, allowed: Sequence[IPNetwork] = ()) -> str | None:
+    """Why a webhook must not go to ``ip`` (None = fine). Allowed networks win over every other rule."""
+    if any(ip.version == net.version and ip in net for net in allowed):
+        return None
+    if isinstance(ip, ipaddress.IPv6Address):
+        inner = _embedded_ipv4(ip)
+        if inner is not None:
+            reason = refusal_reason(inner, allowed)
+            return None if reason is None else f"an IPv6 spelling of {inner}, {reason}"
+    for net, reason in _NAMED_RANGES:
+        if ip.version == net.version and ip in net:
+            return reason
+    if ip.is_unspecified:
+        return "the unspecified address"
+    if ip.is_loopback:
+        return "a loopback address"
+    if ip.is_link_local:
+        return "a link-local address"
+    if ip.is_multicast:
+        return "a multicast address"
+    if ip.is_reserved or ip == ipaddress.IPv4Address("255.255.255.255"):
+        return "a reserved address"
+    if ip.is_private:
+        return "a private-network address"
+    if not ip.is_global:
+        return "not a public internet address"
+    return None
+
+
+Resolver = Callable[[str, int], Awaitable[list[IPAddress]]]
+
+
+async def resolve_host(host: str, port: int) -> list[IPAddress]:
+    """Every address ``host`` resolves to (the connection may use any of them, so all must pass)."""
+    loop = asyncio.get_running_loop()
+    infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    return [ipaddress.ip_address(str(info[4][0]).split("%", 1)[0]) for info in infos]
+
+
+@dataclass(frozen=True)
+class CheckedURL:
+    url: str
+    host: str
+    port: int
+    addresses: tuple[IPAddress, ...]
+
+
+def _literal_address(host: str) -> IPAddress | None:
+    try:
+        return ipaddress.ip_address(host.strip("[]").split("%", 1)[0])
+    except ValueError:
+        return parse_ipv4_any_spelling(host)
+
+
+def _split(url: str) -> tuple[str, int]:
+    if len(url) > 2048:
+        raise UnsafeWebhookURL("the URL is longer than 2048 characters")
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as exc:
+        raise UnsafeWebhookURL(f"the URL cannot be parsed ({exc})") from None
+    if parts.scheme not in ("http", "https"):
+        raise UnsafeWebhookURL("the URL must start with http:// or https://")
+    if not parts.hostname:
+        raise UnsafeWebhookURL("the URL has no host name")
+    if parts.username is not None or parts.password is not None:
+        raise UnsafeWebhookURL("the URL must not contain a user name or password (user@host); "
+                               "authenticate with the signature instead")
+    if parts.fragment:
+        raise UnsafeWebhookURL("the URL must not contain a #fragment")
+    return parts.hostname, port or (443 if parts.scheme == "https" else 80)
+
+
+async def check_webhook_url(url: str, allowed: Sequence[IPNetwork] = (),
+                            resolver: Resolver = resolve_host) -> CheckedURL:
+    """Refuse URLs that point at this machine, the cluster, the cloud metadata service or other non-public hosts.
+
+    Raises :class:`UnsafeWebhookURL` with a reason a subscriber understands. The host is resolved and every
+    address must pass; addresses inside ``allowed`` (CITYSENSE_WEBHOOK_ALLOWED_NETWORKS) are always accepted.
+    """
+    host, port = _split(url)
+    hint = " (an operator can allow it with CITYSENSE_WEBHOOK_ALLOWED_NETWORKS)"
+    literal = _literal_address(host)
+    if literal is not None:
+        addresses = [literal]
+    else:
+        if host.lower().rstrip(".") in _METADATA_HOSTNAMES or host.lower().endswith(".internal"):
+            raise UnsafeWebhookURL(f"the host {host!r} is a cloud metadata / internal name; webhooks must go to "
+                                   "a public address")
+        try:
+            addresses = await resolver(host, port)
+        except (OSError, UnicodeError) as exc:
+            raise UnsafeWebhookURL(f"the host {host!r} cannot be resolved ({exc})") from None
+        if not addresses:
+            raise UnsafeWebhookURL(f"the host {host!r} resolves to no address")
+    for address in addresses:
+        reason = refusal_reason(address, allowed)
+        if reason is not None:
+            shown = host if literal is None else f"{host}"
+            via = "" if literal is not None and str(literal) == host.strip("[]") else f" ({address})"
+            raise UnsafeWebhookURL(f"webhooks must go to a public address; {shown}{via} is {reason}{hint}")
+    return CheckedURL(url=url, host=host, port=port, addresses=tuple(addresses))
+
+
+def check_webhook_url_sync(url: str, allowed: Sequence[IPNetwork] = ()) -> CheckedURL:
+    """Blocking variant for callers outside an event loop."""
+    return asyncio.run(check_webhook_url(url, allowed))
