@@ -15,6 +15,8 @@ import base64
 import hashlib
 import hmac
 import ipaddress
+import json
+import math
 import re
 import secrets
 import socket
@@ -23,7 +25,20 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-SECRET_PREFIX = "whsec_"
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from citysense_common.contract import (
+    STATION_ID_PATTERN,
+    AlertEvent,
+    AlertKind,
+    AlertState,
+    Location,
+    MetricName,
+    Severity,
+    StationId,
+)
+
+SECRET_PREFIX = "whsec_"  # noqa: S105 - a prefix, not a secret
 _SECRET_BYTES = 32
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -271,3 +286,116 @@ async def check_webhook_url(url: str, allowed: Sequence[IPNetwork] = (),
 def check_webhook_url_sync(url: str, allowed: Sequence[IPNetwork] = ()) -> CheckedURL:
     """Blocking variant for callers outside an event loop."""
     return asyncio.run(check_webhook_url(url, allowed))
+
+
+# --------------------------------------------------------------------------------------- policy and test requests
+
+# What a development (local stack) install may deliver to; a production (cluster) install allows nothing.
+DEVELOPMENT_ALLOWED_NETWORKS = "127.0.0.0/8"
+DEFAULT_TESTS_TOPIC = "citysense.webhook-tests"
+
+
+def allowed_networks_for(env: str, configured: str | None) -> tuple[IPNetwork, ...]:
+    """CITYSENSE_WEBHOOK_ALLOWED_NETWORKS when set (even empty), else the default of the environment."""
+    if configured is None:
+        return parse_allowed_networks(DEVELOPMENT_ALLOWED_NETWORKS if env == "development" else "")
+    return parse_allowed_networks(configured)
+
+
+@dataclass(frozen=True)
+class WebhookTestRequest:
+    """``POST /v1/subscriptions/{id}/test``: the API writes this to the tests topic, the notifier delivers it.
+
+    Going through Kafka and the notifier (rather than the API calling the URL itself) tests the real path:
+    same SSRF check, signing, retries and delivery log.
+    """
+
+    subscription_id: str
+    event_id: str
+    requested_at: str  # RFC 3339
+
+    def to_json(self) -> bytes:
+        return json.dumps({"subscription_id": self.subscription_id, "event_id": self.event_id,
+                           "requested_at": self.requested_at}, separators=(",", ":")).encode()
+
+    @classmethod
+    def from_json(cls, raw: bytes) -> WebhookTestRequest:
+        doc = json.loads(raw)
+        return cls(str(doc["subscription_id"]), str(doc["event_id"]), str(doc["requested_at"]))
+
+
+# ------------------------------------------------------------------------------------------ subscription filters
+
+
+_EARTH_RADIUS_M = 6_371_008.8
+
+
+class SubscriptionFilters(BaseModel):
+    """Which alert events a subscriber receives. Every filter given must match; an empty filter set matches all.
+
+    The API validates subscriptions with this model and the notifier matches events with :meth:`matches`, so
+    both agree on what a filter means.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    station_ids: list[StationId] | None = Field(
+        default=None, min_length=1, max_length=1000, description=f"only these stations ({STATION_ID_PATTERN})"
+    )
+    bbox: tuple[float, float, float, float] | None = Field(
+        default=None, description="[min_lon, min_lat, max_lon, max_lat]: only stations inside this box"
+    )
+    point: Location | None = Field(default=None, description="centre of a circle; needs radius_m")
+    radius_m: float | None = Field(default=None, gt=0, le=1_000_000, description="circle radius in metres")
+    metrics: list[MetricName] | None = Field(default=None, min_length=1, max_length=100)
+    kinds: list[AlertKind] | None = Field(default=None, min_length=1)
+    min_severity: Severity | None = Field(default=None, description="info < warning < critical")
+    states: list[AlertState] | None = Field(default=None, min_length=1, description="open, update, resolved")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> SubscriptionFilters:
+        if (self.point is None) != (self.radius_m is None):
+            raise ValueError("point and radius_m go together: give both (a circle) or neither")
+        if self.bbox is not None and self.point is not None:
+            raise ValueError("give either bbox or point + radius_m, not both")
+        if self.bbox is not None:
+            min_lon, min_lat, max_lon, max_lat = self.bbox
+            if not all(math.isfinite(v) for v in self.bbox):
+                raise ValueError("bbox values must be finite numbers")
+            lons_ok = -180 <= min_lon <= 180 and -180 <= max_lon <= 180
+            if not (lons_ok and -90 <= min_lat <= 90 and -90 <= max_lat <= 90):
+                raise ValueError("bbox longitudes must be within -180..180 and latitudes within -90..90")
+            if min_lon > max_lon or min_lat > max_lat:
+                raise ValueError("bbox must be [min_lon, min_lat, max_lon, max_lat] with min <= max")
+        return self
+
+    def matches(self, event: AlertEvent) -> bool:
+        if self.station_ids is not None and event.station_id not in self.station_ids:
+            return False
+        if self.metrics is not None and event.metric not in self.metrics:
+            return False
+        if self.kinds is not None and event.kind not in self.kinds:
+            return False
+        if self.states is not None and event.state not in self.states:
+            return False
+        if self.min_severity is not None and event.severity.rank < self.min_severity.rank:
+            return False
+        if self.bbox is not None or self.point is not None:
+            if event.location is None:
+                return False  # a geographic filter cannot vouch for an event with no location
+            if self.bbox is not None:
+                min_lon, min_lat, max_lon, max_lat = self.bbox
+                if not (min_lon <= event.location.lon <= max_lon and min_lat <= event.location.lat <= max_lat):
+                    return False
+            if self.point is not None and self.radius_m is not None:
+                if haversine_m(self.point, event.location) > self.radius_m:
+                    return False
+        return True
+
+
+def haversine_m(a: Location, b: Location) -> float:
+    """Great-circle distance in metres."""
+    lat1, lat2 = math.radians(a.lat), math.radians(b.lat)
+    dlat, dlon = lat2 - lat1, math.radians(b.lon - a.lon)
+    h = math.sin(dlat / 2) ** 2 + math.cos(lat1) * math.cos(lat2) * math.sin(dlon / 2) ** 2
+    return 2 * _EARTH_RADIUS_M * math.asin(min(1.0, math.sqrt(h)))
