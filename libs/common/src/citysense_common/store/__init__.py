@@ -1,4 +1,7 @@
-"""Storage for enriched readings, stations, alerts, subscriptions and deliveries (see ``base.Store``)."""
+"""Storage for enriched readings, stations, alerts, subscriptions and deliveries (see ``base.Store``).
+
+``open_store()`` returns the backend chosen by ``CITYSENSE_STORE``: SQLite (embedded default) or Cassandra.
+"""
 
 from citysense_common.store.base import (
     AlertQuery,
@@ -6,6 +9,7 @@ from citysense_common.store.base import (
     DailyAggregate,
     Delivery,
     EnrichedReading,
+    InvalidCursor,
     NotFound,
     Page,
     StationRecord,
@@ -13,8 +17,11 @@ from citysense_common.store.base import (
     StoreError,
     Subscription,
 )
+from citysense_common.store.factory import open_store
+from citysense_common.store.settings import StoreSettings
+from citysense_common.store.sqlite import SQLiteStore
 
 __all__ = [
-    "AlertQuery", "AlertRecord", "DailyAggregate", "Delivery", "EnrichedReading", "NotFound", "Page",
-    "StationRecord", "Store", "StoreError", "Subscription",
+    "AlertQuery", "AlertRecord", "DailyAggregate", "Delivery", "EnrichedReading", "InvalidCursor", "NotFound",
+    "Page", "SQLiteStore", "StationRecord", "Store", "StoreError", "Subscription", "StoreSettings", "open_store",
 ]

@@ -28,6 +28,10 @@ class NotFound(StoreError):
     pass
 
 
+class InvalidCursor(StoreError, ValueError):
+    """A pagination cursor that this store did not issue for this query (an API should answer 400)."""
+
+
 @dataclass(frozen=True)
 class Page(Generic[T]):
     """One page of results; pass ``next_cursor`` back to get the next page (None = last page)."""
