@@ -48,6 +48,8 @@ def producer_config(settings: CommonSettings, **extra: str | int | bool) -> dict
         "linger.ms": 20,
         "batch.num.messages": 10000,
         "compression.type": "lz4",
+        # Same key -> partition mapping as the Java client, so every producer agrees where a station lives.
+        "partitioner": "murmur2_random",
         "queue.buffering.max.messages": 1_000_000,
         "queue.buffering.max.kbytes": 512 * 1024,
         **extra,

@@ -1,0 +1,1 @@
+"""citysense station simulator: thousands of synthetic stations per process, vectorised with numpy."""
