@@ -1,0 +1,169 @@
+"""SQLite-specific behaviour: several processes and threads on one file, migrations, settings and factory."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import subprocess
+import sys
+import threading
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from citysense_common.settings import SettingsError, load_settings
+from citysense_common.store import (
+    EnrichedReading,
+    SQLiteStore,
+    StoreError,
+    StoreSettings,
+    open_store,
+)
+from citysense_common.store.sqlite import migration_files, split_sql
+
+WORKER = Path(__file__).with_name("_sqlite_worker.py")
+T0 = datetime(2024, 1, 1, tzinfo=UTC)
+
+
+def test_two_writer_processes_and_a_reader_share_one_file(tmp_path: Path) -> None:
+    db = str(tmp_path / "shared.db")
+    batches, size = 40, 250
+
+    def spawn(role: str, station: str, n: int) -> subprocess.Popen[str]:
+        return subprocess.Popen(
+            [sys.executable, str(WORKER), db, role, station, str(n), str(size)],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )
+
+    procs = [spawn("write", "writer-a", batches), spawn("write", "writer-b", batches), spawn("read", "-", 30)]
+    outputs = []
+    for proc in procs:
+        out, err = proc.communicate(timeout=240)
+        assert proc.returncode == 0, err
+        outputs.append(json.loads(out))
+    seen = outputs[2]["seen"]
+    # The reader never failed with "database is locked", saw only whole committed batches (a replayed half
+    # batch adds nothing) and never saw the count go down.
+    assert all(n % size == 0 for n in seen), seen
+    assert seen == sorted(seen)
+
+    store = SQLiteStore(db)
+    for station in ("writer-a", "writer-b"):
+        page = store.read_readings(station, T0, T0 + timedelta(days=1), limit=100_000)
+        assert len(page.items) == batches * size
+        assert len({(r.ts, r.seq) for r in page.items}) == batches * size
+        got = store.get_station(station)
+        assert got is not None and got.last_seen == T0 + timedelta(seconds=batches * size - 1)
+    assert store.applied_migrations() == [v for v, _, _ in migration_files()]
+    mode = sqlite3.connect(db).execute("PRAGMA journal_mode").fetchone()[0]
+    assert mode == "wal"
+    store.close()
+
+
+def test_threads_share_one_store(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "threads.db")
+    store.migrate()
+    errors: list[BaseException] = []
+
+    def work(n: int) -> None:
+        try:
+            for batch in range(20):
+                store.write_readings([
+                    EnrichedReading(f"t{n}", T0 + timedelta(seconds=batch * 10 + i), i, {"x": 1.0}) for i in range(10)
+                ])
+                store.read_readings(f"t{(n + 1) % 8}", T0, T0 + timedelta(days=1), limit=5)
+        except BaseException as exc:  # collected: an exception in a thread would otherwise vanish
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(n,)) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    for n in range(8):
+        assert len(store.read_readings(f"t{n}", T0, T0 + timedelta(days=1), limit=1000).items) == 200
+    store.close()
+    with pytest.raises(StoreError):
+        store.ping()
+
+
+def test_an_invalid_batch_is_rejected_whole(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "atomic.db")
+    store.migrate()
+    good = EnrichedReading("st", T0, 0, {"pm2_5": 1.0})
+    bad = EnrichedReading("st", T0 + timedelta(seconds=1), 0, {"a,b": 1.0})  # a name the encoding cannot hold
+    with pytest.raises(StoreError):
+        store.write_readings([good, bad])
+    nan = EnrichedReading("st", T0 + timedelta(seconds=2), 0, {"x": 1.0}, zscores={"x": float("nan")})
+    with pytest.raises(ValueError):
+        store.write_readings([good, nan])
+    assert store.read_readings("st", T0, T0 + timedelta(days=1)).items == []
+
+
+def test_migrations_are_recorded_once(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "m.db")
+    store.migrate()
+    store.migrate()
+    versions = [v for v, _, _ in migration_files()]
+    assert versions and versions == sorted(set(versions))
+    assert store.applied_migrations() == versions
+    rows = sqlite3.connect(tmp_path / "m.db").execute("SELECT count(*) FROM schema_migrations").fetchone()
+    assert rows[0] == len(versions)
+
+
+def test_split_sql() -> None:
+    script = "-- c;\nCREATE TABLE a (x TEXT DEFAULT ';');\n\nCREATE INDEX i ON a (x);\n-- trailing\n"
+    assert split_sql(script) == ["-- c;\nCREATE TABLE a (x TEXT DEFAULT ';');", "CREATE INDEX i ON a (x);"]
+    with pytest.raises(StoreError):
+        split_sql("CREATE TABLE b (x")
+
+
+def test_settings_defaults_and_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    for name in ("CITYSENSE_STORE", "CITYSENSE_SQLITE_PATH", "CITYSENSE_DATA_DIR", "CITYSENSE_CASSANDRA_HOSTS",
+                 "CITYSENSE_CASSANDRA_KEYSPACE", "CITYSENSE_CASSANDRA_CONSISTENCY"):
+        monkeypatch.delenv(name, raising=False)
+    defaults = StoreSettings()
+    assert (defaults.store, defaults.sqlite_path) == ("sqlite", Path(".citysense/citysense.db"))
+    assert (defaults.cassandra_keyspace, defaults.cassandra_consistency, defaults.readings_ttl_days) == (
+        "citysense", "LOCAL_QUORUM", 30)
+    assert defaults.replication_map() == {"class": "SimpleStrategy", "replication_factor": 1}
+
+    monkeypatch.setenv("CITYSENSE_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("CITYSENSE_CASSANDRA_HOSTS", "cass-0.cass, cass-1.cass,")
+    monkeypatch.setenv("CITYSENSE_CASSANDRA_PASSWORD", "s3cret")
+    monkeypatch.setenv("CITYSENSE_CASSANDRA_REPLICATION_STRATEGY", "NetworkTopologyStrategy")
+    monkeypatch.setenv("CITYSENSE_CASSANDRA_REPLICATION_DCS", '{"dc1": 3}')
+    settings = load_settings(StoreSettings)
+    assert settings.sqlite_path == tmp_path / "citysense.db"
+    assert settings.cassandra_hosts == ["cass-0.cass", "cass-1.cass"]
+    assert settings.cassandra_password is not None and "s3cret" not in repr(settings)
+    assert settings.replication_map() == {"class": "NetworkTopologyStrategy", "dc1": 3}
+
+    monkeypatch.setenv("CITYSENSE_SQLITE_PATH", str(tmp_path / "elsewhere.db"))
+    assert load_settings(StoreSettings).sqlite_path == tmp_path / "elsewhere.db"
+    monkeypatch.setenv("CITYSENSE_CASSANDRA_KEYSPACE", "bad-name; DROP")
+    with pytest.raises(SettingsError, match="CITYSENSE_CASSANDRA_KEYSPACE"):
+        load_settings(StoreSettings)
+    monkeypatch.setenv("CITYSENSE_CASSANDRA_KEYSPACE", "ok")
+    monkeypatch.setenv("CITYSENSE_CASSANDRA_REPLICATION_DCS", "{}")
+    with pytest.raises(SettingsError):
+        load_settings(StoreSettings)
+
+
+def test_open_store_builds_and_migrates_sqlite(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("CITYSENSE_STORE", "sqlite")
+    monkeypatch.setenv("CITYSENSE_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.delenv("CITYSENSE_SQLITE_PATH", raising=False)
+    store = open_store()
+    try:
+        assert isinstance(store, SQLiteStore)
+        assert store.path == tmp_path / "data" / "citysense.db"
+        assert store.applied_migrations() == [v for v, _, _ in migration_files()]
+        store.write_readings([EnrichedReading("st", T0, 0, {"pm2_5": 1.0})])
+    finally:
+        store.close()
+    explicit = open_store(StoreSettings(sqlite_path=tmp_path / "x.db"))
+    assert isinstance(explicit, SQLiteStore) and explicit.path == tmp_path / "x.db"
+    explicit.close()
