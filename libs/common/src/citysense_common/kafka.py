@@ -71,7 +71,8 @@ def consumer_config(settings: CommonSettings, group_id: str, **extra: str | int 
 
 def wait_for_broker(bootstrap: str, timeout: float = 30.0, extra: dict | None = None) -> None:
     """Block until a broker answers a metadata request, or raise :class:`BrokerUnavailable`."""
-    admin = AdminClient({"bootstrap.servers": bootstrap, **(extra or {})})
+    # log_level 0: "connection refused" while the broker is still starting is expected, not news.
+    admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 0, **(extra or {})})
     deadline = time.monotonic() + timeout
     last: Exception | None = None
     while time.monotonic() < deadline:

@@ -1,0 +1,136 @@
+"""`make up` (citysense-stack up): everything starts, readings flow, and stopping leaves no process behind."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from confluent_kafka import Consumer, TopicPartition
+
+from citysense_common.contract import parse_reading
+from citysense_localstack.broker import free_port
+
+REPO = Path(__file__).resolve().parents[2]
+STACK = [sys.executable, "-m", "citysense_localstack.cli", "up"]
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    return state != "Z"
+
+
+def group_members(pgid: int) -> list[int]:
+    members = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except (FileNotFoundError, ProcessLookupError):
+                continue
+            if int(fields[2]) == pgid and fields[0] != "Z":
+                members.append(int(entry.name))
+    return members
+
+
+def start_stack(tmp_path: Path, components: str, stations: int = 20) -> tuple[subprocess.Popen, dict, int]:
+    kafka_port = free_port()
+    env = {**os.environ, "CITYSENSE_DATA_DIR": str(tmp_path / "data"), "CITYSENSE_KAFKA_PORT": str(kafka_port),
+           "CITYSENSE_API_PORT": str(free_port()), "CITYSENSE_STATIONS": str(stations),
+           "CITYSENSE_COMPONENTS": components, "CITYSENSE_METRICS_PORT": "0"}
+    env.pop("CITYSENSE_KAFKA_BOOTSTRAP", None)
+    proc = subprocess.Popen(STACK, env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    output = []
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            break
+        output.append(line)
+        if "Ctrl-C stops everything" in line:
+            state = json.loads((tmp_path / "data" / "stack.json").read_text())
+            return proc, state, kafka_port
+    proc.kill()
+    pytest.fail("stack did not come up:\n" + "".join(output))
+
+
+def all_pids(state: dict) -> list[int]:
+    return [state["broker"], *state["components"].values()]
+
+
+def read_some(port: int, count: int) -> list:
+    consumer = Consumer({"bootstrap.servers": f"127.0.0.1:{port}", "group.id": "t", "enable.auto.commit": False})
+    consumer.assign([TopicPartition("citysense.readings", p, 0) for p in range(6)])
+    got, deadline = [], time.monotonic() + 30
+    while len(got) < count and time.monotonic() < deadline:
+        got.extend(m for m in consumer.consume(100, timeout=0.5) if not m.error())
+    consumer.close()
+    return got
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_stack_runs_and_stops_cleanly(tmp_path: Path, signum: int) -> None:
+    proc, state, port = start_stack(tmp_path, "simulator")
+    pids = all_pids(state)
+    assert all(alive(pid) for pid in pids)
+    readings = read_some(port, 40)
+    assert len(readings) >= 40
+    assert len({parse_reading(m.value()).station_id for m in readings}) == 20
+
+    proc.send_signal(signum)
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 0, out
+    assert "stopped simulator (exit 0)" in out and "stopped broker" in out
+    assert not [pid for pid in pids if alive(pid)]
+    assert not [m for pid in pids for m in group_members(pid)]  # no grandchildren left either
+
+
+def test_children_die_with_a_killed_launcher(tmp_path: Path) -> None:
+    proc, state, _ = start_stack(tmp_path, "simulator")
+    pids = all_pids(state)
+    proc.kill()  # SIGKILL: the launcher gets no chance to clean up
+    proc.wait()
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and any(alive(pid) for pid in pids):
+        time.sleep(0.2)
+    assert not [pid for pid in pids if alive(pid)]
+
+
+def test_crashed_component_is_restarted(tmp_path: Path) -> None:
+    proc, state, _ = start_stack(tmp_path, "simulator")
+    simulator = state["components"]["simulator"]
+    os.kill(simulator, signal.SIGKILL)
+    deadline, restarted = time.monotonic() + 30, None
+    while time.monotonic() < deadline:
+        current = json.loads((tmp_path / "data" / "stack.json").read_text())["components"]["simulator"]
+        if current != simulator and alive(current):
+            restarted = current
+            break
+        time.sleep(0.3)
+    proc.send_signal(signal.SIGINT)
+    out, _ = proc.communicate(timeout=60)
+    assert restarted is not None, out
+    assert "simulator exited with code -9; restarting" in out
+    assert not alive(restarted)
+
+
+def test_port_in_use_is_explained(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        env = {**os.environ, "CITYSENSE_DATA_DIR": str(tmp_path), "CITYSENSE_KAFKA_PORT": str(busy.getsockname()[1]),
+               "CITYSENSE_COMPONENTS": "simulator"}
+        env.pop("CITYSENSE_KAFKA_BOOTSTRAP", None)
+        done = subprocess.run(STACK, env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1
+    assert "already in use; set CITYSENSE_KAFKA_PORT" in done.stderr

@@ -1,0 +1,249 @@
+"""``make up``: the whole pipeline on one machine, supervised, stopped cleanly on Ctrl-C or SIGTERM.
+
+Order: broker -> topics -> scorer -> alert API -> notifier -> simulator; stopping runs the other way, so producers
+stop before their consumers and the broker goes last. A component that dies is restarted with backoff (the scorer
+resumes from its checkpoint). Children run in their own process groups with a parent-death signal, so even a
+SIGKILLed launcher leaves no orphan behind.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pydantic import Field
+
+from citysense_common.java import JavaNotFound, ensure_java
+from citysense_common.kafka import default_topics, ensure_topics, wait_for_broker
+from citysense_common.settings import CommonSettings, load_settings
+from citysense_localstack.broker import LocalBroker, start_broker
+from citysense_localstack.procs import spawn, stop
+
+log = logging.getLogger("citysense.stack")
+
+RESTART_LIMIT = 5  # restarts of one component within RESTART_WINDOW_S before the stack gives up on it
+RESTART_WINDOW_S = 300.0
+
+
+class StackSettings(CommonSettings):
+    stations: int = Field(default=50, ge=0, description="simulated stations; 0 runs no simulator")
+    rate_hz: float = Field(default=1.0, gt=0)
+    api_port: int = Field(default=8000, ge=1, le=65535)
+    instance_id: str = Field(default="local-0", description="simulator identity -> station ids st-0-NNNNN")
+    webhook_allowed_networks: str = Field(default="127.0.0.0/8,::1/128",
+                                          description="local subscribers may be on this machine")
+    env: str = Field(default="development")
+    components: str = Field(default="scorer,alert-api,notifier,simulator",
+                            description="which components to run, comma-separated")
+
+
+@dataclass
+class Component:
+    name: str
+    module: str  # a module whose presence means the component is installed
+    argv: list[str]
+    address: str = ""
+    proc: subprocess.Popen | None = None
+    restarts: list[float] = field(default_factory=list)
+    gave_up: bool = False
+
+
+def _available(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except ModuleNotFoundError:
+        return False
+
+
+def _executable(name: str) -> str:
+    # Prefer the command installed beside this interpreter (the project's venv) over anything on PATH.
+    local = Path(sys.executable).parent / name
+    return str(local) if local.exists() else (shutil.which(name) or name)
+
+
+def plan(settings: StackSettings) -> list[Component]:
+    wanted = {part.strip() for part in settings.components.split(",") if part.strip()}
+    components = [
+        Component("scorer", "citysense_scorer.cli", [_executable("citysense-scorer"), "stream"]),
+        Component("alert-api", "citysense_alert_api.cli", [_executable("citysense-alert-api")],
+                  f"http://127.0.0.1:{settings.api_port}"),
+        Component("notifier", "citysense_notifier.cli", [_executable("citysense-notifier")]),
+        Component("simulator", "citysense_simulator.cli", [_executable("citysense-simulator"), "run"]),
+    ]
+    chosen = []
+    for component in components:
+        if component.name not in wanted:
+            continue
+        if component.name == "simulator" and settings.stations == 0:
+            continue
+        if not _available(component.module):
+            log.warning("%s is not installed (no %s); skipping it", component.name, component.module)
+            continue
+        chosen.append(component)
+    return chosen
+
+
+class Stack:
+    def __init__(self, settings: StackSettings) -> None:
+        self.settings = settings
+        self.data_dir = settings.data_dir.resolve()
+        self.logs = self.data_dir / "logs"
+        self.stopping = threading.Event()
+        self.broker: LocalBroker | None = None
+        self.components = plan(settings)
+
+    # ---- environment handed to every child -------------------------------------------------------------
+    def child_env(self) -> dict[str, str]:
+        s = self.settings
+        env = dict(os.environ)
+        env.update({
+            "CITYSENSE_KAFKA_BOOTSTRAP": s.bootstrap,
+            "CITYSENSE_DATA_DIR": str(self.data_dir),
+            "CITYSENSE_ENV": env.get("CITYSENSE_ENV", s.env),
+            "CITYSENSE_API_PORT": str(s.api_port),
+            "CITYSENSE_STATIONS": str(s.stations),
+            "CITYSENSE_RATE_HZ": str(s.rate_hz),
+            "CITYSENSE_INSTANCE_ID": s.instance_id,
+            "CITYSENSE_WEBHOOK_ALLOWED_NETWORKS": env.get("CITYSENSE_WEBHOOK_ALLOWED_NETWORKS",
+                                                          s.webhook_allowed_networks),
+            "PYTHONUNBUFFERED": "1",
+        })
+        return env
+
+    # ---- start ------------------------------------------------------------------------------------------
+    def start(self) -> None:
+        self.logs.mkdir(parents=True, exist_ok=True)
+        s = self.settings
+        if s.kafka_bootstrap:
+            log.info("using Kafka at %s (no local broker)", s.kafka_bootstrap)
+            wait_for_broker(s.kafka_bootstrap, timeout=30, extra=s.kafka_options)
+        else:
+            log.info("starting the local Kafka-protocol broker (tansu) on 127.0.0.1:%d", s.kafka_port)
+            self.broker = start_broker(s.kafka_port, log_path=self.logs / "broker.log")
+        created = ensure_topics(s.bootstrap, default_topics(s), extra=s.kafka_options)
+        log.info("topics ready%s", f" (created {', '.join(created)})" if created else "")
+        if any(c.name == "scorer" for c in self.components):
+            log.info("Java for Spark: %s", ensure_java())
+        env = self.child_env()
+        for component in self.components:
+            if self.stopping.is_set():
+                return
+            self._launch(component, env)
+            if component.name == "alert-api":
+                self._wait_http(component, f"{component.address}/healthz")
+        self._write_state()
+
+    def _launch(self, component: Component, env: dict[str, str]) -> None:
+        component.proc = spawn(component.argv, env=env, log_path=str(self.logs / f"{component.name}.log"))
+        log.info("started %-9s pid %d", component.name, component.proc.pid)
+
+    def _wait_http(self, component: Component, url: str, timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and not self.stopping.is_set():
+            if component.proc and component.proc.poll() is not None:
+                return  # supervision reports and restarts it
+            try:
+                with urllib.request.urlopen(url, timeout=1) as response:  # noqa: S310 - loopback URL we built
+                    if response.status == 200:
+                        return
+            except OSError:
+                time.sleep(0.3)
+        log.warning("%s did not answer %s within %.0fs; see %s", component.name, url, timeout,
+                    self.logs / f"{component.name}.log")
+
+    def _write_state(self) -> None:
+        state = {"launcher": os.getpid(),
+                 "broker": self.broker.proc.pid if self.broker else None,
+                 "components": {c.name: c.proc.pid for c in self.components if c.proc}}
+        (self.data_dir / "stack.json").write_text(json.dumps(state, indent=2), encoding="utf-8")
+
+    def summary(self) -> str:
+        s = self.settings
+        rows = [("broker", s.bootstrap + ("" if s.kafka_bootstrap else " (tansu, in memory)"), "broker.log")]
+        for c in self.components:
+            rows.append((c.name, c.address or "-", f"{c.name}.log"))
+        width = max(len(r[0]) for r in rows)
+        lines = [f"  {name:<{width}}  {where:<40}  {self.logs / logfile}" for name, where, logfile in rows]
+        token_file = self.data_dir / "api-token"
+        extra = [f"  API token: {token_file} (use: Authorization: Bearer $(cat {token_file}))"] \
+            if token_file.exists() else []
+        return "\n".join(["citysense is running:", *lines, *extra, "  Ctrl-C stops everything."])
+
+    # ---- supervise --------------------------------------------------------------------------------------
+    def supervise(self, poll_s: float = 1.0) -> None:
+        env = self.child_env()
+        while not self.stopping.wait(poll_s):
+            if self.broker and self.broker.proc.poll() is not None:
+                log.error("the broker exited (code %s); stopping the stack — see %s",
+                          self.broker.proc.returncode, self.logs / "broker.log")
+                self.stopping.set()
+                break
+            for component in self.components:
+                proc = component.proc
+                if proc is None or proc.poll() is None or component.gave_up:
+                    continue
+                now = time.monotonic()
+                component.restarts = [t for t in component.restarts if now - t < RESTART_WINDOW_S]
+                if len(component.restarts) >= RESTART_LIMIT:
+                    log.error("%s keeps failing (exit %s); not restarting it — see %s", component.name,
+                              proc.returncode, self.logs / f"{component.name}.log")
+                    component.gave_up = True
+                    continue
+                delay = min(30.0, 2.0 ** len(component.restarts))
+                log.warning("%s exited with code %s; restarting in %.0fs", component.name, proc.returncode, delay)
+                component.restarts.append(now)
+                if self.stopping.wait(delay):
+                    break
+                self._launch(component, env)
+                self._write_state()
+
+    # ---- stop -------------------------------------------------------------------------------------------
+    def shutdown(self) -> None:
+        self.stopping.set()
+        for component in reversed(self.components):
+            if component.proc is not None:
+                code = stop(component.proc, timeout=20)
+                log.info("stopped %-9s (exit %s)", component.name, code)
+        if self.broker:
+            self.broker.stop()
+            log.info("stopped broker")
+
+
+def load(**overrides: object) -> StackSettings:
+    return load_settings(StackSettings, **overrides)
+
+
+def up(settings: StackSettings) -> int:
+    stack = Stack(settings)
+
+    def on_signal(signum: int, _frame: object) -> None:
+        log.info("received %s; stopping", signal.Signals(signum).name)
+        stack.stopping.set()
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    try:
+        stack.start()
+        if not stack.stopping.is_set():
+            print(stack.summary(), flush=True)
+            stack.supervise()
+    except JavaNotFound as exc:
+        log.error("%s", exc)
+        return 1
+    except Exception as exc:  # noqa: BLE001 - report any start failure in one line, then clean up
+        log.error("could not start the stack: %s", exc)
+        return 1
+    finally:
+        stack.shutdown()
+    return 0
