@@ -1,0 +1,108 @@
+"""The FastAPI application: wiring of store, auth, live stream, routes, citizen page and error format."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from importlib import resources
+from typing import Any
+
+from citysense_common.store import Store
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.openapi.utils import get_openapi
+from fastapi.staticfiles import StaticFiles
+from starlette.responses import FileResponse
+
+from citysense_alert_api.auth import TokenChecker
+from citysense_alert_api.metrics import ApiMetrics, MetricsMiddleware
+from citysense_alert_api.problems import ProblemDetails, install_problem_handlers, problem_responses
+from citysense_alert_api.routes import alerts, ops, stations, subscriptions
+from citysense_alert_api.routes.ops import BrokerProbe
+from citysense_alert_api.settings import ApiSettings
+from citysense_alert_api.stream import AlertBroadcaster
+from citysense_alert_api.test_requests import TestRequestPublisher
+
+log = logging.getLogger("citysense.alert_api")
+STATIC_DIR = resources.files("citysense_alert_api") / "static"
+
+DESCRIPTION = """
+Stations, readings and alerts of the citysense environmental-sensing network, live alert streams (SSE) and
+signed webhook subscriptions (CloudEvents 1.0 + Standard Webhooks).
+
+Reads are public. Writes and everything under `/v1/subscriptions` need `Authorization: Bearer <token>`.
+Errors are RFC 9457 `application/problem+json`.
+"""
+
+
+def _open_store(settings: ApiSettings) -> Store:
+    from citysense_common.store.factory import open_store  # the backend is chosen by settings
+
+    return open_store(settings)
+
+
+def create_app(settings: ApiSettings, token: str, store: Store | None = None) -> FastAPI:
+    """Build the app. ``store`` lets tests inject one; otherwise it is opened from settings at start-up."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        owned = store is None
+        app.state.store = _open_store(settings) if owned else store  # open_store also migrates
+        app.state.broadcaster.start()
+        try:
+            yield
+        finally:
+            await app.state.broadcaster.stop()
+            app.state.test_publisher.close()
+            if owned:
+                app.state.store.close()
+
+    app = FastAPI(title="citysense alert API", version="1.0.0", description=DESCRIPTION, lifespan=lifespan,
+                  docs_url="/docs", redoc_url=None, openapi_url="/openapi.json")
+    app.state.settings = settings
+    app.state.token_checker = TokenChecker(token)
+    app.state.broadcaster = AlertBroadcaster(settings, max_clients=settings.stream_max_clients)
+    app.state.test_publisher = TestRequestPublisher(settings)
+    app.state.broker_probe = BrokerProbe(settings)
+    app.state.metrics = ApiMetrics()
+
+    install_problem_handlers(app)
+    for router in (stations.router, alerts.router, subscriptions.router, ops.router):
+        app.include_router(router)
+
+    @app.get("/", include_in_schema=False)
+    async def citizen_page() -> FileResponse:
+        return FileResponse(str(STATIC_DIR / "index.html"), media_type="text/html")
+
+    app.mount("/static", StaticFiles(directory=str(STATIC_DIR)), name="static")
+
+    origins = [o.strip() for o in settings.api_cors_origins.split(",") if o.strip()]
+    if origins:
+        app.add_middleware(CORSMiddleware, allow_origins=origins, allow_methods=["GET", "POST", "PATCH", "DELETE"],
+                           allow_headers=["Authorization", "Content-Type"])
+    app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
+    app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
+    return app
+
+
+def _openapi(app: FastAPI) -> dict[str, Any]:
+    if app.openapi_schema:
+        return app.openapi_schema
+    schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+    components = schema.setdefault("components", {})
+    components.setdefault("schemas", {})["ProblemDetails"] = ProblemDetails.model_json_schema(by_alias=True)
+    components["securitySchemes"] = {"bearer": {"type": "http", "scheme": "bearer"}}
+    for path, ops_ in schema.get("paths", {}).items():
+        for method, op in ops_.items():
+            # FastAPI documents its own 422 body; ours is problem+json, so replace it everywhere.
+            responses = op.get("responses", {})
+            if "422" in responses:
+                responses["422"] = problem_responses(422)[422]
+            if "401" in responses:
+                op["security"] = [{"bearer": []}]
+            _ = path, method
+    schema["components"]["schemas"].pop("HTTPValidationError", None)
+    schema["components"]["schemas"].pop("ValidationError", None)
+    app.openapi_schema = schema
+    return schema

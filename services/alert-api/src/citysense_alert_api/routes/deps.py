@@ -1,0 +1,44 @@
+"""Dependencies shared by the routes: the store, settings, and the guard for invalid cursors."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from typing import Annotated
+
+from citysense_common.store import Store
+from fastapi import Depends, Request
+
+from citysense_alert_api.problems import Problem
+from citysense_alert_api.settings import ApiSettings
+
+
+def get_store(request: Request) -> Store:
+    return request.app.state.store
+
+
+def get_settings(request: Request) -> ApiSettings:
+    return request.app.state.settings
+
+
+async def require_token(request: Request) -> None:
+    await request.app.state.token_checker(request)
+
+
+StoreDep = Annotated[Store, Depends(get_store)]
+SettingsDep = Annotated[ApiSettings, Depends(get_settings)]
+WriteAuth = Depends(require_token)
+
+STATION_ID_REGEX = r"^[A-Za-z0-9._-]{1,64}$"
+CURSOR_REGEX = r"^[A-Za-z0-9_=.:-]{1,512}$"
+
+
+@contextlib.contextmanager
+def cursor_guard() -> Iterator[None]:
+    """A cursor the store cannot decode is the client's mistake (400), not a server error."""
+    try:
+        yield
+    except (ValueError, KeyError, TypeError) as exc:
+        raise Problem(400, "Invalid cursor",
+                      "The cursor is not one this API returned (or has expired); start again without ?cursor=.",
+                      type_="urn:citysense:problem:invalid-cursor") from exc

@@ -1,0 +1,75 @@
+"""Stations and their readings."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Annotated
+
+from citysense_common.contract import METRIC_NAME_PATTERN
+from fastapi import APIRouter, Path, Query
+
+from citysense_alert_api.convert import reading_out, station_out
+from citysense_alert_api.models import ReadingPage, StationList, StationOut
+from citysense_alert_api.problems import Problem, problem_responses
+from citysense_alert_api.routes.deps import CURSOR_REGEX, STATION_ID_REGEX, SettingsDep, StoreDep, cursor_guard
+
+router = APIRouter(prefix="/v1/stations", tags=["stations"])
+MAX_READINGS_SPAN = timedelta(days=31)
+
+StationIdPath = Annotated[str, Path(pattern=STATION_ID_REGEX, description="station id")]
+
+
+def _not_found(station_id: str) -> Problem:
+    return Problem(404, "Station not found", f"No station with id {station_id!r} has sent a reading.",
+                   type_="urn:citysense:problem:not-found")
+
+
+@router.get("", response_model=StationList, responses=problem_responses(503))
+async def list_stations(store: StoreDep, settings: SettingsDep) -> StationList:
+    """Every station that has reported, with status, latest values and air-quality category."""
+    now = datetime.now(UTC)
+    records = sorted(store.list_stations(), key=lambda r: r.station_id)
+    return StationList(items=[station_out(r, settings.station_offline_after_s, now) for r in records])
+
+
+@router.get("/{station_id}", response_model=StationOut, responses=problem_responses(404, 422, 503))
+async def get_station(station_id: StationIdPath, store: StoreDep, settings: SettingsDep) -> StationOut:
+    record = store.get_station(station_id)
+    if record is None:
+        raise _not_found(station_id)
+    return station_out(record, settings.station_offline_after_s)
+
+
+@router.get("/{station_id}/readings", response_model=ReadingPage, responses=problem_responses(400, 404, 422, 503))
+async def list_readings(
+    station_id: StationIdPath,
+    store: StoreDep,
+    from_: Annotated[datetime | None, Query(alias="from", description="start (inclusive), RFC 3339; "
+                                                                      "default one hour before `to`")] = None,
+    to: Annotated[datetime | None, Query(description="end (exclusive), RFC 3339; default now")] = None,
+    metric: Annotated[str | None, Query(pattern=METRIC_NAME_PATTERN, description="only this metric")] = None,
+    limit: Annotated[int, Query(ge=1, le=1000, description="page size")] = 100,
+    cursor: Annotated[str | None, Query(pattern=CURSOR_REGEX, description="next_cursor of the previous page")] = None,
+) -> ReadingPage:
+    """Readings of one station in a time range, newest first, in pages."""
+    for name, value in (("from", from_), ("to", to)):
+        if value is not None and value.tzinfo is None:
+            raise Problem(422, "Invalid request", f"query.{name} needs a time zone, e.g. 2026-01-01T12:00:00Z",
+                          type_="urn:citysense:problem:invalid-request",
+                          invalid_params=[{"name": f"query.{name}", "reason": "needs a time zone"}])
+    end = to or datetime.now(UTC)
+    start = from_ or end - timedelta(hours=1)
+    if start >= end:
+        raise Problem(422, "Invalid request", "query.from must be earlier than query.to",
+                      type_="urn:citysense:problem:invalid-request",
+                      invalid_params=[{"name": "query.from", "reason": "must be earlier than query.to"}])
+    if end - start > MAX_READINGS_SPAN:
+        raise Problem(422, "Invalid request", "the time range may span at most 31 days; page through shorter ranges",
+                      type_="urn:citysense:problem:invalid-request",
+                      invalid_params=[{"name": "query.from", "reason": "range longer than 31 days"}])
+    if store.get_station(station_id) is None:
+        raise _not_found(station_id)
+    with cursor_guard():
+        page = store.read_readings(station_id, start, end, metric=metric, limit=limit, cursor=cursor)
+    return ReadingPage(station_id=station_id, items=[reading_out(r) for r in page.items],
+                       next_cursor=page.next_cursor)
