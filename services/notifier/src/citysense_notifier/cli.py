@@ -1,0 +1,56 @@
+"""``citysense-notifier``: deliver alert events to webhook subscribers (and optionally Alertmanager)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+import sys
+
+from citysense_common.kafka import BrokerUnavailable, wait_for_broker
+from citysense_common.log import setup_logging
+from citysense_common.settings import SettingsError
+from citysense_common.store.factory import open_store
+from prometheus_client import start_http_server
+
+from citysense_notifier.metrics import NotifierMetrics
+from citysense_notifier.service import Notifier
+from citysense_notifier.settings import build_settings
+
+
+def main(argv: list[str] | None = None) -> int:
+    argparse.ArgumentParser(prog="citysense-notifier", description=__doc__).parse_args(argv)
+    try:
+        settings = build_settings()
+    except SettingsError as exc:
+        print(f"citysense-notifier: {exc}", file=sys.stderr)
+        return 2
+    log = setup_logging("notifier", settings.log_level, settings.log_format)
+    try:
+        wait_for_broker(settings.bootstrap, timeout=60, extra=settings.kafka_options)
+    except BrokerUnavailable as exc:
+        log.error("%s", exc)
+        return 1
+    metrics = NotifierMetrics()
+    if settings.notifier_metrics_port:
+        start_http_server(settings.notifier_metrics_port, addr=settings.notifier_metrics_host,
+                          registry=metrics.registry)
+        log.info("metrics on http://%s:%d/metrics", settings.notifier_metrics_host, settings.notifier_metrics_port)
+    store = open_store(settings)
+    notifier = Notifier(settings, store, metrics)
+
+    async def run() -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, notifier.stop)
+        await notifier.run()
+
+    try:
+        asyncio.run(run())
+    finally:
+        store.close()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,189 @@
+"""Delivering one event to one subscriber: signed POST, retries with backoff and jitter, dead letters.
+
+Every state change is written to the delivery log (store) before the caller may commit the Kafka offset, and the
+``webhook-id`` is derived from (subscription, event), so a redelivery after a crash carries the same id.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import logging
+import random
+import time
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+
+import httpx
+from citysense_common.store import Delivery, Store, Subscription
+from citysense_common.webhooks import IPNetwork, UnsafeWebhookURL, check_webhook_url, signed_headers, webhook_id_for
+
+from citysense_notifier.cloudevent import CONTENT_TYPE
+from citysense_notifier.metrics import NotifierMetrics
+
+log = logging.getLogger("citysense.notifier.delivery")
+_PERMANENT_STATUSES = frozenset({410})  # Gone: the receiver says stop
+_RETRY_AFTER_STATUSES = frozenset({429, 503})
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    max_attempts: int = 8
+    max_age_s: float = 3600.0
+    base_s: float = 1.0
+    max_s: float = 300.0
+
+    def delay(self, attempts: int, retry_after: float | None = None) -> float:
+        """Exponential backoff with jitter (half fixed, half random, so retries spread but still grow)."""
+        if retry_after is not None:
+            return min(max(retry_after, 0.0), self.max_s)
+        ceiling = min(self.max_s, self.base_s * 2 ** max(attempts - 1, 0))
+        return ceiling / 2 + random.uniform(0, ceiling / 2)
+
+
+def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
+    """Retry-After as delta-seconds or an HTTP-date; None when absent or unreadable."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        moment = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return max(0.0, moment.timestamp() - (now if now is not None else time.time()))
+
+
+@dataclass
+class SubscriberGate:
+    """Per-subscriber state: a concurrency limit and a shared backoff, so one failing receiver slows only itself."""
+
+    semaphore: asyncio.Semaphore
+    blocked_until: float = 0.0  # monotonic time before which no attempt is made to this subscriber
+
+
+@dataclass
+class Deliverer:
+    store: Store
+    client: httpx.AsyncClient
+    policy: RetryPolicy
+    allowed: tuple[IPNetwork, ...]
+    metrics: NotifierMetrics
+    concurrency: int = 4
+    stopping: asyncio.Event = field(default_factory=asyncio.Event)
+    _gates: dict[str, SubscriberGate] = field(default_factory=dict)
+
+    def _gate(self, subscription_id: str) -> SubscriberGate:
+        gate = self._gates.get(subscription_id)
+        if gate is None:
+            gate = self._gates[subscription_id] = SubscriberGate(asyncio.Semaphore(self.concurrency))
+        return gate
+
+    async def _record(self, delivery: Delivery) -> None:
+        # SQLite writes are quick, but a Cassandra write is a network call: keep the event loop free.
+        await asyncio.to_thread(self.store.record_delivery, delivery)
+
+    async def deliver(self, subscription: Subscription, event_id: str, event_type: str, body: bytes,
+                      event_time: datetime | None = None) -> Delivery | None:
+        """Deliver until success, dead letter, or shutdown; returns the last recorded state (None = stopped)."""
+        existing = await asyncio.to_thread(self.store.get_delivery, subscription.id, event_id)
+        if existing is not None and existing.status in ("delivered", "dead"):
+            return existing  # a replayed event that was already settled
+        now = datetime.now(UTC)
+        delivery = existing or Delivery(
+            subscription_id=subscription.id, event_id=event_id, webhook_id=webhook_id_for(subscription.id, event_id),
+            status="pending", attempts=0, created_at=now, updated_at=now, event_type=event_type,
+        )
+        if existing is None:
+            await self._record(delivery)
+        gate = self._gate(subscription.id)
+        sub = subscription
+        while True:
+            age = (datetime.now(UTC) - delivery.created_at).total_seconds()
+            if delivery.attempts >= self.policy.max_attempts:
+                return await self._dead(delivery, "max_attempts",
+                                        f"gave up after {delivery.attempts} attempts: {delivery.last_error}")
+            if age > self.policy.max_age_s:
+                return await self._dead(delivery, "max_age",
+                                        f"gave up after {age:.0f} s (max age): {delivery.last_error}")
+            wait = gate.blocked_until - time.monotonic()
+            if wait > 0 and await self._sleep(wait):
+                return None
+            if delivery.attempts > 0:
+                current = await asyncio.to_thread(self.store.get_subscription, sub.id)
+                if current is None:
+                    log.info("subscription %s was deleted; dropping delivery of %s", sub.id, event_id)
+                    return delivery
+                if current.status != "active":
+                    return await self._dead(delivery, "paused", "the subscription was paused")
+                sub = current
+            async with gate.semaphore:
+                delivery, retry_after, permanent = await self._attempt(sub, delivery, body)
+            if delivery.status == "delivered":
+                gate.blocked_until = 0.0
+                self.metrics.delivered.inc()
+                if event_time is not None:
+                    self.metrics.latency.observe((datetime.now(UTC) - event_time).total_seconds())
+                await self._record(delivery)
+                return delivery
+            if permanent:
+                return await self._dead(delivery, "refused", delivery.last_error or "refused")
+            delay = self.policy.delay(delivery.attempts, retry_after)
+            gate.blocked_until = max(gate.blocked_until, time.monotonic() + delay)
+            delivery = replace(delivery, status="retrying",
+                               next_attempt_at=datetime.now(UTC) + timedelta(seconds=delay))
+            await self._record(delivery)
+            log.info("delivery %s to %s failed (%s); retry %d in %.1f s", delivery.webhook_id, sub.id,
+                     delivery.last_error, delivery.attempts + 1, delay)
+            if await self._sleep(delay):
+                return None
+
+    async def _sleep(self, seconds: float) -> bool:
+        """Sleep unless shutting down; True = stop now (the offset stays uncommitted and the event is replayed)."""
+        try:
+            await asyncio.wait_for(self.stopping.wait(), timeout=seconds)
+            return True
+        except TimeoutError:
+            return False
+
+    async def _attempt(self, sub: Subscription, delivery: Delivery, body: bytes
+                       ) -> tuple[Delivery, float | None, bool]:
+        attempts = delivery.attempts + 1
+        now = datetime.now(UTC)
+        try:
+            # Checked at every attempt, not only at subscription time: DNS answers change.
+            await check_webhook_url(sub.url, self.allowed)
+        except UnsafeWebhookURL as exc:
+            self.metrics.attempts.labels("refused_url").inc()
+            return replace(delivery, attempts=attempts, updated_at=now, last_status_code=None,
+                           last_error=f"URL refused: {exc}"), None, True
+        headers = {"content-type": CONTENT_TYPE, "user-agent": "citysense-notifier/1",
+                   **signed_headers(sub.secret, delivery.webhook_id, body)}
+        try:
+            response = await self.client.post(sub.url, content=body, headers=headers)
+        except httpx.HTTPError as exc:
+            self.metrics.attempts.labels("network_error").inc()
+            return replace(delivery, attempts=attempts, updated_at=now, last_status_code=None,
+                           last_error=f"{type(exc).__name__}: {exc}"[:300] or type(exc).__name__), None, False
+        code = response.status_code
+        if 200 <= code < 300:
+            self.metrics.attempts.labels("ok").inc()
+            return replace(delivery, status="delivered", attempts=attempts, updated_at=now, last_status_code=code,
+                           last_error=None, next_attempt_at=None), None, False
+        self.metrics.attempts.labels(f"{code // 100}xx").inc()
+        retry_after = parse_retry_after(response.headers.get("retry-after")) if code in _RETRY_AFTER_STATUSES else None
+        error = f"HTTP {code}" + (" (redirects are not followed)" if 300 <= code < 400 else "")
+        return (replace(delivery, attempts=attempts, updated_at=now, last_status_code=code, last_error=error),
+                retry_after, code in _PERMANENT_STATUSES)
+
+    async def _dead(self, delivery: Delivery, reason: str, error: str) -> Delivery:
+        dead = replace(delivery, status="dead", updated_at=datetime.now(UTC), last_error=error[:500],
+                       next_attempt_at=None)
+        await self._record(dead)
+        self.metrics.dead.labels(reason).inc()
+        log.warning("dead-lettered delivery %s of %s to %s: %s", dead.webhook_id, dead.event_id,
+                    dead.subscription_id, error)
+        return dead

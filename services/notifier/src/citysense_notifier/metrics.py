@@ -1,0 +1,22 @@
+"""Prometheus metrics of the notifier (served on CITYSENSE_NOTIFIER_METRICS_PORT)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+
+class NotifierMetrics:
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        r = self.registry
+        self.events = Counter("citysense_notifier_events_total", "events consumed", ["topic", "outcome"], registry=r)
+        self.attempts = Counter("citysense_notifier_webhook_attempts_total", "HTTP attempts", ["result"], registry=r)
+        self.delivered = Counter("citysense_notifier_webhook_delivered_total", "deliveries that succeeded",
+                                 registry=r)
+        self.dead = Counter("citysense_notifier_webhook_dead_letters_total", "deliveries given up", ["reason"],
+                            registry=r)
+        self.latency = Histogram("citysense_notifier_delivery_seconds", "event time -> webhook acknowledged",
+                                 buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300), registry=r)
+        self.in_flight = Gauge("citysense_notifier_events_in_flight", "events with deliveries pending", registry=r)
+        self.alertmanager = Counter("citysense_notifier_alertmanager_total", "Alertmanager pushes", ["result"],
+                                    registry=r)

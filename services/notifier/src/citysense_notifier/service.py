@@ -1,0 +1,206 @@
+"""The notifier process: consume alert events (and test requests), fan out deliveries, commit when settled."""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+import time
+from collections.abc import Awaitable
+
+import httpx
+from citysense_common.contract import AlertEvent
+from citysense_common.kafka import TopicSpec, consumer_config, default_topics, ensure_topics
+from citysense_common.store import Store, Subscription
+from citysense_common.webhooks import SubscriptionFilters, WebhookTestRequest
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
+from pydantic import ValidationError
+
+from citysense_notifier import cloudevent
+from citysense_notifier.alertmanager import AlertmanagerSink
+from citysense_notifier.delivery import Deliverer, RetryPolicy
+from citysense_notifier.metrics import NotifierMetrics
+from citysense_notifier.offsets import OffsetTracker
+from citysense_notifier.settings import NotifierSettings
+
+log = logging.getLogger("citysense.notifier")
+_POLL_TIMEOUT_S = 0.1  # short: a new alert must be picked up promptly, and commits share the Kafka thread
+_COMMIT_EVERY_S = 0.2
+
+
+class SubscriptionCache:
+    """Active subscriptions with parsed filters, reloaded at most every ``refresh_s`` (new ones apply within it)."""
+
+    def __init__(self, store: Store, refresh_s: float) -> None:
+        self._store, self._refresh_s = store, refresh_s
+        self._loaded_at = -1e9
+        self._items: list[tuple[Subscription, SubscriptionFilters]] = []
+
+    async def matching(self, event: AlertEvent) -> list[Subscription]:
+        if time.monotonic() - self._loaded_at > self._refresh_s:
+            subs = await asyncio.to_thread(self._store.list_subscriptions, "active")
+            items = []
+            for sub in subs:
+                try:
+                    items.append((sub, SubscriptionFilters.model_validate(sub.filters)))
+                except ValidationError:
+                    log.error("subscription %s has filters this version cannot read; skipping it", sub.id)
+            self._items, self._loaded_at = items, time.monotonic()
+        return [sub for sub, filters in self._items if filters.matches(event)]
+
+
+class Notifier:
+    def __init__(self, settings: NotifierSettings, store: Store, metrics: NotifierMetrics | None = None) -> None:
+        self.settings = settings
+        self.store = store
+        self.metrics = metrics or NotifierMetrics()
+        self.tracker = OffsetTracker()
+        self.subscriptions = SubscriptionCache(store, settings.subscriptions_refresh_s)
+        self._kafka = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="kafka")  # one thread owns Kafka
+        self._tasks: set[asyncio.Task[bool]] = set()
+        self._stop = asyncio.Event()
+        self._paused = False
+        self.deliverer: Deliverer | None = None
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self.deliverer is not None:
+            self.deliverer.stopping.set()
+
+    def _kafka_call(self, fn, *args) -> Awaitable:  # type: ignore[no-untyped-def]
+        return asyncio.get_running_loop().run_in_executor(self._kafka, fn, *args)
+
+    async def run(self) -> None:
+        s = self.settings
+        topics = [spec for spec in default_topics(s) if spec.name == s.alerts_topic]
+        topics.append(TopicSpec(s.webhook_tests_topic, 1, {"retention.ms": str(24 * 3600 * 1000)}))
+        await asyncio.to_thread(ensure_topics, s.bootstrap, topics, s.kafka_options)
+        consumer = Consumer(consumer_config(s, s.notifier_group, **{"fetch.wait.max.ms": 50}))
+        consumer.subscribe([s.alerts_topic, s.webhook_tests_topic], on_revoke=self._on_revoke)
+        limits = httpx.Limits(max_connections=200, max_keepalive_connections=50)
+        async with httpx.AsyncClient(timeout=s.webhook_timeout_s, follow_redirects=False, limits=limits,
+                                     trust_env=False) as client:
+            policy = RetryPolicy(s.webhook_max_attempts, s.webhook_max_age_s, s.webhook_backoff_base_s,
+                                 s.webhook_backoff_max_s)
+            self.deliverer = Deliverer(self.store, client, policy, s.allowed_networks(), self.metrics,
+                                       s.webhook_subscriber_concurrency)
+            alertmanager = AlertmanagerSink(s, client, self.metrics) if s.alertmanager_url else None
+            log.info("notifier consuming %s and %s as group %s", s.alerts_topic, s.webhook_tests_topic,
+                     s.notifier_group)
+            last_commit = 0.0
+            try:
+                while not self._stop.is_set():
+                    await self._flow_control(consumer)
+                    messages = await self._kafka_call(consumer.consume, 500, _POLL_TIMEOUT_S)
+                    for msg in messages:
+                        self._dispatch(msg, alertmanager)
+                    if time.monotonic() - last_commit >= _COMMIT_EVERY_S:
+                        await self._commit(consumer)
+                        last_commit = time.monotonic()
+            finally:
+                self.stop()
+                if self._tasks:
+                    await asyncio.wait(self._tasks, timeout=10)
+                await self._commit(consumer)
+                await self._kafka_call(consumer.close)
+                self._kafka.shutdown(wait=True)
+
+    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        # Runs on the Kafka thread inside consume(): commit what is settled, then let the new owner replay the rest.
+        positions = {k: v for k, v in self.tracker.committable().items()
+                     if any((p.topic, p.partition) == k for p in partitions)}
+        if positions:
+            try:
+                consumer.commit(offsets=[TopicPartition(t, p, o) for (t, p), o in positions.items()],
+                                asynchronous=False)
+            except KafkaException as exc:
+                log.warning("commit on revoke failed: %s", exc)
+        self.tracker.forget([(p.topic, p.partition) for p in partitions])
+
+    async def _flow_control(self, consumer: Consumer) -> None:
+        in_flight = self.tracker.in_flight()
+        self.metrics.in_flight.set(in_flight)
+        limit = self.settings.notifier_max_in_flight
+        if not self._paused and in_flight >= limit:
+            await self._kafka_call(lambda: consumer.pause(consumer.assignment()))
+            self._paused = True
+            log.warning("%d events in flight; pausing consumption until receivers catch up", in_flight)
+        elif self._paused and in_flight < limit // 2:
+            await self._kafka_call(lambda: consumer.resume(consumer.assignment()))
+            self._paused = False
+
+    async def _commit(self, consumer: Consumer) -> None:
+        positions = self.tracker.committable()
+        if not positions:
+            return
+        offsets = [TopicPartition(t, p, o) for (t, p), o in positions.items()]
+        try:
+            await self._kafka_call(lambda: consumer.commit(offsets=offsets, asynchronous=False))
+            self.tracker.mark_committed(positions)
+        except KafkaException as exc:
+            if exc.args[0].code() != KafkaError._NO_OFFSET:
+                log.warning("offset commit failed (will retry): %s", exc)
+
+    def _dispatch(self, msg: Message, alertmanager: AlertmanagerSink | None) -> None:
+        if msg.error():
+            if msg.error().code() != KafkaError._PARTITION_EOF:
+                log.warning("consumer error: %s", msg.error())
+            return
+        topic, partition, offset = msg.topic(), msg.partition(), msg.offset()
+        self.tracker.started(topic, partition, offset)
+        if topic == self.settings.webhook_tests_topic:
+            work = self._handle_test_request(msg.value() or b"")
+        else:
+            work = self._handle_alert(msg.value() or b"", alertmanager)
+        task = asyncio.create_task(work)
+        self._tasks.add(task)
+
+        def done(t: asyncio.Task[bool]) -> None:
+            self._tasks.discard(t)
+            if t.cancelled():
+                return  # not settled: leave the offset uncommitted so the event is replayed
+            if t.exception() is not None:
+                # Most likely the store is unreachable: keep the offset and stop, a restart replays the event.
+                log.error("processing %s[%d]@%d failed: %r; stopping so it is replayed", topic, partition,
+                          offset, t.exception())
+                self.stop()
+                return
+            if t.result():  # every delivery recorded as delivered or dead; False = interrupted by shutdown
+                self.tracker.finished(topic, partition, offset)
+
+        task.add_done_callback(done)
+
+    async def _handle_alert(self, raw: bytes, alertmanager: AlertmanagerSink | None) -> bool:
+        assert self.deliverer is not None
+        try:
+            event = AlertEvent.model_validate_json(raw)
+        except ValidationError as exc:
+            self.metrics.events.labels("alerts", "malformed").inc()
+            log.error("skipping an alert event that does not match the contract: %s", exc.errors()[0])
+            return True
+        self.metrics.events.labels("alerts", "ok").inc()
+        subs = await self.subscriptions.matching(event)
+        ce_type = cloudevent.event_type(event)
+        body = cloudevent.encode(event, ce_type, self.settings.cloudevents_source)
+        jobs = [self.deliverer.deliver(sub, event.event_id, ce_type, body, event.event_time) for sub in subs]
+        results = await asyncio.gather(*jobs)
+        if alertmanager is not None:
+            await alertmanager.push(event)
+        return all(result is not None for result in results)
+
+    async def _handle_test_request(self, raw: bytes) -> bool:
+        assert self.deliverer is not None
+        try:
+            request = WebhookTestRequest.from_json(raw)
+        except (ValueError, KeyError, TypeError):
+            self.metrics.events.labels("tests", "malformed").inc()
+            log.error("skipping a malformed webhook test request")
+            return True
+        self.metrics.events.labels("tests", "ok").inc()
+        sub = await asyncio.to_thread(self.store.get_subscription, request.subscription_id)
+        if sub is None:
+            log.info("test request for deleted subscription %s ignored", request.subscription_id)
+            return True
+        event = cloudevent.test_event(request.event_id, sub.id)
+        body = cloudevent.encode(event, cloudevent.TEST_TYPE, self.settings.cloudevents_source)
+        return await self.deliverer.deliver(sub, event.event_id, cloudevent.TEST_TYPE, body) is not None

@@ -1,0 +1,49 @@
+"""Notifier settings (environment prefix ``CITYSENSE_``), built by :func:`build_settings` in the entry point."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from citysense_common.settings import load_settings
+from citysense_common.store.settings import StoreSettings
+from citysense_common.webhooks import DEFAULT_TESTS_TOPIC, IPNetwork, allowed_networks_for, parse_allowed_networks
+from pydantic import Field, field_validator
+
+
+class NotifierSettings(StoreSettings):
+    env: Literal["development", "production"] = Field(
+        default="development", description="development allows webhooks to 127.0.0.0/8 unless configured otherwise"
+    )
+    webhook_allowed_networks: str | None = Field(
+        default=None, description="comma-separated CIDRs exempt from the SSRF policy; unset = 127.0.0.0/8 in "
+        "development, nothing in production; empty = nothing"
+    )
+    webhook_tests_topic: str = DEFAULT_TESTS_TOPIC
+    notifier_group: str = Field(default="citysense-notifier", description="Kafka consumer group")
+    webhook_timeout_s: float = Field(default=5.0, gt=0, le=60, description="per-attempt HTTP timeout")
+    webhook_max_attempts: int = Field(default=8, ge=1, le=100)
+    webhook_max_age_s: float = Field(default=3600.0, gt=0, description="dead-letter a delivery older than this")
+    webhook_backoff_base_s: float = Field(default=1.0, gt=0, description="first retry delay; doubles per attempt")
+    webhook_backoff_max_s: float = Field(default=300.0, gt=0, description="cap on one retry delay (and Retry-After)")
+    webhook_subscriber_concurrency: int = Field(default=4, ge=1, le=100, description="parallel POSTs per subscriber")
+    notifier_max_in_flight: int = Field(default=2000, ge=1, description="events in flight before consumption pauses")
+    subscriptions_refresh_s: float = Field(default=1.0, gt=0, description="how often the subscription list reloads")
+    cloudevents_source: str = Field(default="/citysense/alerts", description="CloudEvents `source` attribute")
+    notifier_metrics_host: str = "127.0.0.1"
+    notifier_metrics_port: int = Field(default=9101, ge=0, le=65535, description="Prometheus /metrics; 0 = off")
+    alertmanager_url: str | None = Field(default=None, description="Alertmanager base URL, e.g. http://am:9093")
+    alertmanager_timeout_s: float = Field(default=5.0, gt=0)
+    alertmanager_max_attempts: int = Field(default=5, ge=1)
+
+    @field_validator("webhook_allowed_networks")
+    @classmethod
+    def _networks_parse(cls, value: str | None) -> str | None:
+        parse_allowed_networks(value)
+        return value
+
+    def allowed_networks(self) -> tuple[IPNetwork, ...]:
+        return allowed_networks_for(self.env, self.webhook_allowed_networks)
+
+
+def build_settings(**overrides: object) -> NotifierSettings:
+    return load_settings(NotifierSettings, **overrides)
