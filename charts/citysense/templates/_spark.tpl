@@ -1,0 +1,155 @@
+{{/*
+Shared parts of the scorer's SparkApplication (streaming) and ScheduledSparkApplication (batch) specs.
+The image (services/scorer/Dockerfile) follows the official Apache Spark image layout the operator expects:
+SPARK_HOME=/opt/spark, /opt/entrypoint.sh handling the `driver` and `executor` commands, user spark (uid 185),
+working directory /opt/spark/work-dir; driver and executors run the same image.
+*/}}
+
+{{- define "citysense.spark.env" -}}
+{{ include "citysense.commonEnv" . }}
+{{ include "citysense.storeEnv" . }}
+- name: CITYSENSE_CHECKPOINT_DIR
+  value: {{ default "/var/lib/citysense/checkpoints" .Values.scorer.checkpoint.location | quote }}
+- name: PYSPARK_PYTHON
+  value: /opt/venv/bin/python
+{{- with .Values.scorer.extraEnv }}
+{{ toYaml . }}
+{{- end }}
+{{- end -}}
+
+{{/* Writable paths of a Spark pod; volumes named spark-local-dir-* become Spark's scratch space. */}}
+{{- define "citysense.spark.volumeMounts" -}}
+- name: config
+  mountPath: /etc/citysense
+  readOnly: true
+- name: data
+  mountPath: /var/lib/citysense
+- name: tmp
+  mountPath: /tmp
+- name: work-dir
+  mountPath: /opt/spark/work-dir
+- name: spark-local-dir-1
+  mountPath: /var/spark/local
+{{- end -}}
+
+{{- define "citysense.spark.volumes" -}}
+{{- $stream := index . 1 -}}
+{{- with index . 0 -}}
+- name: config
+  configMap:
+    name: {{ include "citysense.configMapName" . }}
+{{- if and $stream (not .Values.scorer.checkpoint.location) }}
+- name: data
+  persistentVolumeClaim:
+    claimName: {{ include "citysense.checkpointClaimName" . }}
+{{- else }}
+- name: data
+  emptyDir:
+    sizeLimit: 1Gi
+{{- end }}
+- name: tmp
+  emptyDir:
+    sizeLimit: 1Gi
+- name: work-dir
+  emptyDir:
+    sizeLimit: 1Gi
+- name: spark-local-dir-1
+  emptyDir:
+    sizeLimit: 8Gi
+{{- end -}}
+{{- end -}}
+
+{{/* spec of a SparkApplication: include "citysense.spark.spec" (list . "stream" <executor values> <arguments> <restartPolicy>) */}}
+{{- define "citysense.spark.spec" -}}
+{{- $ := index . 0 -}}
+{{- $role := index . 1 -}}
+{{- $executor := index . 2 -}}
+{{- $v := $.Values.scorer -}}
+{{- $component := printf "scorer-%s" $role -}}
+type: Python
+pythonVersion: "3"
+mode: cluster
+image: {{ include "citysense.image" (list $ $v.image) }}
+imagePullPolicy: {{ include "citysense.imagePullPolicy" (list $ $v.image) }}
+{{- with $.Values.global.imagePullSecrets }}
+imagePullSecrets:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+mainApplicationFile: {{ $v.mainApplicationFile | quote }}
+arguments:
+  {{- toYaml (index . 3) | nindent 2 }}
+sparkVersion: {{ $v.sparkVersion | quote }}
+restartPolicy:
+  {{- toYaml (index . 4) | nindent 2 }}
+sparkConf:
+  spark.kubernetes.executor.podNamePrefix: {{ include "citysense.componentName" (list $ $component) | quote }}
+  # Prometheus endpoints on the driver UI port (/metrics/prometheus, /metrics/executors/prometheus).
+  spark.ui.prometheus.enabled: "true"
+  spark.sql.streaming.metricsEnabled: "true"
+  spark.metrics.namespace: citysense
+  spark.metrics.conf.*.sink.prometheusServlet.class: org.apache.spark.metrics.sink.PrometheusServlet
+  spark.metrics.conf.*.sink.prometheusServlet.path: /metrics/prometheus
+  spark.sql.shuffle.partitions: {{ $.Values.kafka.topics.readings.partitions | quote }}
+  {{- with $v.checkpoint.location }}
+  spark.sql.streaming.checkpointLocation: {{ . | quote }}
+  {{- end }}
+  {{- range $key, $value := $v.sparkConf }}
+  {{ $key }}: {{ $value | toString | quote }}
+  {{- end }}
+{{- with $v.hadoopConf }}
+hadoopConf:
+  {{- range $key, $value := . }}
+  {{ $key }}: {{ $value | toString | quote }}
+  {{- end }}
+{{- end }}
+volumes:
+  {{- include "citysense.spark.volumes" (list $ (eq $role "stream")) | nindent 2 }}
+driver:
+  cores: {{ $v.driver.cores }}
+  coreLimit: {{ $v.driver.coreLimit | quote }}
+  memory: {{ $v.driver.memory | quote }}
+  memoryOverhead: {{ $v.driver.memoryOverhead | quote }}
+  serviceAccount: {{ $v.serviceAccountName }}
+  labels:
+    {{- include "citysense.componentLabels" (list $ $component) | nindent 4 }}
+  annotations:
+    {{- include "citysense.configChecksums" $ | nindent 4 }}
+  podSecurityContext:
+    {{- toYaml $v.podSecurityContext | nindent 4 }}
+  securityContext:
+    {{- toYaml $.Values.containerSecurityContext | nindent 4 }}
+  env:
+    {{- include "citysense.spark.env" $ | nindent 4 }}
+  volumeMounts:
+    {{- include "citysense.spark.volumeMounts" $ | nindent 4 }}
+  {{- with $v.driver.livenessProbe }}
+  template:
+    spec:
+      containers:
+        - name: spark-kubernetes-driver
+          livenessProbe:
+            {{- toYaml . | nindent 12 }}
+  {{- end }}
+executor:
+  instances: {{ $executor.instances }}
+  cores: {{ $executor.cores }}
+  {{- with $executor.coreLimit }}
+  coreLimit: {{ . | quote }}
+  {{- end }}
+  memory: {{ $executor.memory | quote }}
+  {{- with $executor.memoryOverhead }}
+  memoryOverhead: {{ . | quote }}
+  {{- end }}
+  labels:
+    {{- include "citysense.componentLabels" (list $ $component) | nindent 4 }}
+  annotations:
+    {{- include "citysense.configChecksums" $ | nindent 4 }}
+  podSecurityContext:
+    {{- toYaml $v.podSecurityContext | nindent 4 }}
+  securityContext:
+    {{- toYaml $.Values.containerSecurityContext | nindent 4 }}
+  env:
+    {{- include "citysense.spark.env" $ | nindent 4 }}
+  volumeMounts:
+    {{- include "citysense.spark.volumeMounts" $ | nindent 4 }}
+{{- end -}}
