@@ -44,6 +44,7 @@ class StackSettings(CommonSettings):
     webhook_allowed_networks: str = Field(default="127.0.0.0/8,::1/128",
                                           description="local subscribers may be on this machine")
     env: str = Field(default="development")
+    durable: bool = Field(default=False, description="keep the local broker's data under DATA_DIR/broker")
     components: str = Field(default="scorer,alert-api,notifier,simulator",
                             description="which components to run, comma-separated")
 
@@ -129,8 +130,10 @@ class Stack:
             log.info("using Kafka at %s (no local broker)", s.kafka_bootstrap)
             wait_for_broker(s.kafka_bootstrap, timeout=30, extra=s.kafka_options)
         else:
-            log.info("starting the local Kafka-protocol broker (tansu) on 127.0.0.1:%d", s.kafka_port)
-            self.broker = start_broker(s.kafka_port, log_path=self.logs / "broker.log")
+            log.info("starting the local Kafka-protocol broker (tansu, %s) on 127.0.0.1:%d",
+                     "durable" if s.durable else "in memory", s.kafka_port)
+            self.broker = start_broker(s.kafka_port, log_path=self.logs / "broker.log",
+                                       durable_dir=self.data_dir / "broker" if s.durable else None)
         created = ensure_topics(s.bootstrap, default_topics(s), extra=s.kafka_options)
         log.info("topics ready%s", f" (created {', '.join(created)})" if created else "")
         if any(c.name == "scorer" for c in self.components):
@@ -165,12 +168,14 @@ class Stack:
     def _write_state(self) -> None:
         state = {"launcher": os.getpid(),
                  "broker": self.broker.proc.pid if self.broker else None,
+                 "object_store": self.broker.object_store.pid if self.broker and self.broker.object_store else None,
                  "components": {c.name: c.proc.pid for c in self.components if c.proc}}
         (self.data_dir / "stack.json").write_text(json.dumps(state, indent=2), encoding="utf-8")
 
     def summary(self) -> str:
         s = self.settings
-        rows = [("broker", s.bootstrap + ("" if s.kafka_bootstrap else " (tansu, in memory)"), "broker.log")]
+        kind = "" if s.kafka_bootstrap else (" (tansu, durable)" if s.durable else " (tansu, in memory)")
+        rows = [("broker", s.bootstrap + kind, "broker.log")]
         for c in self.components:
             rows.append((c.name, c.address or "-", f"{c.name}.log"))
         width = max(len(r[0]) for r in rows)
