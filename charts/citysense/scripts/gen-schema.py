@@ -95,7 +95,7 @@ METRIC = {
 }
 
 SCHEMA = {
-    "$schema": "https://json-schema.org/draft-07/schema#",
+    "$schema": "http://json-schema.org/draft-07/schema#",
     "title": "citysense chart values",
     **obj({
         "global": obj({"imageRegistry": STR, "imagePullSecrets": {"type": "array", "items": DNS1123}}),
@@ -108,7 +108,8 @@ SCHEMA = {
             "options": {"type": "object", "additionalProperties": {"type": ["string", "number", "boolean"]},
                         "description": "librdkafka properties"},
             "topics": obj({
-                "readings": obj({"name": TOPIC, "partitions": {"type": "integer", "minimum": 6}}, ["name", "partitions"]),
+                "readings": obj({"name": TOPIC, "partitions": {"type": "integer", "minimum": 6}},
+                                ["name", "partitions"]),
                 "alerts": obj({"name": TOPIC, "partitions": {"type": "integer", "minimum": 1}}, ["name", "partitions"]),
                 "dlq": obj({"name": TOPIC, "partitions": {"type": "integer", "minimum": 1}}, ["name", "partitions"]),
                 "webhookTests": obj({"name": TOPIC, "partitions": {"type": "integer", "minimum": 1}},
@@ -255,7 +256,8 @@ SCHEMA = {
             "extraEnv": POD_EXTRAS["extraEnv"],
             "batch": obj({
                 "enabled": BOOL,
-                "schedule": {"type": "string", "pattern": r"^(@(hourly|daily|weekly|monthly|yearly|every \S+)|(\S+\s+){4}\S+)$"},
+                "schedule": {"type": "string",
+                             "pattern": r"^(@(hourly|daily|weekly|monthly|yearly|every \S+)|(\S+\s+){4}\S+)$"},
                 "arguments": {"type": "array", "minItems": 1, "items": STR},
                 "concurrencyPolicy": {"enum": ["Allow", "Forbid", "Replace"]},
                 "successfulRunHistoryLimit": {"type": "integer", "minimum": 0},

@@ -27,7 +27,9 @@ INDENT = "    "  # the blocks live under `config.<key>:` (2 spaces) so their con
 
 def block(key: str) -> re.Pattern[str]:
     return re.compile(
-        rf"(?P<head>^  # BEGIN generated from config/{key}\.yaml[^\n]*\n  {key}:)(?P<body>.*?)(?P<tail>^  # END generated from config/{key}\.yaml$)",
+        rf"(?P<head>^  # BEGIN generated from config/{key}\.yaml[^\n]*\n  {key}:)"
+        rf"(?P<body>.*?)"
+        rf"(?P<tail>^  # END generated from config/{key}\.yaml$)",
         re.S | re.M,
     )
 
