@@ -5,13 +5,14 @@ from __future__ import annotations
 import signal
 import threading
 
+from citysense_common.contract import AlertState, Severity
 from cloudevents.v1.http import from_http  # the SDK's HTTP binding (2.x path)
 from standardwebhooks.webhooks import Webhook
 
-from citysense_common.contract import AlertState, Severity
 
-
-def test_signed_cloudevent_reaches_matching_subscriber_only(notifier, receiver, event_factory, reply, receiver_factory) -> None:
+def test_signed_cloudevent_reaches_matching_subscriber_only(
+    notifier, receiver, event_factory, reply, receiver_factory
+) -> None:
     wanted = notifier.subscribe(receiver.url, station_ids=["st-1"], min_severity="warning")
     other = notifier.subscribe(receiver.url, station_ids=["st-2"])
     notifier.start()
@@ -36,7 +37,9 @@ def test_signed_cloudevent_reaches_matching_subscriber_only(notifier, receiver, 
     assert notifier.store.get_delivery(wanted.id, ignored.event_id) is None
 
 
-def test_geographic_filters(notifier, receiver, event_factory, reply, receiver_factory) -> None:
+def test_geographic_filters(
+    notifier, receiver, event_factory, reply, receiver_factory
+) -> None:
     near = notifier.subscribe(receiver.url, point={"lat": 48.85, "lon": 2.35}, radius_m=1000)
     box = notifier.subscribe(receiver.url, bbox=[2.0, 48.0, 3.0, 49.0], states=["resolved"])
     notifier.start()
@@ -53,7 +56,9 @@ def test_geographic_filters(notifier, receiver, event_factory, reply, receiver_f
     assert types == ["io.citysense.alert.opened", "io.citysense.alert.resolved"]
 
 
-def test_retry_after_503_honours_retry_after(notifier, receiver, event_factory, reply, receiver_factory) -> None:
+def test_retry_after_503_honours_retry_after(
+    notifier, receiver, event_factory, reply, receiver_factory
+) -> None:
     receiver.script[:] = [reply(503, {"Retry-After": "1"})]
     sub = notifier.subscribe(receiver.url)
     notifier.start()
@@ -68,7 +73,9 @@ def test_retry_after_503_honours_retry_after(notifier, receiver, event_factory, 
     assert delivery.attempts == 2
 
 
-def test_dead_letter_after_max_attempts(notifier, receiver, event_factory, reply, receiver_factory) -> None:
+def test_dead_letter_after_max_attempts(
+    notifier, receiver, event_factory, reply, receiver_factory
+) -> None:
     receiver.script[:] = [reply(500) for _ in range(10)]
     sub = notifier.subscribe(receiver.url)
     notifier.start(CITYSENSE_WEBHOOK_MAX_ATTEMPTS="3")
@@ -81,7 +88,9 @@ def test_dead_letter_after_max_attempts(notifier, receiver, event_factory, reply
     assert len(receiver.requests) == 3
 
 
-def test_delivery_time_ssrf_check_dead_letters_refused_url(notifier, receiver, event_factory, reply, receiver_factory) -> None:
+def test_delivery_time_ssrf_check_dead_letters_refused_url(
+    notifier, receiver, event_factory, reply, receiver_factory
+) -> None:
     # Stored directly (as if DNS changed after the API accepted it): the notifier must still refuse it.
     sub = notifier.subscribe(receiver.url)
     notifier.start(CITYSENSE_ENV="production")  # production allows no private networks by default
@@ -92,7 +101,9 @@ def test_delivery_time_ssrf_check_dead_letters_refused_url(notifier, receiver, e
     assert receiver.requests == []
 
 
-def test_sigkill_mid_delivery_then_restart_redelivers_same_webhook_id(notifier, receiver, event_factory, reply, receiver_factory) -> None:
+def test_sigkill_mid_delivery_then_restart_redelivers_same_webhook_id(
+    notifier, receiver, event_factory, reply, receiver_factory
+) -> None:
     hold = threading.Event()
     receiver.script[:] = [reply(200, hold=hold)]  # the first request hangs: the notifier is mid-delivery
     sub = notifier.subscribe(receiver.url)
@@ -112,7 +123,9 @@ def test_sigkill_mid_delivery_then_restart_redelivers_same_webhook_id(notifier, 
     assert delivered.webhook_id == first.headers["webhook-id"]
 
 
-def test_failing_subscriber_does_not_delay_others(notifier, receiver, event_factory, reply, receiver_factory) -> None:
+def test_failing_subscriber_does_not_delay_others(
+    notifier, receiver, event_factory, reply, receiver_factory
+) -> None:
     slow = receiver_factory()
     slow.script[:] = [reply(503, {"Retry-After": "30"})]
     failing = notifier.subscribe(slow.url)

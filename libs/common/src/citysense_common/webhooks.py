@@ -342,8 +342,9 @@ class SubscriptionFilters(BaseModel):
     station_ids: list[StationId] | None = Field(
         default=None, min_length=1, max_length=1000, description=f"only these stations ({STATION_ID_PATTERN})"
     )
-    bbox: tuple[float, float, float, float] | None = Field(
-        default=None, description="[min_lon, min_lat, max_lon, max_lat]: only stations inside this box"
+    bbox: list[float] | None = Field(
+        default=None, min_length=4, max_length=4,
+        description="[min_lon, min_lat, max_lon, max_lat]: only stations inside this box",
     )
     point: Location | None = Field(default=None, description="centre of a circle; needs radius_m")
     radius_m: float | None = Field(default=None, gt=0, le=1_000_000, description="circle radius in metres")

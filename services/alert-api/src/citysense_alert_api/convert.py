@@ -50,8 +50,8 @@ def alert_out(record: AlertRecord) -> AlertOut:
 
 
 def subscription_out(sub: Subscription) -> SubscriptionOut:
-    return SubscriptionOut(id=sub.id, url=sub.url, description=sub.description,
-                           filters=SubscriptionFilters.model_validate(sub.filters), status=sub.status,
+    filters = SubscriptionFilters.model_validate(sub.filters).model_dump(mode="json", exclude_none=True)
+    return SubscriptionOut(id=sub.id, url=sub.url, description=sub.description, filters=filters, status=sub.status,
                            created_at=sub.created_at, updated_at=sub.updated_at)
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 from citysense_common.webhooks import SubscriptionFilters
 from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, field_validator
@@ -98,7 +98,7 @@ class SubscriptionOut(BaseModel):
     id: str
     url: str
     description: str
-    filters: SubscriptionFilters
+    filters: dict[str, Any] = Field(description="the filters given (see SubscriptionFilters); {} = every event")
     status: Literal["active", "paused"]
     created_at: datetime | None = None
     updated_at: datetime | None = None

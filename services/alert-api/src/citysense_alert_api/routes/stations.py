@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import json
 from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
@@ -59,6 +61,10 @@ async def list_readings(
                           invalid_params=[{"name": f"query.{name}", "reason": "needs a time zone"}])
     end = to or datetime.now(UTC)
     start = from_ or end - timedelta(hours=1)
+    store_cursor = None
+    if cursor is not None:
+        # The default window moves with the clock; the cursor pins the window of the first page.
+        start, end, store_cursor = _decode_cursor(cursor)
     if start >= end:
         raise Problem(422, "Invalid request", "query.from must be earlier than query.to",
                       type_="urn:citysense:problem:invalid-request",
@@ -70,6 +76,19 @@ async def list_readings(
     if store.get_station(station_id) is None:
         raise _not_found(station_id)
     with cursor_guard():
-        page = store.read_readings(station_id, start, end, metric=metric, limit=limit, cursor=cursor)
-    return ReadingPage(station_id=station_id, items=[reading_out(r) for r in page.items],
-                       next_cursor=page.next_cursor)
+        page = store.read_readings(station_id, start, end, metric=metric, limit=limit, cursor=store_cursor)
+    next_cursor = None if page.next_cursor is None else _encode_cursor(start, end, page.next_cursor)
+    return ReadingPage(station_id=station_id, items=[reading_out(r) for r in page.items], next_cursor=next_cursor)
+
+
+def _encode_cursor(start: datetime, end: datetime, store_cursor: str) -> str:
+    raw = json.dumps([start.timestamp(), end.timestamp(), store_cursor], separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> tuple[datetime, datetime, str]:
+    with cursor_guard():
+        start, end, inner = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+        if not isinstance(inner, str):
+            raise ValueError("cursor")
+        return datetime.fromtimestamp(float(start), UTC), datetime.fromtimestamp(float(end), UTC), inner

@@ -1,0 +1,67 @@
+"""Alert API fixtures: the app over a real SQLite store, seeded with stations, readings and alerts."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from citysense_alert_api.app import create_app
+from citysense_alert_api.settings import ApiSettings, build_settings
+from citysense_common.store import AlertRecord, EnrichedReading, StationRecord, Store
+from citysense_common.store.factory import open_store
+from fastapi.testclient import TestClient
+
+TOKEN = "test-token-" + "x" * 24
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+NOW = datetime.now(UTC).replace(microsecond=0)
+
+
+def seed(store: Store) -> None:
+    stations = [
+        StationRecord("st-good", NOW, 10, {"pm2_5": 4.0, "temperature": 21.5}, lat=48.85, lon=2.35),
+        StationRecord("st-bad", NOW, 11, {"pm2_5": 150.2, "noise_level": 60.0}, lat=48.86, lon=2.36),
+        StationRecord("st-old", NOW - timedelta(hours=2), 3, {"pm2_5": 30.0}, lat=48.87, lon=2.30),
+        StationRecord("st-nopm", NOW, 1, {"temperature": 19.0}),
+    ]
+    store.upsert_stations(stations)
+    store.write_readings([
+        EnrichedReading("st-good", NOW - timedelta(minutes=i), 100 - i, {"pm2_5": 4.0 + i, "temperature": 20.0})
+        for i in range(25)
+    ])
+    alerts = []
+    for i, (station, severity, state, lat, lon) in enumerate([
+        ("st-bad", "critical", "active", 48.86, 2.36),
+        ("st-bad", "warning", "resolved", 48.86, 2.36),
+        ("st-good", "info", "active", 48.85, 2.35),
+        ("st-old", "warning", "active", 48.87, 2.30),
+    ]):
+        opened = NOW - timedelta(minutes=10 * (i + 1))
+        alerts.append(AlertRecord(
+            alert_id=f"al-{i}", station_id=station, rule_id=f"rule-{i}", kind="threshold", severity=severity,
+            state=state, opened_at=opened, updated_at=opened, message=f"alert {i}", last_event_id=f"ev-{i}",
+            metric="pm2_5", value=100.0, threshold=50.0, window="1m", lat=lat, lon=lon,
+            resolved_at=opened + timedelta(minutes=5) if state == "resolved" else None))
+    store.upsert_alerts(alerts)
+
+
+@pytest.fixture
+def api_settings(tmp_path: Path, kafka_broker, unique_topics) -> ApiSettings:  # noqa: ANN001
+    return build_settings(data_dir=tmp_path, kafka_bootstrap=kafka_broker.bootstrap,
+                          webhook_tests_topic=f"test.{uuid.uuid4().hex[:8]}.webhook-tests", **unique_topics)
+
+
+@pytest.fixture
+def store(api_settings: ApiSettings) -> Iterator[Store]:
+    s = open_store(api_settings)
+    seed(s)
+    yield s
+    s.close()
+
+
+@pytest.fixture
+def client(api_settings: ApiSettings, store: Store) -> Iterator[TestClient]:
+    with TestClient(create_app(api_settings, TOKEN, store=store), raise_server_exceptions=False) as c:
+        yield c
