@@ -2,16 +2,24 @@
 
 from __future__ import annotations
 
+import socket
+import threading
+import time
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+import uvicorn
 from citysense_alert_api.app import create_app
 from citysense_alert_api.settings import ApiSettings, build_settings
+from citysense_common.contract import AlertEvent, AlertKind, AlertState, Location, Severity
+from citysense_common.kafka import TopicSpec, ensure_topics
 from citysense_common.store import AlertRecord, EnrichedReading, StationRecord, Store
 from citysense_common.store.factory import open_store
+from confluent_kafka import Producer
 from fastapi.testclient import TestClient
 
 TOKEN = "test-token-" + "x" * 24
@@ -65,3 +73,45 @@ def store(api_settings: ApiSettings) -> Iterator[Store]:
 def client(api_settings: ApiSettings, store: Store) -> Iterator[TestClient]:
     with TestClient(create_app(api_settings, TOKEN, store=store), raise_server_exceptions=False) as c:
         yield c
+
+
+@dataclass
+class LiveServer:
+    url: str
+    store: Store
+    settings: ApiSettings
+
+    def publish(self, event: AlertEvent) -> None:
+        producer = Producer({"bootstrap.servers": self.settings.bootstrap})
+        producer.produce(self.settings.alerts_topic, key=event.station_id.encode(), value=event.to_json())
+        assert producer.flush(10) == 0
+
+
+@pytest.fixture
+def live_server(api_settings: ApiSettings, store: Store) -> Iterator[LiveServer]:
+    """The API on a real uvicorn server on a free loopback port (SSE and the browser need a real socket)."""
+    ensure_topics(api_settings.bootstrap, [TopicSpec(api_settings.alerts_topic, 1)])
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    config = uvicorn.Config(create_app(api_settings, TOKEN, store=store), host="127.0.0.1", port=port,
+                            log_level="warning", log_config=None)
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        assert time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.05)
+    yield LiveServer(f"http://127.0.0.1:{port}", store, api_settings)
+    server.should_exit = True
+    thread.join(10)
+
+
+def alert_event(station_id: str = "st-bad", message: str = "PM2.5 hazardous") -> AlertEvent:
+    now = datetime.now(UTC)
+    return AlertEvent(event_id=f"ev-{uuid.uuid4().hex}", alert_id=f"al-{uuid.uuid4().hex[:10]}",
+                      state=AlertState.OPEN, kind=AlertKind.THRESHOLD, severity=Severity.CRITICAL,
+                      rule_id="pm25_1m", station_id=station_id, location=Location(lat=48.86, lon=2.36),
+                      metric="pm2_5", value=400.0, threshold=250.0, window="1m", opened_at=now, event_time=now,
+                      message=message)
