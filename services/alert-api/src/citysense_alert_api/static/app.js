@@ -2,7 +2,7 @@
 "use strict";
 
 const SVGNS = "http://www.w3.org/2000/svg";
-const MAP_W = 800, MAP_H = 560, PAD = 40;
+const MAP_W = 800, MAP_H = 560, PAD = 60;
 const OFFLINE_COLOR = "#9aa4b2", NO_AQ_COLOR = "#d0d5dd";
 const AQ_LEGEND = [
   ["Good", "#00e400"], ["Moderate", "#ffff00"], ["Unhealthy for sensitive groups", "#ff7e00"],
