@@ -7,7 +7,7 @@ ENV_INPUTS := scripts/bootstrap-env requirements-dev.txt libs/common/pyproject.t
 STAMP := $(VENV)/.citysense-env
 ENV_INPUTS += $(wildcard scripts/bootstrap.d/*)
 
-.PHONY: up test env contracts lint clean help
+.PHONY: up watch test env contracts lint clean help
 
 help:  ## list targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -20,6 +20,9 @@ env: $(STAMP)  ## create/refresh the Python environment in .venv
 
 up: $(STAMP)  ## run broker, simulator, scorer, API and notifier locally (Ctrl-C stops all)
 	@exec $(BIN)/citysense-stack up
+
+watch: $(STAMP)  ## live readings/s, stations and invalid readings on the running stack's topic
+	@$(BIN)/citysense-stack watch
 
 test: $(STAMP)  ## run the whole test suite
 	@$(BIN)/python -m pytest

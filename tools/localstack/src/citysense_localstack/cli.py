@@ -13,8 +13,19 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="citysense-stack", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("up", help="start broker, scorer, API, notifier and simulator; Ctrl-C stops all")
-    parser.parse_args(argv)
+    watch = sub.add_parser("watch", help="print readings/s, distinct stations and invalid readings per second")
+    watch.add_argument("--seconds", type=float, default=3600.0, help="how long to watch")
+    args = parser.parse_args(argv)
     from citysense_localstack import stack
+
+    if args.command == "watch":
+        from citysense_localstack.watch import watch as run_watch
+
+        try:
+            run_watch(stack.load(), args.seconds)
+        except KeyboardInterrupt:
+            pass
+        return 0
 
     try:
         settings = stack.load()
