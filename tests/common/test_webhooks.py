@@ -6,8 +6,6 @@ import asyncio
 import ipaddress
 
 import pytest
-from standardwebhooks.webhooks import Webhook
-
 from citysense_common.webhooks import (
     UnsafeWebhookURL,
     check_webhook_url,
@@ -18,6 +16,7 @@ from citysense_common.webhooks import (
     verify,
     webhook_id_for,
 )
+from standardwebhooks.webhooks import Webhook
 
 PUBLIC = "93.184.215.14"
 
