@@ -5,10 +5,9 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from confluent_kafka import Consumer, Producer, TopicPartition
-
 from citysense_common.kafka import TopicSpec, ensure_topics
 from citysense_localstack.broker import free_port, running_broker
+from confluent_kafka import Consumer, Producer, TopicPartition
 
 
 def produce(bootstrap: str, topic: str, count: int) -> None:

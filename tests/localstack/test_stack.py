@@ -11,10 +11,9 @@ import time
 from pathlib import Path
 
 import pytest
-from confluent_kafka import Consumer, TopicPartition
-
 from citysense_common.contract import parse_reading
 from citysense_localstack.broker import free_port
+from confluent_kafka import Consumer, TopicPartition
 
 REPO = Path(__file__).resolve().parents[2]
 STACK = [sys.executable, "-m", "citysense_localstack.cli", "up"]
@@ -45,7 +44,8 @@ def start_stack(tmp_path: Path, components: str, stations: int = 20) -> tuple[su
     kafka_port = free_port()
     env = {**os.environ, "CITYSENSE_DATA_DIR": str(tmp_path / "data"), "CITYSENSE_KAFKA_PORT": str(kafka_port),
            "CITYSENSE_API_PORT": str(free_port()), "CITYSENSE_STATIONS": str(stations),
-           "CITYSENSE_COMPONENTS": components, "CITYSENSE_METRICS_PORT": "0"}
+           "CITYSENSE_COMPONENTS": components, "CITYSENSE_SIMULATOR_METRICS_PORT": "0",
+           "CITYSENSE_SCORER_METRICS_PORT": "0", "CITYSENSE_NOTIFIER_METRICS_PORT": "0"}
     env.pop("CITYSENSE_KAFKA_BOOTSTRAP", None)
     proc = subprocess.Popen(STACK, env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     output = []

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import jsonschema
 import numpy as np
-
 from citysense_common.contract import parse_reading
 from citysense_simulator.encode import TickEncoder
 from citysense_simulator.stations import make_stations

@@ -6,7 +6,6 @@ import math
 
 import numpy as np
 import pytest
-
 from citysense_common.registry import load_registry
 from citysense_simulator.engine import EngineParams, SensorField
 

@@ -10,13 +10,12 @@ import time
 from pathlib import Path
 
 import jsonschema
-from confluent_kafka import Consumer, TopicPartition
-
 from citysense_common.contract import parse_reading
 from citysense_common.kafka import TopicSpec, ensure_topics
 from citysense_simulator import runner
 from citysense_simulator.settings import load
 from citysense_simulator.telemetry import SimulatorTelemetry
+from confluent_kafka import Consumer, TopicPartition
 
 SCHEMA = json.loads((Path(__file__).resolve().parents[2] / "contracts/reading.v1.schema.json").read_text("utf-8"))
 
@@ -33,7 +32,7 @@ def consume_all(bootstrap: str, topic: str, partitions: int, expected: int, dead
 
 def test_readings_reach_the_broker_keyed_by_station(kafka_broker, unique_topics) -> None:
     ensure_topics(kafka_broker.bootstrap, [TopicSpec(unique_topics["readings_topic"], 6)])
-    settings = load(kafka_bootstrap=kafka_broker.bootstrap, stations=40, rate_hz=5, seed=1, metrics_port=0,
+    settings = load(kafka_bootstrap=kafka_broker.bootstrap, stations=40, rate_hz=5, seed=1, simulator_metrics_port=0,
                     instance_id="sim-2", **unique_topics)
     telemetry = SimulatorTelemetry()
     counts = runner.run(settings, threading.Event(), telemetry=telemetry, duration=1.9)
@@ -58,7 +57,7 @@ def test_readings_reach_the_broker_keyed_by_station(kafka_broker, unique_topics)
 
 def test_cli_stops_cleanly_on_sigterm_and_flushes(kafka_broker, unique_topics) -> None:
     ensure_topics(kafka_broker.bootstrap, [TopicSpec(unique_topics["readings_topic"], 6)])
-    env = {"CITYSENSE_KAFKA_BOOTSTRAP": kafka_broker.bootstrap, "CITYSENSE_METRICS_PORT": "0",
+    env = {"CITYSENSE_KAFKA_BOOTSTRAP": kafka_broker.bootstrap, "CITYSENSE_SIMULATOR_METRICS_PORT": "0",
            "CITYSENSE_READINGS_TOPIC": unique_topics["readings_topic"], "PATH": "/usr/bin:/bin"}
     proc = subprocess.Popen([sys.executable, "-m", "citysense_simulator.cli", "run", "--stations", "20",
                              "--rate-hz", "10", "--instance-id", "t-1"], env=env,

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from citysense_simulator.scenarios import ScenarioError, apply, parse_scenario
 
 NAMES = ["temperature", "humidity", "pm2_5", "pm10", "noise_level"]

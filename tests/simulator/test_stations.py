@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from citysense_simulator.stations import DEFAULT_BBOX, instance_key, make_stations, parse_bbox
 
 

@@ -32,7 +32,7 @@ def test_metrics_endpoint_reports_produced_readings_and_stations() -> None:
     telemetry = SimulatorTelemetry()
     telemetry.serve(port)
     publisher = ListPublisher()
-    runner.run(load(stations=7, rate_hz=20, seed=2, metrics_port=0), threading.Event(), publisher, telemetry,
+    runner.run(load(stations=7, rate_hz=20, seed=2, simulator_metrics_port=0), threading.Event(), publisher, telemetry,
                duration=0.5)
     body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()  # noqa: S310
     samples = dict(line.rsplit(" ", 1) for line in body.splitlines() if line and not line.startswith("#"))

@@ -85,7 +85,8 @@ def wait_for_broker(bootstrap: str, timeout: float = 30.0, extra: dict | None = 
     raise BrokerUnavailable(f"no Kafka broker answered at {bootstrap} within {timeout:.0f}s ({last})")
 
 
-def ensure_topics(bootstrap: str, specs: list[TopicSpec], extra: dict | None = None, timeout: float = 30.0) -> list[str]:
+def ensure_topics(bootstrap: str, specs: list[TopicSpec], extra: dict | None = None,
+                  timeout: float = 30.0) -> list[str]:
     """Create the topics that do not exist yet; return the names created. Existing topics are left alone."""
     admin = AdminClient({"bootstrap.servers": bootstrap, **(extra or {})})
     existing = set(admin.list_topics(timeout=timeout).topics)

@@ -10,6 +10,7 @@ import threading
 from citysense_common.log import setup_logging
 from citysense_common.registry import RegistryError
 from citysense_common.settings import SettingsError
+
 from citysense_simulator.scenarios import ScenarioError
 
 
@@ -37,7 +38,8 @@ def _overrides(args: argparse.Namespace) -> dict[str, object]:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    from citysense_simulator import runner, settings as settings_mod
+    from citysense_simulator import runner
+    from citysense_simulator import settings as settings_mod
     from citysense_simulator.telemetry import SimulatorTelemetry
 
     try:
@@ -47,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
         for signum in (signal.SIGINT, signal.SIGTERM):
             signal.signal(signum, lambda *_: stop.set())
         telemetry = SimulatorTelemetry()
-        telemetry.serve(settings.metrics_port)
+        telemetry.serve(settings.simulator_metrics_port)
         counts = runner.run(settings, stop, telemetry=telemetry, duration=args.duration)
     except (SettingsError, RegistryError, ScenarioError, ValueError) as exc:
         print(f"citysense-simulator: {exc}", file=sys.stderr)

@@ -11,8 +11,8 @@ from collections.abc import Iterator
 from datetime import datetime
 
 import numpy as np
-
 from citysense_common.contract import format_ts
+
 from citysense_simulator.stations import Station
 
 

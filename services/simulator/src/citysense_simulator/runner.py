@@ -10,9 +10,9 @@ from datetime import UTC, datetime
 from typing import Protocol
 
 import numpy as np
+from citysense_common.kafka import producer_config
 from confluent_kafka import KafkaError, Producer
 
-from citysense_common.kafka import producer_config
 from citysense_simulator import scenarios as scenario_mod
 from citysense_simulator.encode import TickEncoder
 from citysense_simulator.engine import EngineParams, SensorField

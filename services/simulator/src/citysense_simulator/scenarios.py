@@ -5,7 +5,7 @@ this instance take part: a count (``stations=3`` = the first three), or indices 
 Times are seconds since the simulator started.
 
     pollution  PM2.5 (and PM10 at 1.4×) rise linearly to ``peak`` µg/m³ above normal over ``ramp`` s, hold for
-               ``hold`` s (default: forever), then fall back over ``ramp`` s.          keys: stations start ramp peak hold
+               ``hold`` s (default: forever), then fall back over ``ramp`` s.       keys: stations start ramp peak hold
     heatwave   temperature rises by ``delta`` °C over ``ramp`` s and stays.             keys: stations start ramp delta
     flatline   a metric freezes at its value when the scenario starts.                  keys: stations start metric
     stuck      a metric sticks at its physical range limit (``at=max`` or ``min``).     keys: stations start metric at
@@ -64,7 +64,8 @@ def _station_indices(text: str, total: int, name: str) -> np.ndarray:
         else:
             indices = np.arange(min(int(text), total), dtype=np.int64)
     except ValueError:
-        raise ScenarioError(f"scenario {name}: stations must be a count or indices joined by '+', got {text!r}") from None
+        raise ScenarioError(
+            f"scenario {name}: stations must be a count or indices joined by '+', got {text!r}") from None
     if indices.size and (indices.min() < 0 or indices.max() >= total):
         raise ScenarioError(f"scenario {name}: station index out of range 0..{total - 1}")
     return indices

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from citysense_common.settings import CommonSettings, load_settings
 from pydantic import Field, field_validator
 
-from citysense_common.settings import CommonSettings, load_settings
 from citysense_simulator.stations import DEFAULT_BBOX, parse_bbox
 
 
@@ -21,7 +21,7 @@ class SimulatorSettings(CommonSettings):
     outlier_probability: float = Field(default=0.001, ge=0, le=1)
     outlier_sigma: float = Field(default=6.0, ge=0)
     seed: int | None = None
-    metrics_port: int = Field(default=9101, ge=0, le=65535, description="Prometheus port; 0 disables")
+    simulator_metrics_port: int = Field(default=9100, ge=0, le=65535, description="Prometheus port; 0 disables")
 
     @field_validator("bbox")
     @classmethod

@@ -22,11 +22,11 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pydantic import Field
-
 from citysense_common.java import JavaNotFound, ensure_java
 from citysense_common.kafka import default_topics, ensure_topics, wait_for_broker
 from citysense_common.settings import CommonSettings, load_settings
+from pydantic import Field
+
 from citysense_localstack.broker import LocalBroker, start_broker
 from citysense_localstack.procs import spawn, stop
 

@@ -10,10 +10,9 @@ import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 
-from confluent_kafka import Consumer, TopicPartition
-
 from citysense_common.contract import ContractError, parse_reading
 from citysense_common.settings import CommonSettings
+from confluent_kafka import Consumer, TopicPartition
 
 
 @dataclass
