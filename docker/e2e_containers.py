@@ -155,7 +155,7 @@ def main() -> int:
         if present["simulator"]:
             containers.append(start("simulator", f"citysense/simulator:{TAG}",
                                     {**common, "CITYSENSE_STATIONS": "20", "CITYSENSE_INSTANCE_ID": "e2e-0",
-                                     "CITYSENSE_METRICS_PORT": str(free_port())},
+                                     "CITYSENSE_SIMULATOR_METRICS_PORT": str(free_port())},
                                     ["run", "--scenario", scenario]))
         if not present["alert-api"] or not present["notifier"]:
             raise SystemExit("the API and the notifier are needed to subscribe and deliver")
