@@ -87,9 +87,9 @@ def test_incremental_weighted_average_equals_direct_computation() -> None:
     field = SensorField(SEED_METRICS, "seed", 7, EngineParams(history=300), np.random.default_rng(9))
     for _ in range(457):  # not a multiple of the history, so the exact recomputation has not just run
         field.tick()
-    ordered = np.roll(field.history, -field.head, axis=2).astype(np.float64)
+    ordered = np.roll(field.history, -field.head, axis=0).astype(np.float64)  # oldest first
     weights = np.linspace(1.0, 1.5, 300)
-    direct = (ordered * weights).sum(axis=2) / weights.sum()
+    direct = (ordered * weights[:, None, None]).sum(axis=0) / weights.sum()
     assert np.allclose(field.expected(), direct, rtol=1e-9, atol=1e-6)
 
 

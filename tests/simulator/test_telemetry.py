@@ -17,8 +17,11 @@ class ListPublisher:
         self.counts = runner.DeliveryCounts()
 
     def publish(self, key: bytes, value: bytes) -> None:
-        self.messages.append((key, value))
-        self.counts.delivered += 1
+        self.publish_batch([(key, value)])
+
+    def publish_batch(self, messages: list[tuple[bytes, bytes]]) -> None:
+        self.messages.extend(messages)
+        self.counts.delivered += len(messages)
 
     def poll(self) -> None:
         pass
