@@ -23,7 +23,6 @@ from citysense_common.contract import STATION_ID_PATTERN, Location, Reading
 from citysense_simulator.opensensemap_client import ApiError, ApiUnavailable, OpenSenseMapClient, parse_time
 from citysense_simulator.opensensemap_mapping import PhenomenonMapper
 from citysense_simulator.opensensemap_state import SentState
-from citysense_simulator.publish import failed_count, publish_batch
 from citysense_simulator.runner import Publisher
 
 log = logging.getLogger("citysense.simulator.opensensemap")
@@ -146,11 +145,11 @@ class OpenSenseMapSource:
         return self._deliver(pending)
 
     def _deliver(self, pending: PendingRound) -> int:
-        failed_before = failed_count(self.publisher)
-        publish_batch(self.publisher, pending.messages)
+        failed_before = self.publisher.counts.failed
+        self.publisher.publish_batch(pending.messages)
         self.publisher.poll()
         undelivered = self.publisher.close(30.0)  # flush: the producer stays usable afterwards
-        failed = failed_count(self.publisher) - failed_before
+        failed = self.publisher.counts.failed - failed_before
         if undelivered or failed:
             # Not committed: the next round (or a restart) sends these measurements again rather than losing them.
             log.error("%d readings undelivered, %d failed; state not saved, will retry", undelivered, failed)

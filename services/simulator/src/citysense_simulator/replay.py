@@ -25,7 +25,6 @@ from citysense_common.contract import Location, Reading
 from citysense_common.registry import Registry
 from citysense_simulator.opensensemap_mapping import PhenomenonMapper
 from citysense_simulator.progress import ProgressBar
-from citysense_simulator.publish import failed_count, publish_batch
 from citysense_simulator.replay_csv import CsvSource, Measurement, ReadStats
 from citysense_simulator.replay_sort import DEFAULT_CHUNK, sorted_measurements
 from citysense_simulator.runner import Publisher
@@ -126,7 +125,7 @@ def replay(path: str | Path, publisher: Publisher, registry: Registry, mapper: P
              source.stats.rows, source.stats.values, source.stats.empty, source.stats.unmapped)
     bar = ProgressBar(total_rows, stream=progress, clock=clock, tty=progress_tty) if progress is not None else None
     pacer = Pacer(speed, clock, sleep or stop.wait)
-    failed_before = failed_count(publisher)
+    failed_before = publisher.counts.failed
     batch: list[tuple[bytes, bytes]] = []
     if first is not None:
         for reading, rows in group_readings(_chain(first, ordered)):
@@ -134,7 +133,7 @@ def replay(path: str | Path, publisher: Publisher, registry: Registry, mapper: P
                 log.warning("stopped after %d readings", result.readings)
                 break
             if speed is not None and batch:
-                publish_batch(publisher, batch)  # paced: each reading leaves at its own moment
+                publisher.publish_batch(batch)  # paced: each reading leaves at its own moment
                 batch = []
             pacer.wait_for(reading.ts.timestamp())
             batch.append((reading.station_id.encode(), reading.to_json()))
@@ -143,15 +142,15 @@ def replay(path: str | Path, publisher: Publisher, registry: Registry, mapper: P
             result.first = result.first or reading.ts
             result.last = reading.ts
             if len(batch) >= 1000:
-                publish_batch(publisher, batch)
+                publisher.publish_batch(batch)
                 batch = []
                 publisher.poll()
             if bar is not None:
                 bar.advance(rows)
-    publish_batch(publisher, batch)
+    publisher.publish_batch(batch)
     publisher.poll()
     result.undelivered = publisher.close(60.0)
-    result.failed = failed_count(publisher) - failed_before
+    result.failed = publisher.counts.failed - failed_before
     if bar is not None:
         bar.finish()
     return result
