@@ -1,0 +1,39 @@
+"""``make bench``: run every benchmark in turn; each writes bench/results/<name>.json and refreshes SUMMARY.md."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from harness import RESULTS, progress  # noqa: E402
+
+# (figure ids, script, arguments): the order puts cheap, independent figures first.
+BENCHMARKS: list[tuple[str, str, list[str]]] = [
+    ("P4", "p4_simulator.py", []),
+]
+
+
+def main(argv: list[str]) -> int:
+    wanted = {arg.upper() for arg in argv}
+    failures = []
+    for ids, script, args in BENCHMARKS:
+        if wanted and not wanted & set(ids.split(",")):
+            continue
+        progress(f"== {ids}: {script} {' '.join(args)}")
+        started = time.monotonic()
+        done = subprocess.run([sys.executable, str(HERE / script), *args], check=False)
+        progress(f"== {ids}: {'ok' if done.returncode == 0 else f'FAILED ({done.returncode})'} "
+                 f"in {time.monotonic() - started:.0f}s")
+        if done.returncode:
+            failures.append(ids)
+    progress(f"summary: {RESULTS / 'SUMMARY.md'}")
+    print((RESULTS / "SUMMARY.md").read_text(encoding="utf-8") if (RESULTS / "SUMMARY.md").exists() else "")
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))
