@@ -75,9 +75,8 @@ class _OriginalSensor:
 
 
 def run_baseline(bootstrap: str, seconds: float, stations: int) -> dict:
-    from confluent_kafka import Producer
-
     from citysense_common.registry import load_registry
+    from confluent_kafka import Producer
 
     metrics = load_registry().profile_metrics("city")
     station_sensors = [
