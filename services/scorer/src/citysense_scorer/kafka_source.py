@@ -1,0 +1,309 @@
+"""Spark streaming source for Kafka written with the Python Data Source API (``format("citysense_kafka")``).
+
+Why not Spark's built-in ``kafka`` source: it needs Maven jars that offline machines and CI cannot fetch (it is
+still selectable with ``CITYSENSE_SCORER_SOURCE=kafka`` when the jars are on the classpath).
+
+Design:
+- Offsets are ``{"<partition>": next_offset}`` dicts kept in Spark's checkpoint (offset log); nothing is committed to
+  Kafka and no consumer group is joined (tansu's first group join costs seconds; partitions are assigned explicitly).
+- ``latestOffset`` needs the end of every partition. ``ListOffsets(latest)`` is wrong on the local tansu broker, so
+  the driver keeps a background :class:`EndOffsetProbe`: a consumer assigned to all partitions that keeps fetching
+  near the end and records the high watermark that every fetch response carries (correct on tansu and on Kafka).
+- One Spark input partition per Kafka partition; ``read`` consumes ``[start, end)`` and yields Arrow record batches,
+  so no per-row Python objects cross into the JVM.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pyarrow as pa
+from pyspark.sql.datasource import DataSource, DataSourceStreamReader, InputPartition
+from pyspark.sql.types import BinaryType, IntegerType, LongType, StringType, StructField, StructType
+
+log = logging.getLogger(__name__)
+
+SOURCE_NAME = "citysense_kafka"
+
+# Same column names and types as Spark's built-in Kafka source (minus headers), so the rest of the job does not
+# care which source produced the rows.
+SCHEMA = StructType([
+    StructField("key", BinaryType()),
+    StructField("value", BinaryType()),
+    StructField("topic", StringType()),
+    StructField("partition", IntegerType()),
+    StructField("offset", LongType()),
+    StructField("timestamp_ms", LongType()),
+])
+ARROW_SCHEMA = pa.schema([
+    ("key", pa.binary()), ("value", pa.binary()), ("topic", pa.string()), ("partition", pa.int32()),
+    ("offset", pa.int64()), ("timestamp_ms", pa.int64()),
+])
+# Rows per Arrow batch handed to Spark: large enough to amortise the hand-over, small enough to bound memory.
+ARROW_BATCH_ROWS = 20_000
+READ_TIMEOUT_S = 120.0
+
+
+def _client_config(options: dict[str, str]) -> dict[str, Any]:
+    conf: dict[str, Any] = {"bootstrap.servers": options["bootstrap"]}
+    conf.update(json.loads(options.get("kafka_options") or "{}"))
+    return conf
+
+
+def partition_ids(conf: dict[str, Any], topic: str, timeout: float = 30.0) -> list[int]:
+    """The topic's partitions; raises when the topic does not exist (the job creates it on start)."""
+    from confluent_kafka.admin import AdminClient
+
+    meta = AdminClient(conf).list_topics(topic=topic, timeout=timeout)
+    info = meta.topics.get(topic)
+    if info is None or info.error is not None or not info.partitions:
+        raise RuntimeError(f"Kafka topic {topic!r} is not available: {info.error if info else 'missing'}")
+    return sorted(info.partitions)
+
+
+class EndOffsetProbe:
+    """Learns each partition's end offset from fetch responses, in a background thread.
+
+    The probe stays positioned one message before the end of each partition, so every fetch carries a fresh high
+    watermark while transferring at most a few messages; when it falls behind it seeks forward instead of reading.
+    """
+
+    def __init__(self, conf: dict[str, Any], topic: str, partitions: list[int], start: dict[int, int]) -> None:
+        from confluent_kafka import Consumer, TopicPartition
+
+        self._topic = topic
+        self._ends: dict[int, int] = dict(start)
+        self._fresh: set[int] = set()
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._consumer = Consumer({
+            **conf,
+            "group.id": "citysense-scorer-probe",  # required by the client; never joined (assign only)
+            "enable.auto.commit": False,
+            "enable.auto.offset.store": False,
+            "auto.offset.reset": "earliest",
+            "fetch.wait.max.ms": 50,
+            "fetch.max.bytes": 1024 * 1024,
+            "max.partition.fetch.bytes": 64 * 1024,
+            "queued.max.messages.kbytes": 1024,
+            "enable.partition.eof": True,
+        })
+        self._consumer.assign([TopicPartition(topic, p, max(0, start.get(p, 0) - 1)) for p in partitions])
+        self._tp = TopicPartition
+        self._thread = threading.Thread(target=self._run, name="kafka-end-probe", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self._poll_once()
+            except Exception:  # keep probing: a transient broker error must not freeze the stream
+                log.exception("end-offset probe failed; retrying")
+                time.sleep(0.5)
+
+    def _poll_once(self) -> None:
+        msgs = self._consumer.consume(num_messages=1000, timeout=0.1)
+        seen: dict[int, int] = {}
+        for msg in msgs:
+            if msg.error() is None:
+                seen[msg.partition()] = max(seen.get(msg.partition(), 0), msg.offset() + 1)
+            elif msg.error().code() == -191:  # _PARTITION_EOF: the fetch position is the end
+                seen[msg.partition()] = max(seen.get(msg.partition(), 0), msg.offset())
+        with self._lock:
+            for p in list(self._ends):
+                _, high = self._consumer.get_watermark_offsets(self._tp(self._topic, p), cached=True)
+                end = max(self._ends[p], seen.get(p, 0), high if high is not None and high >= 0 else 0)
+                if high is not None and high >= 0 or p in seen:
+                    self._fresh.add(p)
+                if end > self._ends[p]:
+                    self._ends[p] = end
+        # Skip ahead rather than reading everything a second time: only the watermark matters here.
+        for p, end in list(self._ends.items()):
+            pos = seen.get(p)
+            if pos is not None and end - pos > 100:
+                try:
+                    self._consumer.seek(self._tp(self._topic, p, end - 1))
+                except Exception:  # noqa: BLE001 - seek races with the fetcher; the next round retries
+                    pass
+
+    def ends(self, wait_fresh: float = 5.0) -> dict[int, int]:
+        """Current end offsets; on first use waits (bounded) until every partition has answered once."""
+        deadline = time.monotonic() + wait_fresh
+        while time.monotonic() < deadline:
+            with self._lock:
+                if len(self._fresh) == len(self._ends):
+                    break
+            time.sleep(0.02)
+        with self._lock:
+            return dict(self._ends)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+        self._consumer.close()
+
+
+@dataclass
+class KafkaRange(InputPartition):
+    topic: str
+    partition: int
+    start: int
+    end: int
+
+
+def read_range(conf: dict[str, Any], rng: KafkaRange) -> Iterator[pa.RecordBatch]:
+    """Consume ``[start, end)`` of one partition as Arrow record batches (runs in a Spark Python worker)."""
+    from confluent_kafka import Consumer, KafkaError, TopicPartition
+
+    consumer = Consumer({
+        **conf,
+        "group.id": "citysense-scorer-reader",  # never joined: partitions are assigned explicitly
+        "enable.auto.commit": False,
+        "enable.auto.offset.store": False,
+        "auto.offset.reset": "earliest",
+        "enable.partition.eof": True,
+        "fetch.wait.max.ms": 20,
+    })
+    try:
+        consumer.assign([TopicPartition(rng.topic, rng.partition, rng.start)])
+        cols: dict[str, list] = {name: [] for name in ARROW_SCHEMA.names}
+        next_offset = rng.start
+        deadline = time.monotonic() + READ_TIMEOUT_S
+        while next_offset < rng.end:
+            msgs = consumer.consume(num_messages=min(10_000, rng.end - next_offset), timeout=0.2)
+            for msg in msgs:
+                err = msg.error()
+                if err is not None:
+                    if err.code() == KafkaError._PARTITION_EOF:
+                        if msg.offset() >= rng.end:
+                            next_offset = rng.end
+                        continue
+                    raise RuntimeError(f"Kafka read of {rng.topic}[{rng.partition}] failed: {err}")
+                offset = msg.offset()
+                if offset >= rng.end:
+                    next_offset = rng.end
+                    break
+                next_offset = offset + 1
+                cols["key"].append(msg.key())
+                cols["value"].append(msg.value())
+                cols["offset"].append(offset)
+                cols["timestamp_ms"].append(msg.timestamp()[1])
+            if len(cols["offset"]) >= ARROW_BATCH_ROWS:
+                yield _batch(cols, rng)
+                cols = {name: [] for name in ARROW_SCHEMA.names}
+            if next_offset < rng.end and time.monotonic() > deadline:
+                # Failing the task (Spark retries it) is better than silently returning fewer rows.
+                raise TimeoutError(f"{rng.topic}[{rng.partition}] stopped at {next_offset}, expected {rng.end}")
+        if cols["offset"]:
+            yield _batch(cols, rng)
+    finally:
+        consumer.close()
+
+
+def _batch(cols: dict[str, list], rng: KafkaRange) -> pa.RecordBatch:
+    n = len(cols["offset"])
+    return pa.RecordBatch.from_arrays([
+        pa.array(cols["key"], pa.binary()),
+        pa.array(cols["value"], pa.binary()),
+        pa.array([rng.topic] * n, pa.string()),
+        pa.array([rng.partition] * n, pa.int32()),
+        pa.array(cols["offset"], pa.int64()),
+        pa.array(cols["timestamp_ms"], pa.int64()),
+    ], schema=ARROW_SCHEMA)
+
+
+class KafkaStreamReader(DataSourceStreamReader):
+    def __init__(self, options: dict[str, str]) -> None:
+        self.options = dict(options)
+        self.topic = options["topic"]
+        self.max_per_trigger = int(options.get("max_offsets_per_trigger") or 0)
+        self._probe: EndOffsetProbe | None = None
+
+    def _conf(self) -> dict[str, Any]:
+        return _client_config(self.options)
+
+    def _low_offsets(self, parts: list[int]) -> dict[int, int]:
+        from confluent_kafka import Consumer, TopicPartition
+
+        consumer = Consumer({**self._conf(), "group.id": "citysense-scorer-probe"})
+        try:
+            lows = {}
+            for p in parts:
+                low, _ = consumer.get_watermark_offsets(TopicPartition(self.topic, p), timeout=10)
+                lows[p] = max(0, low)
+            return lows
+        finally:
+            consumer.close()
+
+    def initialOffset(self) -> dict:
+        parts = partition_ids(self._conf(), self.topic)
+        return {str(p): off for p, off in self._low_offsets(parts).items()}
+
+    def _ensure_probe(self, start: dict) -> EndOffsetProbe:
+        if self._probe is None:
+            parts = partition_ids(self._conf(), self.topic)
+            self._probe = EndOffsetProbe(self._conf(), self.topic, parts, {p: int(start.get(str(p), 0)) for p in parts})
+        return self._probe
+
+    def latestOffset(self, start: dict | None = None, limit: Any = None) -> dict:  # noqa: N802 - Spark's name
+        start = start or self.initialOffset()
+        ends = self._ensure_probe(start).ends()
+        latest = {str(p): max(end, int(start.get(str(p), 0))) for p, end in ends.items()}
+        max_rows = getattr(limit, "max_rows", None) or self.max_per_trigger
+        if max_rows:
+            latest = _cap(start, latest, int(max_rows))
+        return latest
+
+    def reportLatestOffset(self) -> dict | None:  # noqa: N802
+        return None if self._probe is None else {str(p): e for p, e in self._probe.ends(0).items()}
+
+    def partitions(self, start: dict, end: dict) -> list[KafkaRange]:
+        return [
+            KafkaRange(self.topic, int(p), int(start.get(p, 0)), int(e))
+            for p, e in sorted(end.items(), key=lambda kv: int(kv[0]))
+            if int(e) > int(start.get(p, 0))
+        ]
+
+    def read(self, partition: KafkaRange) -> Iterator[pa.RecordBatch]:  # type: ignore[override]
+        return read_range(self._conf(), partition)
+
+    def commit(self, end: dict) -> None:
+        pass
+
+    def stop(self) -> None:
+        if self._probe is not None:
+            self._probe.close()
+            self._probe = None
+
+
+def _cap(start: dict, latest: dict, max_rows: int) -> dict:
+    """Spread ``max_rows`` over partitions in proportion to their backlog (like Spark's maxOffsetsPerTrigger)."""
+    backlog = {p: latest[p] - int(start.get(p, 0)) for p in latest}
+    total = sum(backlog.values())
+    if total <= max_rows:
+        return latest
+    capped = {}
+    for p, lag in backlog.items():
+        take = int(lag * max_rows / total) if total else 0
+        capped[p] = int(start.get(p, 0)) + max(take, min(lag, 1))
+    return capped
+
+
+class KafkaDataSource(DataSource):
+    """``spark.readStream.format("citysense_kafka").option("bootstrap", ...).option("topic", ...)``."""
+
+    @classmethod
+    def name(cls) -> str:
+        return SOURCE_NAME
+
+    def schema(self) -> StructType:
+        return SCHEMA
+
+    def streamReader(self, schema: StructType) -> KafkaStreamReader:  # noqa: N802 - Spark's name
+        return KafkaStreamReader(self.options)

@@ -1,0 +1,42 @@
+"""Scorer settings (environment prefix ``CITYSENSE_``), built by :func:`scorer_settings` in the entry point."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from citysense_common.paths import config_dir
+from citysense_common.settings import CommonSettings, load_settings
+from pydantic import Field
+
+
+class ScorerSettings(CommonSettings):
+    scorer_source: Literal["python", "kafka"] = Field(
+        default="python",
+        description="python = the bundled Python Data Source over confluent-kafka; kafka = Spark's built-in source "
+        "(needs the spark-sql-kafka jars on the classpath)",
+    )
+    scorer_spark_master: str = "local[2]"
+    scorer_shuffle_partitions: int = Field(default=4, ge=1)
+    scorer_trigger_ms: int = Field(default=500, ge=0, description="micro-batch trigger interval; 0 = back to back")
+    scorer_max_offsets_per_trigger: int = Field(default=200_000, ge=0, description="0 = unlimited")
+    scorer_checkpoint_dir: Path | None = Field(default=None, description="default <data_dir>/checkpoints/scorer")
+    scorer_z_bound: float = Field(default=3.72, gt=0, description="|z| above this is a statistical outlier")
+    scorer_future_tolerance_s: float = Field(default=300, ge=0, description="readings further ahead are rejected")
+    scorer_watermark_s: float = Field(default=300, ge=0, description="readings older than max event time - this are late")
+    scorer_outlier_cooldown_s: float = Field(default=600, ge=0, description="at most one outlier alert per station per")
+    scorer_metrics_port: int = Field(default=9464, ge=0, le=65535, description="Prometheus port; 0 = disabled")
+    scorer_snapshot_every: int = Field(default=50, ge=1, description="engine state snapshot every N batches")
+    rules_file: Path | None = Field(default=None, description="threshold rules; default config/rules.yaml")
+
+    @property
+    def checkpoint_dir(self) -> Path:
+        return self.scorer_checkpoint_dir or self.data_dir / "checkpoints" / "scorer"
+
+    @property
+    def rules_path(self) -> Path:
+        return self.rules_file or config_dir() / "rules.yaml"
+
+
+def scorer_settings(**overrides: object) -> ScorerSettings:
+    return load_settings(ScorerSettings, **overrides)

@@ -1,0 +1,24 @@
+"""Scorer test fixtures: one small local SparkSession for the whole session (2 cores are shared)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from citysense_common.java import ensure_java
+from citysense_common.registry import Registry, load_registry
+
+
+@pytest.fixture(scope="session")
+def spark() -> Iterator[object]:
+    ensure_java()
+    from citysense_scorer.spark import build_session
+
+    session = build_session("local[2]", shuffle_partitions=2, app_name="citysense-scorer-tests")
+    yield session
+    session.stop()
+
+
+@pytest.fixture(scope="session")
+def registry() -> Registry:
+    return load_registry()
