@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import time
 
-from confluent_kafka import Consumer, Message, TopicPartition
-
 from citysense_common.contract import Reading, parse_reading
+from confluent_kafka import Consumer, Message, TopicPartition
 
 
 def consume(bootstrap: str, topic: str, partitions: int, expected: int, deadline_s: float = 30) -> list[Message]:

@@ -10,7 +10,6 @@ from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 
 import pytest
-
 from citysense_simulator.opensensemap_client import (
     ApiError,
     ApiUnavailable,

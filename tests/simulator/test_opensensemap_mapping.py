@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 
 import pytest
-
 from citysense_common.registry import load_registry
 from citysense_simulator.opensensemap_mapping import MappingError, load_mapper
 

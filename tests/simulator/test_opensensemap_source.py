@@ -16,9 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-
 from citysense_common.kafka import TopicSpec, ensure_topics
-from citysense_common.registry import load_registry
 from citysense_simulator.opensensemap import OpenSenseMapSource
 from citysense_simulator.opensensemap_client import OpenSenseMapClient
 from citysense_simulator.opensensemap_mapping import load_mapper

@@ -11,7 +11,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-
 from citysense_common.kafka import TopicSpec, ensure_topics
 from citysense_common.registry import load_registry
 from citysense_simulator.opensensemap_mapping import load_mapper

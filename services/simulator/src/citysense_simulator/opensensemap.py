@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from citysense_common.contract import STATION_ID_PATTERN, Location, Reading
+
 from citysense_simulator.opensensemap_client import ApiError, ApiUnavailable, OpenSenseMapClient, parse_time
 from citysense_simulator.opensensemap_mapping import PhenomenonMapper
 from citysense_simulator.opensensemap_state import SentState

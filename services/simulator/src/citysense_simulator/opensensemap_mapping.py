@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
-
 from citysense_common.paths import config_dir
 from citysense_common.registry import Registry
 

@@ -23,6 +23,7 @@ from typing import TextIO
 
 from citysense_common.contract import Location, Reading
 from citysense_common.registry import Registry
+
 from citysense_simulator.opensensemap_mapping import PhenomenonMapper
 from citysense_simulator.progress import ProgressBar
 from citysense_simulator.replay_csv import CsvSource, Measurement, ReadStats

@@ -25,6 +25,7 @@ from typing import NamedTuple, TextIO
 
 from citysense_common.contract import STATION_ID_PATTERN
 from citysense_common.registry import Registry
+
 from citysense_simulator.opensensemap_mapping import PhenomenonMapper
 
 log = logging.getLogger("citysense.simulator.replay")
