@@ -12,7 +12,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
 from citysense_common.store import SQLiteStore, Store, StoreSettings
 
 BACKENDS = ["sqlite"] + (["cassandra"] if os.environ.get("CITYSENSE_CASSANDRA_HOSTS") else [])

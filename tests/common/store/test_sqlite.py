@@ -11,7 +11,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-
 from citysense_common.settings import SettingsError, load_settings
 from citysense_common.store import (
     EnrichedReading,

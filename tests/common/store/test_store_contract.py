@@ -8,7 +8,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 import pytest
-
 from citysense_common.store import (
     AlertQuery,
     AlertRecord,
@@ -267,7 +266,7 @@ def test_list_alerts_pagination(store: Store) -> None:
 
 
 def subscription(sub_id: str, **kw: Any) -> Subscription:
-    base: dict[str, Any] = dict(id=sub_id, url=f"https://example.org/{sub_id}", secret="whsec_abc",
+    base: dict[str, Any] = dict(id=sub_id, url=f"https://example.org/{sub_id}", secret="whsec_abc",  # noqa: S106
                                 description="test", filters={"severity": ["critical"], "bbox": [1, 2, 3, 4]},
                                 created_at=at(10), updated_at=at(10))
     base.update(kw)

@@ -1,3 +1,4 @@
+# ruff: noqa: S608  -- SQL text is built only from module constants (column lists); every value is bound.
 """Embedded store on SQLite (WAL): the default for a laptop, CI and a single-node deployment.
 
 Concurrency model: one connection per thread (and per process: a forked child never reuses its parent's
