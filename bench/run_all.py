@@ -14,6 +14,7 @@ from harness import RESULTS, progress  # noqa: E402
 # (figure ids, script, arguments): the order puts cheap, independent figures first.
 BENCHMARKS: list[tuple[str, str, list[str]]] = [
     ("P4", "p4_simulator.py", []),
+    ("P5", "p5_api.py", []),
 ]
 
 

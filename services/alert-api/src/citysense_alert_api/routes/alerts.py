@@ -74,7 +74,7 @@ class AlertFilters:
         return True
 
 
-def alert_filters(
+async def alert_filters(  # async: no threadpool hop (see routes/deps.py)
     state: Annotated[Literal["active", "resolved", "all"], Query(description="lifecycle state")] = "active",
     severity: Annotated[Severity | None, Query(description="exact severity")] = None,
     kind: Annotated[AlertKind | None, Query(description="alert kind")] = None,

@@ -13,11 +13,13 @@ from citysense_alert_api.problems import Problem
 from citysense_alert_api.settings import ApiSettings
 
 
-def get_store(request: Request) -> Store:
+# Dependencies are ``async def`` on purpose: FastAPI runs plain ``def`` dependencies in its threadpool, and two
+# thread hops per request cost more than the whole store lookup on the hot read paths (see bench/p5_api.py).
+async def get_store(request: Request) -> Store:
     return request.app.state.store
 
 
-def get_settings(request: Request) -> ApiSettings:
+async def get_settings(request: Request) -> ApiSettings:
     return request.app.state.settings
 
 
