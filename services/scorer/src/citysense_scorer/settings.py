@@ -6,11 +6,14 @@ from pathlib import Path
 from typing import Literal
 
 from citysense_common.paths import config_dir
-from citysense_common.settings import CommonSettings, load_settings
+from citysense_common.settings import load_settings
+from citysense_common.store.settings import StoreSettings
 from pydantic import Field
 
 
-class ScorerSettings(CommonSettings):
+class ScorerSettings(StoreSettings):
+    """Common + store settings (the scorer writes the store) + the scorer's own (``CITYSENSE_SCORER_*``)."""
+
     scorer_source: Literal["python", "kafka"] = Field(
         default="python",
         description="python = the bundled Python Data Source over confluent-kafka; kafka = Spark's built-in source "

@@ -1,0 +1,27 @@
+"""Command line: ``citysense-scorer stream``."""
+
+from __future__ import annotations
+
+import argparse
+
+from citysense_common.log import setup_logging
+
+from citysense_scorer.settings import scorer_settings
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="citysense-scorer", description="citysense scorer (Spark streaming)")
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("stream", help="validate, score and store readings; raise alerts (runs until SIGTERM)")
+    args = parser.parse_args(argv)
+    settings = scorer_settings()
+    setup_logging("scorer", settings.log_level, settings.log_format)
+    if args.command == "stream":
+        from citysense_scorer.stream import run
+
+        return run(settings)
+    return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,279 @@
+"""The micro-batch sink (``foreachBatch``): engine, store writes, alert events and dead letters.
+
+What "exactly once" means here
+------------------------------
+Spark re-runs a micro-batch after a crash with the same offsets (the offset log in the checkpoint). Every effect of a
+batch is therefore made idempotent rather than transactional:
+
+- Store rows (readings by (station_id, ts, seq), stations by newest ``last_seen``, alerts by ``alert_id`` with
+  newer-``updated_at``-wins) are upserts: writing a batch twice leaves the store as writing it once.
+- Engine state is versioned by batch id (:mod:`citysense_scorer.engine_log`). A re-run of batch N whose input and
+  events were already logged re-uses the logged events instead of applying N to the state a second time, so the same
+  ``event_id`` values come out (event ids are content hashes, never random).
+- Alert events and dead letters are produced with an idempotent producer; after Kafka acknowledged all of them a
+  ``done`` marker records the topics' end positions. A re-run of a batch without its marker reads the output topics
+  back from the previous marker's positions and skips every message whose ``event_id`` (alerts) or source position
+  (dead letters) header is already there. Result: each event is on ``citysense.alerts`` exactly once, as long as
+  the scorer is the only writer of the batch's events (the single-writer assumption; run one scorer per checkpoint).
+
+Consumers still see at-least-once delivery of *their* reads, so they dedupe by ``event_id`` too (the notifier does).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+from citysense_common.contract import AlertEvent, AlertState, DeadLetterReason, dead_letter
+from citysense_common.kafka import producer_config
+from citysense_common.registry import Registry
+from citysense_common.store.base import AlertRecord, EnrichedReading, StationRecord, Store
+from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
+
+from citysense_scorer import metrics as m
+from citysense_scorer.engine import AlertEngine, BatchInput
+from citysense_scorer.engine_log import EngineLog
+from citysense_scorer.rules import DERIVED_METRICS
+from citysense_scorer.settings import ScorerSettings
+
+log = logging.getLogger(__name__)
+EVENT_HEADER = "event_id"
+DLQ_HEADER = "source_position"
+
+
+class BatchSink:
+    def __init__(self, settings: ScorerSettings, registry: Registry, engine: AlertEngine, engine_log: EngineLog,
+                 store: Store) -> None:
+        self.settings = settings
+        self.registry = registry
+        self.engine = engine
+        self.log = engine_log
+        self.store = store
+        self.metric_names = list(registry.metrics)
+        self.producer = Producer(producer_config(settings))
+        self._positions: dict[str, dict[int, int]] = {}
+
+    # ------------------------------------------------------------------------------------------------------------
+    def __call__(self, df: Any, batch_id: int) -> None:
+        started = time.monotonic()
+        try:
+            table = df.toArrow()
+            self.process(table, batch_id)
+            m.BATCHES.labels("ok").inc()
+        except Exception:
+            m.BATCHES.labels("failed").inc()
+            raise
+        finally:
+            m.BATCH_SECONDS.observe(time.monotonic() - started)
+
+    def process(self, table: pa.Table, batch_id: int) -> None:
+        pdf = table.to_pandas()
+        bad = pdf[pdf["reason"].notna()]
+        good = pdf[pdf["reason"].isna()].copy()
+        good["ts_ms"] = (good["ts"].astype("datetime64[ms, UTC]").astype("int64")) if len(good) else pd.Series(
+            dtype="int64")
+        replay = self.log.has(batch_id)
+        if replay:
+            m.REPLAYED.inc()
+            entry = self.log.read(batch_id)
+            events, watermark = entry["events"], entry["watermark"]
+        else:
+            watermark = self.engine.watermark()
+        late = good["ts_ms"].to_numpy() < watermark if len(good) else np.zeros(0, dtype=bool)
+        good["late"] = late
+        if not replay:
+            ontime = good[~late]
+            data = self.engine.reduce(self._engine_frame(ontime)) if len(ontime) else _empty_input()
+            events = self.engine.apply(batch_id, data) if len(ontime) else self._advance(batch_id)
+            self.log.write(batch_id, data, events, [], self.engine, watermark=watermark)
+        received_at = datetime.now(UTC)
+        dead = self._dead_letters(bad, received_at)
+        # Alerts first: they are what people wait for (reading -> alert readable is the latency that matters).
+        self.store.upsert_alerts(_alert_records(events))
+        if not self.log.is_done(batch_id):
+            self._produce(batch_id, events, dead, replay)
+        self.store.write_readings(self._readings(good, received_at))
+        self.store.upsert_stations(_stations(good, self.metric_names))
+        m.ROWS.labels("valid").inc(int((~late).sum()))
+        m.ROWS.labels("late").inc(int(late.sum()))
+        m.ROWS.labels("dead_letter").inc(len(bad))
+        for reason, count in bad["reason"].value_counts().items():
+            m.DEAD_LETTERS.labels(reason).inc(int(count))
+        for event in events:
+            m.ALERT_EVENTS.labels(event.state.value, event.severity.value).inc()
+        if self.engine.state.max_event_ms >= 0:
+            m.WATERMARK.set(self.engine.watermark() / 1000)
+        log.info("batch %d: %d valid (%d late), %d dead letters, %d alert events%s", batch_id, len(good),
+                 int(late.sum()), len(bad), len(events), " (replayed)" if replay else "")
+
+    def _advance(self, batch_id: int) -> list[AlertEvent]:
+        self.engine.state.version = batch_id
+        return []
+
+    # ------------------------------------------------------------------------------------------------------------
+    def _engine_frame(self, good: pd.DataFrame) -> pd.DataFrame:
+        frame = good[["station_id", "ts_ms", "lat", "lon"]].copy()
+        wanted = {metric for metric, _ in self.engine.series_keys}
+        for metric in wanted:
+            if metric in good:
+                frame[metric] = good[metric]
+        outliers = good["outliers"]
+        frame["n_outliers"] = outliers.map(len)
+        frame["outlier_names"] = outliers.map(lambda v: ",".join(v))
+        zcols = [c for c in good.columns if c.startswith("z_")]
+        frame["zmax"] = good[zcols].abs().max(axis=1) if zcols else np.nan
+        return frame
+
+    def _readings(self, good: pd.DataFrame, received_at: datetime) -> list[EnrichedReading]:
+        if good.empty:
+            return []
+        names = self.metric_names
+        values = good[names].to_numpy(dtype="float64")
+        zcols = [f"z_{n}" for n in names if f"z_{n}" in good]
+        zvalues = good[zcols].to_numpy(dtype="float64") if zcols else None
+        out = []
+        for i, (station, ts_ms, seq, lat, lon, outliers, late) in enumerate(zip(
+                good["station_id"], good["ts_ms"], good["seq"], good["lat"], good["lon"], good["outliers"],
+                good["late"], strict=True)):
+            row = values[i]
+            metrics = {n: float(v) for n, v in zip(names, row, strict=True) if not math.isnan(v)}
+            zs = {} if zvalues is None else {
+                c[2:]: round(float(v), 4) for c, v in zip(zcols, zvalues[i], strict=True) if not math.isnan(v)}
+            out.append(EnrichedReading(
+                station_id=station, ts=datetime.fromtimestamp(ts_ms / 1000, tz=UTC), seq=int(seq), metrics=metrics,
+                lat=None if pd.isna(lat) else float(lat), lon=None if pd.isna(lon) else float(lon),
+                outliers=tuple(outliers), zscores=zs, late=bool(late), ingested_at=received_at,
+            ))
+        return out
+
+    def _dead_letters(self, bad: pd.DataFrame, received_at: datetime) -> list[tuple[str | None, bytes, str]]:
+        out = []
+        for key, topic, part, offset, reason, detail, payload in zip(
+                bad["key"], bad["topic"], bad["partition"], bad["offset"], bad["reason"], bad["detail"],
+                bad["payload"], strict=True):
+            key = key if isinstance(key, str) else None  # pandas turns a missing key into NaN
+            payload = payload if isinstance(payload, str) else ""
+            letter = dead_letter(DeadLetterReason(reason), detail or reason, payload, topic=topic,
+                                 partition=int(part), offset=int(offset), key=key, received_at=received_at)
+            out.append((key, letter.to_json(), f"{topic}:{int(part)}:{int(offset)}"))
+        return out
+
+    # -- Kafka output with replay dedupe -------------------------------------------------------------------------
+    def _produce(self, batch_id: int, events: list[AlertEvent], dead: list[tuple[str | None, bytes, str]],
+                 replay: bool) -> None:
+        s = self.settings
+        seen_events: set[str] = set()
+        seen_dead: set[str] = set()
+        if replay:
+            start = self.log.last_positions(batch_id)
+            seen_events = read_back(s, s.alerts_topic, start.get(s.alerts_topic, {}), EVENT_HEADER)
+            seen_dead = read_back(s, s.dlq_topic, start.get(s.dlq_topic, {}), DLQ_HEADER)
+            log.info("batch %d re-run: %d of %d events and %d of %d dead letters already on Kafka", batch_id,
+                     len(seen_events & {e.event_id for e in events}), len(events), len(seen_dead), len(dead))
+        positions: dict[str, dict[int, int]] = {s.alerts_topic: {}, s.dlq_topic: {}}
+        errors: list[str] = []
+
+        def delivered(err: Any, msg: Any) -> None:
+            if err is not None:
+                errors.append(str(err))
+            else:
+                parts = positions[msg.topic()]
+                parts[msg.partition()] = max(parts.get(msg.partition(), 0), msg.offset() + 1)
+
+        for event in events:
+            if event.event_id in seen_events:
+                continue
+            self._send(s.alerts_topic, event.station_id, event.to_json(), [(EVENT_HEADER, event.event_id.encode()),
+                       ("scorer_batch", str(batch_id).encode())], delivered)
+        for key, value, source in dead:
+            if source in seen_dead:
+                continue
+            self._send(s.dlq_topic, key, value, [(DLQ_HEADER, source.encode())], delivered)
+        remaining = self.producer.flush(60)
+        if remaining or errors:
+            raise RuntimeError(f"batch {batch_id}: {remaining} messages unsent, errors: {errors[:3]}")
+        self.log.mark_done(batch_id, positions)
+
+    def _send(self, topic: str, key: str | None, value: bytes, headers: list, callback: Any) -> None:
+        while True:
+            try:
+                self.producer.produce(topic, key=key, value=value, headers=headers, on_delivery=callback)
+                return
+            except BufferError:  # local queue full: let deliveries drain
+                self.producer.poll(0.1)
+
+
+def read_back(settings: ScorerSettings, topic: str, start: dict[int, int], header: str,
+              timeout: float = 60.0) -> set[str]:
+    """Header values of every message from ``start`` (default: the beginning) to the end of each partition."""
+    from citysense_scorer.kafka_source import partition_ids
+
+    conf = {"bootstrap.servers": settings.bootstrap, **settings.kafka_options}
+    parts = partition_ids(conf, topic)
+    consumer = Consumer({**conf, "group.id": "citysense-scorer-readback", "enable.auto.commit": False,
+                         "auto.offset.reset": "earliest", "enable.partition.eof": True})
+    found: set[str] = set()
+    try:
+        consumer.assign([TopicPartition(topic, p, start.get(p, 0)) for p in parts])
+        pending = set(parts)
+        deadline = time.monotonic() + timeout
+        while pending:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"reading back {topic} did not reach the end of partitions {sorted(pending)}")
+            for msg in consumer.consume(1000, timeout=0.5):
+                if msg.error() is not None:
+                    if msg.error().code() == KafkaError._PARTITION_EOF:
+                        pending.discard(msg.partition())
+                        continue
+                    raise RuntimeError(f"reading back {topic}: {msg.error()}")
+                for name, value in msg.headers() or ():
+                    if name == header and value is not None:
+                        found.add(value.decode())
+    finally:
+        consumer.close()
+    return found
+
+
+def _empty_input() -> BatchInput:
+    return BatchInput(pd.DataFrame(), pd.DataFrame())
+
+
+def _alert_records(events: list[AlertEvent]) -> list[AlertRecord]:
+    latest: dict[str, AlertEvent] = {}
+    for event in events:  # events of one alert come in order within a batch; the last one is its state
+        latest[event.alert_id] = event
+    return [
+        AlertRecord(
+            alert_id=e.alert_id, station_id=e.station_id, rule_id=e.rule_id, kind=e.kind.value,
+            severity=e.severity.value, state="resolved" if e.state is AlertState.RESOLVED else "active",
+            opened_at=e.opened_at, updated_at=e.event_time, message=e.message, last_event_id=e.event_id,
+            metric=e.metric, value=e.value, threshold=e.threshold, window=e.window,
+            lat=e.location.lat if e.location else None, lon=e.location.lon if e.location else None,
+            resolved_at=e.resolved_at,
+        )
+        for e in latest.values()
+    ]
+
+
+def _stations(good: pd.DataFrame, names: list[str]) -> list[StationRecord]:
+    if good.empty:
+        return []
+    newest = good.sort_values(["station_id", "ts_ms", "seq"]).groupby("station_id", sort=True).tail(1)
+    out = []
+    for row in newest.itertuples(index=False):
+        latest = {n: float(getattr(row, n)) for n in names if not pd.isna(getattr(row, n))}
+        out.append(StationRecord(
+            station_id=row.station_id, last_seen=datetime.fromtimestamp(row.ts_ms / 1000, tz=UTC),
+            last_seq=int(row.seq), latest=latest, lat=None if pd.isna(row.lat) else float(row.lat),
+            lon=None if pd.isna(row.lon) else float(row.lon),
+        ))
+    return out
+
+
+__all__ = ["BatchSink", "DERIVED_METRICS", "read_back"]
