@@ -174,8 +174,10 @@ class AlertEngine:
     def apply(self, batch_id: int, data: BatchInput) -> list[AlertEvent]:
         st = self.state
         events: list[AlertEvent] = []
+        batch_first: dict[tuple[str, str, int], int] = {}
         for row in data.series_aggs.itertuples(index=False):
             key = (row.station_id, row.metric, int(row.window_ms))
+            batch_first[key] = min(batch_first.get(key, int(row.first_ms)), int(row.first_ms))
             series = st.series.get(key)
             if series is None:
                 series = st.series[key] = SeriesState(max(1, int(row.window_ms) // BUCKETS_PER_WINDOW),
@@ -192,20 +194,24 @@ class AlertEngine:
                     info.lat, info.lon = float(row.lat), float(row.lon)
             st.max_event_ms = max(st.max_event_ms, int(row.last_ms))
             for rule in self.rules.rules:
-                series = st.series.get((row.station_id, rule.metric, rule.window_ms))
-                if series is None:
+                key = (row.station_id, rule.metric, rule.window_ms)
+                series = st.series.get(key)
+                if series is None or key not in batch_first:
                     continue
                 series.prune()
                 if not rule.partial and series.last_ms - series.first_ms < rule.window_ms - series.width_ms:
                     continue  # not a complete window yet
                 value = series.aggregate(rule.aggregation)
                 if value is not None:
-                    events.extend(self._step(row.station_id, rule, value, series.last_ms, info))
+                    events.extend(self._step(row.station_id, rule, value, series.last_ms, batch_first[key], info))
             events.extend(self._outlier_step(row, info))
         st.version = batch_id
         return events
 
-    def _step(self, station: str, rule: Rule, value: float, now: int, info: StationInfo) -> list[AlertEvent]:
+    def _step(self, station: str, rule: Rule, value: float, now: int, since: int,
+              info: StationInfo) -> list[AlertEvent]:
+        # One evaluation per micro-batch: a condition first seen in this batch counts as holding since the
+        # batch's first reading of the series (`since`), so `for` is measured in event time, not in batches.
         slot = self.state.slots.setdefault((station, rule.id), AlertSlot())
         band = rule.band_of(value)
         if slot.alert_id is None:
@@ -213,7 +219,7 @@ class AlertEngine:
                 slot.pending_since = None
                 return []
             if slot.pending_since is None:
-                slot.pending_since = now
+                slot.pending_since = since
             if now - slot.pending_since < rule.for_ms or now < slot.cooldown_until:
                 return []
             slot.alert_id = _uuid(f"{station}|{rule.id}|{now}")
