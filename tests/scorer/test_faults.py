@@ -67,7 +67,7 @@ def test_rain_at_zero_is_not_a_flatline(registry: Registry) -> None:
 def test_natural_limits_are_not_stuck(registry: Registry) -> None:
     # 0 lx at night, calm air and saturated humidity are real; only implausible limits count.
     assert 0.0 not in suspicious_limits(registry.metrics["illuminance"], "city", 4.0)
-    assert suspicious_limits(registry.metrics["humidity"], "city", 4.0) == ()
+    assert suspicious_limits(registry.metrics["humidity"], "city", 4.0) == (0.0,)  # 100 % is fog, 0 % is broken
     assert suspicious_limits(registry.metrics["noise_level"], "city", 4.0) == (0.0, 140.0)
     det = detector(registry, flatline_n=1000)
     rng = np.random.default_rng(5)
