@@ -6,8 +6,6 @@ Real HTTP against a local server; sleeps are recorded, never waited.
 from __future__ import annotations
 
 import random
-from datetime import UTC, datetime, timedelta
-from email.utils import format_datetime
 
 import pytest
 from citysense_simulator.opensensemap_client import (
@@ -15,7 +13,6 @@ from citysense_simulator.opensensemap_client import (
     ApiUnavailable,
     Backoff,
     OpenSenseMapClient,
-    retry_after_seconds,
 )
 
 from .osem_fake import Answer, FakeOpenSenseMap, fixture
@@ -54,15 +51,6 @@ def test_backoff_grows_exponentially_with_jitter_and_is_capped() -> None:
     assert len({round(d, 6) for d in delays[5:]}) > 1  # jittered, not lockstep
     # A Retry-After of a day is clamped to the cap rather than parking the poller.
     assert backoff.delay(0, retry_after=86400) == 30.0
-
-
-def test_retry_after_accepts_seconds_and_http_dates() -> None:
-    now = datetime(2024, 5, 6, 10, 0, tzinfo=UTC)
-    assert retry_after_seconds("120") == 120.0
-    when = format_datetime(now + timedelta(seconds=90), usegmt=True)
-    assert retry_after_seconds(when, now=lambda: now.timestamp()) == pytest.approx(90.0)
-    assert retry_after_seconds("soon") is None
-    assert retry_after_seconds(None) is None
 
 
 def test_gives_up_after_max_attempts_with_the_last_error(api) -> None:

@@ -7,14 +7,13 @@ Every state change is written to the delivery log (store) before the caller may 
 from __future__ import annotations
 
 import asyncio
-import email.utils
 import logging
-import random
 import time
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
 import httpx
+from citysense_common.retry import equal_jitter, retry_after_seconds
 from citysense_common.store import Delivery, Store, Subscription
 from citysense_common.webhooks import IPNetwork, UnsafeWebhookURL, check_webhook_url, signed_headers, webhook_id_for
 
@@ -37,24 +36,7 @@ class RetryPolicy:
         """Exponential backoff with jitter (half fixed, half random, so retries spread but still grow)."""
         if retry_after is not None:
             return min(max(retry_after, 0.0), self.max_s)
-        ceiling = min(self.max_s, self.base_s * 2 ** max(attempts - 1, 0))
-        return ceiling / 2 + random.uniform(0, ceiling / 2)
-
-
-def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
-    """Retry-After as delta-seconds or an HTTP-date; None when absent or unreadable."""
-    if not value:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        moment = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return max(0.0, moment.timestamp() - (now if now is not None else time.time()))
+        return equal_jitter(attempts - 1, self.base_s, self.max_s)
 
 
 @dataclass
@@ -174,7 +156,9 @@ class Deliverer:
             return replace(delivery, status="delivered", attempts=attempts, updated_at=now, last_status_code=code,
                            last_error=None, next_attempt_at=None), None, False
         self.metrics.attempts.labels(f"{code // 100}xx").inc()
-        retry_after = parse_retry_after(response.headers.get("retry-after")) if code in _RETRY_AFTER_STATUSES else None
+        retry_after = None
+        if code in _RETRY_AFTER_STATUSES:
+            retry_after = retry_after_seconds(response.headers.get("retry-after"))
         error = f"HTTP {code}" + (" (redirects are not followed)" if 300 <= code < 400 else "")
         return (replace(delivery, attempts=attempts, updated_at=now, last_status_code=code, last_error=error),
                 retry_after, code in _PERMANENT_STATUSES)

@@ -2,23 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Literal
-
 from citysense_common.settings import load_settings
-from citysense_common.store.settings import StoreSettings
-from citysense_common.webhooks import DEFAULT_TESTS_TOPIC, IPNetwork, allowed_networks_for, parse_allowed_networks
-from pydantic import Field, field_validator
+from citysense_common.webhook_settings import WebhookSettings
+from pydantic import Field
 
 
-class NotifierSettings(StoreSettings):
-    env: Literal["development", "production"] = Field(
-        default="development", description="development allows webhooks to 127.0.0.0/8 unless configured otherwise"
-    )
-    webhook_allowed_networks: str | None = Field(
-        default=None, description="comma-separated CIDRs exempt from the SSRF policy; unset = 127.0.0.0/8 in "
-        "development, nothing in production; empty = nothing"
-    )
-    webhook_tests_topic: str = DEFAULT_TESTS_TOPIC
+class NotifierSettings(WebhookSettings):
     notifier_group: str = Field(default="citysense-notifier", description="Kafka consumer group")
     webhook_timeout_s: float = Field(default=5.0, gt=0, le=60, description="per-attempt HTTP timeout")
     webhook_max_attempts: int = Field(default=8, ge=1, le=100)
@@ -34,15 +23,6 @@ class NotifierSettings(StoreSettings):
     alertmanager_url: str | None = Field(default=None, description="Alertmanager base URL, e.g. http://am:9093")
     alertmanager_timeout_s: float = Field(default=5.0, gt=0)
     alertmanager_max_attempts: int = Field(default=5, ge=1)
-
-    @field_validator("webhook_allowed_networks")
-    @classmethod
-    def _networks_parse(cls, value: str | None) -> str | None:
-        parse_allowed_networks(value)
-        return value
-
-    def allowed_networks(self) -> tuple[IPNetwork, ...]:
-        return allowed_networks_for(self.env, self.webhook_allowed_networks)
 
 
 def build_settings(**overrides: object) -> NotifierSettings:

@@ -13,10 +13,10 @@ import random
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 from typing import Any
 
 import httpx
+from citysense_common.retry import equal_jitter, retry_after_seconds
 
 DEFAULT_API = "https://api.opensensemap.org"
 USER_AGENT = "citysense-simulator/0.1 (+https://github.com/citysense; openSenseMap live source)"
@@ -32,22 +32,6 @@ class ApiUnavailable(RuntimeError):
     """Every retry failed; the caller decides whether to wait for the next round."""
 
 
-def retry_after_seconds(value: str | None, now: Callable[[], float] = time.time) -> float | None:
-    """Seconds to wait from a Retry-After header (delta-seconds or an HTTP date), or None if absent/garbled."""
-    if not value:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, when.timestamp() - now())
-
-
 class Backoff:
     """Exponential backoff with equal jitter; ``delay(attempt, retry_after)`` for attempt 0, 1, 2, ..."""
 
@@ -56,8 +40,7 @@ class Backoff:
         self.rng = rng or random.Random()
 
     def delay(self, attempt: int, retry_after: float | None = None) -> float:
-        ceiling = min(self.cap, self.base * 2**attempt)
-        wait = ceiling * (0.5 + 0.5 * self.rng.random())
+        wait = equal_jitter(attempt, self.base, self.cap, self.rng)
         if retry_after is not None:
             # The server knows best, but a hostile or broken header must not park us for a day.
             wait = max(wait, min(retry_after, self.cap))
