@@ -1,0 +1,71 @@
+"""Station health composite: state survives a JSON round trip mid-sequence; sink helpers."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from citysense_common.contract import AlertKind, AlertState
+from citysense_common.registry import Registry
+from citysense_scorer.baselines import BaselineConfig
+from citysense_scorer.forecast import ForecastTarget
+from citysense_scorer.health import HealthContext, Row, StationHealth
+from citysense_scorer.health_spark import baseline_zscores, mask_faulty, split_health
+
+T0 = 1_767_225_600_000
+
+
+def ctx(registry: Registry) -> HealthContext:
+    return HealthContext(metrics=dict(registry.metrics), profile="city", baseline=BaselineConfig(warmup=20),
+                         targets=(ForecastTarget("pm25-eu-24h", "pm2_5", 86_400_000, 25.0),))
+
+
+def sequence() -> list[Row]:
+    rng = np.random.default_rng(9)
+    rows = [Row(T0 + i * 1000, {"temperature": round(float(rng.normal(10, 1)), 2), "pm2_5": 8.0 + i % 5,
+                                "pm10": 15.0 + i % 4}, 52.5, 13.4) for i in range(60)]
+    rows += [Row(T0 + (60 + i) * 1000, {"temperature": 30.0, "pm2_5": 9.0 + i % 3, "pm10": 15.0 + i % 4}) for i in range(40)]
+    return rows
+
+
+def test_state_round_trip_gives_identical_results(registry: Registry) -> None:
+    rows = sequence()
+    whole = StationHealth("st-1", ctx(registry))
+    res_a, ev_a, _ = whole.process(rows, now_ms=T0)
+    first = StationHealth("st-1", ctx(registry))
+    res_b1, ev_b1, _ = first.process(rows[:55], now_ms=T0)
+    resumed = StationHealth.loads("st-1", ctx(registry), first.dumps())
+    res_b2, ev_b2, _ = resumed.process(rows[55:], now_ms=T0)
+    assert [(r.faults, r.baseline_z) for r in res_a] == [(r.faults, r.baseline_z) for r in res_b1 + res_b2]
+    assert [e.event_id for e in ev_a] == [e.event_id for e in ev_b1 + ev_b2]
+    assert [(e.kind, e.state) for e in ev_a] == [(AlertKind.SENSOR_FAULT, AlertState.OPEN)]
+    assert ev_a[0].location is not None  # faults carry the station's location when known
+
+
+def test_offline_through_the_composite(registry: Registry) -> None:
+    h = StationHealth("st-1", ctx(registry))
+    _, _, timer = h.process([Row(T0, {"temperature": 10.0})], now_ms=T0 + 300)
+    restored = StationHealth.loads("st-1", ctx(registry), h.dumps())
+    [opened] = restored.on_timer(timer)
+    assert opened.kind is AlertKind.STATION_OFFLINE
+    _, events, _ = restored.process([Row(T0 + 500_000, {"temperature": 10.5})], now_ms=T0 + 500_100)
+    assert [(e.kind, e.state) for e in events] == [(AlertKind.STATION_OFFLINE, AlertState.RESOLVED)]
+
+
+def test_mask_faulty_nulls_values_and_heat_index() -> None:
+    frame = pd.DataFrame({"temperature": [30.0, 31.0], "pm2_5": [5.0, 6.0], "heat_index": [33.0, 34.0]})
+    faults = pd.Series([["temperature"], None])
+    out = mask_faulty(frame, faults)
+    assert np.isnan(out.loc[0, "temperature"]) and np.isnan(out.loc[0, "heat_index"])
+    assert out.loc[0, "pm2_5"] == 5.0 and out.loc[1].tolist() == [31.0, 6.0, 34.0]
+
+
+def test_split_health_and_baseline_keys(registry: Registry) -> None:
+    h = StationHealth("st-1", ctx(registry))
+    _, _, timer = h.process([Row(T0, {"temperature": 10.0})], now_ms=T0)
+    [event] = h.on_timer(timer)
+    pdf = pd.DataFrame({"station_id": ["st-1", "st-1"], "reason": [None, None],
+                        "health_event": [None, event.to_json().decode()]})
+    rest, events = split_health(pdf)
+    assert len(rest) == 1 and [e.event_id for e in events] == [event.event_id]
+    assert baseline_zscores([("pm2_5", 1.5)]) == {"station:pm2_5": 1.5}
+    assert baseline_zscores({"pm2_5": 1.5}) == {"station:pm2_5": 1.5}
