@@ -11,8 +11,8 @@ HOUR = 3_600_000
 TARGET = ForecastTarget("pm25-eu-24h", "pm2_5", 24 * HOUR, 25.0, metric_label="PM2.5", unit="µg/m³")
 
 
-def run(values_per_min: list[float], config: ForecastConfig = ForecastConfig()) -> tuple[Forecaster, list, list]:
-    fc = Forecaster("st-1", [TARGET], config)
+def run(values_per_min: list[float]) -> tuple[Forecaster, list, list]:
+    fc = Forecaster("st-1", [TARGET], ForecastConfig())
     events, means = [], []
     for i, v in enumerate(values_per_min):
         now = T0 + i * 60_000

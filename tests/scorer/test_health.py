@@ -23,7 +23,8 @@ def sequence() -> list[Row]:
     rng = np.random.default_rng(9)
     rows = [Row(T0 + i * 1000, {"temperature": round(float(rng.normal(10, 1)), 2), "pm2_5": 8.0 + i % 5,
                                 "pm10": 15.0 + i % 4}, 52.5, 13.4) for i in range(60)]
-    rows += [Row(T0 + (60 + i) * 1000, {"temperature": 30.0, "pm2_5": 9.0 + i % 3, "pm10": 15.0 + i % 4}) for i in range(40)]
+    rows += [Row(T0 + (60 + i) * 1000, {"temperature": 30.0, "pm2_5": 9.0 + i % 3, "pm10": 15.0 + i % 4})
+             for i in range(40)]
     return rows
 
 

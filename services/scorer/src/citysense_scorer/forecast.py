@@ -183,7 +183,8 @@ class Forecaster:
                            window=f"{target.window_ms // 3_600_000}h")
 
 
-def targets_from_rules(rules: object, config: ForecastConfig, units: dict[str, str] | None = None) -> list[ForecastTarget]:
+def targets_from_rules(rules: object, config: ForecastConfig,
+                       units: dict[str, str] | None = None) -> list[ForecastTarget]:
     """One target per long-window mean rule: its lowest band (the first threshold that will be crossed)."""
     labels = {"pm2_5": "PM2.5", "pm10": "PM10", "noise_level": "noise"}
     out = []

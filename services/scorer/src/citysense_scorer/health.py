@@ -20,7 +20,14 @@ from pydantic import Field
 
 from citysense_scorer.baselines import Baseline, BaselineConfig
 from citysense_scorer.faults import FaultConfig, FaultDetector, MetricTrack, OpenFault
-from citysense_scorer.forecast import Buckets, ForecastConfig, Forecaster, ForecastTarget, OpenForecast, targets_from_rules
+from citysense_scorer.forecast import (
+    Buckets,
+    ForecastConfig,
+    Forecaster,
+    ForecastTarget,
+    OpenForecast,
+    targets_from_rules,
+)
 from citysense_scorer.offline import OfflineConfig, OfflineState, OfflineTracker
 
 BASELINE_Z_PREFIX = "station:"  # key of the baseline z in EnrichedReading.zscores (':' never occurs in metric names)
@@ -101,7 +108,9 @@ class StationHealth:
         offline_events, timer = self.offline.on_readings(now_ms, newest, *last_loc)
         events.extend(offline_events)  # the station is back before anything it says is judged
         for row in rows:
-            verdict = self.faults.observe(row.ts_ms, row.values, row.lat, row.lon)
+            # Readings may omit the location; events carry the station's last known one.
+            lat, lon = (row.lat, row.lon) if row.lat is not None else (self.offline.state.lat, self.offline.state.lon)
+            verdict = self.faults.observe(row.ts_ms, row.values, lat, lon)
             events.extend(verdict.events)
             results.append(RowResult(sorted(verdict.faults), {k: round(v, 4) for k, v in verdict.baseline_z.items()}))
             if self.forecaster is not None:
