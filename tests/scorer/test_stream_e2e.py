@@ -164,5 +164,8 @@ def test_stream_end_to_end_then_sigkill_and_restart(kafka_broker, unique_topics,
     assert got[("hot-1", "pm25-acute-1m", "resolved")] == 1
     opened = next(a for a in alerts if a["rule_id"] == "pm25-acute-1m" and a["state"] == "open")
     assert opened["severity"] == "critical"
-    assert datetime.fromisoformat(opened["event_time"]) - START <= timedelta(seconds=10)
+    # Here the readings are a backlog read in batches of 40, and rules are evaluated once per station per batch at its
+    # newest reading, so the open carries that batch's event time; live 1 Hz timing (<= 10 s) is tested in
+    # test_engine.test_pm25_500_at_1hz_opens_critical_within_10s.
+    assert START < datetime.fromisoformat(opened["event_time"]) <= START + timedelta(seconds=20)
     assert not [a for a in alerts if a["station_id"] == "calm-1" and a["kind"] == "threshold"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import signal
 import threading
@@ -108,18 +109,25 @@ def run(settings: ScorerSettings) -> int:
     query = start_query(spark, settings, sink)
     log.info("scorer running: %s -> store, %s, %s; checkpoint %s; metrics :%d", settings.readings_topic,
              settings.alerts_topic, settings.dlq_topic, settings.checkpoint_dir, settings.scorer_metrics_port)
+    failure = None
     try:
         while not stop.is_set() and query.isActive:
             query.awaitTermination(1)
             lag = _lag(query)
             if lag is not None:
                 m.LAG.set(lag)
-        if query.exception() is not None:
-            log.error("streaming query failed: %s", query.exception())
-            return 1
-        return 0
+        failure = None if stop.is_set() else query.exception()
+    except Exception:
+        # SIGTERM to the process group also reaches the JVM, whose shutdown hook stops Spark under us; that is a
+        # requested stop, and safe: every batch effect is idempotent and unfinished batches re-run from the checkpoint.
+        if not stop.is_set():
+            raise
     finally:
-        query.stop()  # waits for the running micro-batch; anything unfinished is re-run from the checkpoint
-        sink.producer.flush(30)
-        sink.store.close()
-        spark.stop()
+        for step in (query.stop, lambda: sink.producer.flush(30), sink.store.close, spark.stop):
+            with contextlib.suppress(Exception):
+                step()
+    if failure is not None:
+        log.error("streaming query failed: %s", failure)
+        return 1
+    log.info("scorer stopped")
+    return 0
