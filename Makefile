@@ -7,7 +7,7 @@ ENV_INPUTS := scripts/bootstrap-env requirements-dev.txt libs/common/pyproject.t
 STAMP := $(VENV)/.citysense-env
 ENV_INPUTS += $(wildcard scripts/bootstrap.d/*)
 
-.PHONY: up watch test env contracts lint clean help
+.PHONY: up watch test env contracts generate lint clean help
 
 help:  ## list targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -29,6 +29,9 @@ test: $(STAMP)  ## run the whole test suite
 
 contracts: $(STAMP)  ## regenerate contracts/*.schema.json from the pydantic models
 	@$(BIN)/citysense-contracts
+
+generate: contracts  ## regenerate every checked-in generated file (schemas, chart config); tests catch drift
+	@$(BIN)/python charts/citysense/scripts/sync-config.py
 
 lint: $(STAMP)  ## ruff over the code
 	@$(BIN)/ruff check libs services tools tests
