@@ -219,7 +219,9 @@ class Stack:
         for component in reversed(self.components):
             if component.proc is not None:
                 code = stop(component.proc, timeout=20)
-                log.info("stopped %-9s (exit %s)", component.name, code)
+                # uvicorn re-raises SIGTERM after its graceful shutdown, so -15 is a clean stop too.
+                how = "on SIGTERM" if code == -signal.SIGTERM else f"exit {code}"
+                log.info("stopped %-9s (%s)", component.name, how)
         if self.broker:
             self.broker.stop()
             log.info("stopped broker")
