@@ -134,3 +134,24 @@ def test_port_in_use_is_explained(tmp_path: Path) -> None:
         done = subprocess.run(STACK, env=env, capture_output=True, text=True, timeout=60)
     assert done.returncode == 1
     assert "already in use; set CITYSENSE_KAFKA_PORT" in done.stderr
+
+
+def test_full_stack_stops_without_orphans(tmp_path: Path) -> None:
+    # Every component, the scorer's JVM included: Ctrl-C must leave no process of any group behind.
+    proc, state, port = start_stack(tmp_path, "scorer,alert-api,notifier,simulator", stations=5)
+    pids = all_pids(state)
+    assert set(state["components"]) == {"scorer", "alert-api", "notifier", "simulator"}
+    assert len(read_some(port, 10)) >= 10
+    scorer = state["components"]["scorer"]
+    deadline = time.monotonic() + 180
+    while not any("java" in Path(f"/proc/{m}/cmdline").read_bytes().decode(errors="replace")
+                  for m in group_members(scorer) if Path(f"/proc/{m}/cmdline").exists()):
+        assert time.monotonic() < deadline, "the scorer's JVM never started"
+        time.sleep(0.5)
+    proc.send_signal(signal.SIGINT)
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 0, out
+    for name in ("simulator", "notifier", "alert-api", "scorer"):
+        assert f"stopped {name}" in out
+    assert not [pid for pid in pids if alive(pid)]
+    assert not [m for pid in pids for m in group_members(pid)], out
