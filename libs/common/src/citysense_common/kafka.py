@@ -88,7 +88,8 @@ def wait_for_broker(bootstrap: str, timeout: float = 30.0, extra: dict | None = 
 def ensure_topics(bootstrap: str, specs: list[TopicSpec], extra: dict | None = None,
                   timeout: float = 30.0) -> list[str]:
     """Create the topics that do not exist yet; return the names created. Existing topics are left alone."""
-    admin = AdminClient({"bootstrap.servers": bootstrap, **(extra or {})})
+    # log_level 4: warnings and errors only; librdkafka's info lines about its admin queue are noise in `make up`.
+    admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 4, **(extra or {})})
     existing = set(admin.list_topics(timeout=timeout).topics)
     missing = [spec for spec in specs if spec.name not in existing]
     if not missing:
