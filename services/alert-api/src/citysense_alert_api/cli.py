@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 import uvicorn
 from citysense_common.log import setup_logging
 from citysense_common.settings import SettingsError
+from fastapi import FastAPI
 
 from citysense_alert_api.app import create_app
 from citysense_alert_api.auth import resolve_api_token
@@ -32,11 +34,26 @@ def main(argv: list[str] | None = None) -> int:
         # Development only (production refuses to start without a token): show it once so curl users can write.
         print(f"citysense-alert-api: API token for writes (also in {token_file}, mode 0600):\n  {token}",
               file=sys.stderr, flush=True)
-    log.info("serving on http://%s:%d (env=%s, store=%s)", host, port, settings.env, settings.store)
-    app = create_app(settings, token)
-    uvicorn.run(app, host=host, port=port, log_level=settings.log_level.lower(), access_log=False,
-                proxy_headers=False, log_config=None)
+    log.info("serving on http://%s:%d (env=%s, store=%s, workers=%d)", host, port, settings.env, settings.store,
+             settings.api_workers)
+    common = {"host": host, "port": port, "log_level": settings.log_level.lower(), "access_log": False,
+              "proxy_headers": False, "log_config": None}
+    if settings.api_workers == 1:
+        uvicorn.run(create_app(settings, token), **common)
+    else:
+        # Worker processes build their own app from the environment; hand them the token resolved here.
+        os.environ["CITYSENSE_API_TOKEN"] = token
+        uvicorn.run("citysense_alert_api.cli:app_from_environment", factory=True, workers=settings.api_workers,
+                    **common)
     return 0
+
+
+def app_from_environment() -> FastAPI:
+    """App factory for uvicorn worker processes (``CITYSENSE_API_WORKERS`` > 1)."""
+    settings = build_settings()
+    setup_logging("alert-api", settings.log_level, settings.log_format)
+    token, _ = resolve_api_token(settings)
+    return create_app(settings, token)
 
 
 if __name__ == "__main__":

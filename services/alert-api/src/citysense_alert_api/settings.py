@@ -10,6 +10,7 @@ from pydantic import Field, SecretStr
 class ApiSettings(WebhookSettings):
     api_host: str = Field(default="127.0.0.1", description="listen address; 0.0.0.0 in a container")
     api_port: int = Field(default=8000, ge=1, le=65535)
+    api_workers: int = Field(default=1, ge=1, le=64, description="uvicorn worker processes (one per core)")
     api_token: SecretStr | None = Field(
         default=None, description="bearer token for writes; unset in development = generated under data_dir"
     )
