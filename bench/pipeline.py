@@ -1,0 +1,398 @@
+"""Shared plumbing for the pipeline benchmarks (P1, P2/P3/P6, P7) and the soak (R7).
+
+- :class:`StackRun` starts ``citysense-stack up`` in a temporary data dir on free loopback ports and stops it with
+  Ctrl-C (SIGINT), then SIGKILLs whatever is left in its process groups;
+- :func:`scrape` reads a Prometheus text endpoint into ``{"name{labels}": value}``;
+- :func:`stack_rss` sums VmRSS of every live process in the stack's process groups (the scorer's JVM and Spark's
+  Python workers included);
+- :class:`WebhookReceiver` is a loopback HTTP server that verifies Standard Webhooks signatures and timestamps
+  each delivery;
+- :class:`ProbeProducer` sends readings for dedicated probe stations and records when each was produced, keyed by
+  (station, ts) so an alert's ``event_time`` finds the reading that triggered it.
+
+Everything talks to 127.0.0.1 only and every wait has a deadline.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+# ---- processes --------------------------------------------------------------------------------------------------
+def _stat(pid: int) -> list[str] | None:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        return None
+
+
+def group_members(pgids: Iterable[int]) -> list[int]:
+    wanted = set(pgids)
+    out = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            fields = _stat(int(entry.name))
+            if fields and fields[0] != "Z" and int(fields[2]) in wanted:
+                out.append(int(entry.name))
+    return out
+
+
+def rss_bytes(pid: int) -> int:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        pass
+    return 0
+
+
+def cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = _stat(pid)
+    if not fields:
+        return 0.0
+    tick = os.sysconf("SC_CLK_TCK")
+    return (int(fields[11]) + int(fields[12])) / tick  # utime + stime
+
+
+# ---- Prometheus -------------------------------------------------------------------------------------------------
+_SAMPLE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*(?:\{[^}]*\})?)\s+(\S+)")
+
+
+def scrape(port: int, timeout: float = 2.0) -> dict[str, float]:
+    """``{"metric{labels}": value}`` from ``http://127.0.0.1:port/metrics``; {} when it does not answer."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=timeout) as r:  # noqa: S310
+            text = r.read().decode()
+    except OSError:
+        return {}
+    out = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            m = _SAMPLE.match(line)
+            if m:
+                try:
+                    out[m.group(1)] = float(m.group(2))
+                except ValueError:
+                    pass
+    return out
+
+
+def metric(samples: dict[str, float], name: str, **labels: str) -> float:
+    """One sample (labels must match exactly those given), or the sum over all label sets when none are given."""
+    if labels:
+        inner = ",".join(f'{k}="{v}"' for k, v in labels.items())
+        return samples.get(f"{name}{{{inner}}}", 0.0)
+    return sum(v for k, v in samples.items() if k == name or k.startswith(name + "{"))
+
+
+# ---- the stack --------------------------------------------------------------------------------------------------
+@dataclass
+class StackRun:
+    """``citysense-stack up`` with the given components, stations and rate, in a temp dir on free ports."""
+
+    stations: int = 0
+    rate_hz: float = 1.0
+    components: str = "scorer,alert-api,notifier,simulator"
+    scenarios: list[str] = field(default_factory=list)
+    extra_env: dict[str, str] = field(default_factory=dict)
+    start_timeout: float = 240.0
+    keep_dir: bool = False
+
+    def __post_init__(self) -> None:
+        self.tmp = Path(tempfile.mkdtemp(prefix="citysense-bench-"))
+        self.data_dir = self.tmp / "data"
+        self.kafka_port, self.api_port = free_port(), free_port()
+        self.scorer_metrics_port, self.simulator_metrics_port = free_port(), free_port()
+        self.notifier_metrics_port = free_port()
+        self.proc: subprocess.Popen | None = None
+        self.state: dict = {}
+        self.output: list[str] = []
+
+    @property
+    def bootstrap(self) -> str:
+        return f"127.0.0.1:{self.kafka_port}"
+
+    @property
+    def api(self) -> str:
+        return f"http://127.0.0.1:{self.api_port}"
+
+    @property
+    def token(self) -> str:
+        return (self.data_dir / "api-token").read_text().strip()
+
+    def env(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("CITYSENSE_")}
+        env.update({
+            "CITYSENSE_DATA_DIR": str(self.data_dir), "CITYSENSE_KAFKA_PORT": str(self.kafka_port),
+            "CITYSENSE_API_PORT": str(self.api_port), "CITYSENSE_STATIONS": str(self.stations),
+            "CITYSENSE_RATE_HZ": str(self.rate_hz), "CITYSENSE_COMPONENTS": self.components,
+            "CITYSENSE_SCENARIOS": json.dumps(self.scenarios),
+            "CITYSENSE_SCORER_METRICS_PORT": str(self.scorer_metrics_port),
+            "CITYSENSE_SIMULATOR_METRICS_PORT": str(self.simulator_metrics_port),
+            "CITYSENSE_NOTIFIER_METRICS_PORT": str(self.notifier_metrics_port),
+            "CITYSENSE_LOG_LEVEL": "WARNING",
+        })
+        env.update(self.extra_env)
+        return env
+
+    def start(self) -> StackRun:
+        self.proc = subprocess.Popen([str(BIN / "citysense-stack"), "up"], env=self.env(), cwd=REPO,
+                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                     start_new_session=True)
+        deadline = time.monotonic() + self.start_timeout
+        assert self.proc.stdout is not None
+        while time.monotonic() < deadline:
+            line = self.proc.stdout.readline()
+            if not line:
+                break
+            self.output.append(line)
+            if "Ctrl-C stops everything" in line:
+                self.state = json.loads((self.data_dir / "stack.json").read_text())
+                threading.Thread(target=self._drain, daemon=True).start()
+                return self
+        self.stop()
+        raise RuntimeError("the stack did not come up:\n" + "".join(self.output[-40:]))
+
+    def _drain(self) -> None:
+        assert self.proc is not None and self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.output.append(line)
+            del self.output[:-200]
+
+    def refresh_state(self) -> dict:
+        try:
+            self.state = json.loads((self.data_dir / "stack.json").read_text())
+        except (OSError, ValueError):
+            pass
+        return self.state
+
+    def pgids(self) -> set[int]:
+        state = self.refresh_state()
+        ids = {state.get("launcher"), state.get("broker"), state.get("object_store"),
+               *state.get("components", {}).values()}
+        return {int(i) for i in ids if i}
+
+    def pids(self) -> list[int]:
+        return group_members(self.pgids())
+
+    def rss(self) -> dict[str, int]:
+        """RSS by component (launcher, broker, scorer incl. JVM and Python workers, ...) and the total."""
+        state = self.refresh_state()
+        names = {state.get("launcher"): "launcher", state.get("broker"): "broker",
+                 **{pid: name for name, pid in state.get("components", {}).items()}}
+        out: dict[str, int] = {}
+        for pid in self.pids():
+            fields = _stat(pid)
+            if not fields:
+                continue
+            name = names.get(int(fields[2]), "other")
+            out[name] = out.get(name, 0) + rss_bytes(pid)
+        out["total"] = sum(out.values())
+        return out
+
+    def cpu_seconds(self, component: str) -> float:
+        """CPU time (user + system) of every live process in one component's group (JVM and workers included)."""
+        pid = self.refresh_state().get("components", {}).get(component)
+        return sum(cpu_seconds(p) for p in group_members([int(pid)])) if pid else 0.0
+
+    def scorer_pid(self) -> int:
+        return int(self.refresh_state()["components"]["scorer"])
+
+    def wait_scorer_running(self, timeout: float = 240.0) -> None:
+        """Until the scorer's metrics answer and its first micro-batch has run."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            samples = scrape(self.scorer_metrics_port)
+            if metric(samples, "citysense_scorer_batches_total") >= 1:
+                return
+            time.sleep(1)
+        raise RuntimeError("the scorer ran no micro-batch in time; see " + str(self.data_dir / "logs/scorer.log"))
+
+    def stop(self) -> None:
+        if self.proc is None:
+            return
+        groups = self.pgids() | {self.proc.pid}
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+            try:
+                self.proc.wait(90)
+            except subprocess.TimeoutExpired:
+                pass
+        for pgid in groups:  # anything left behind (should be nothing)
+            try:
+                os.killpg(pgid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            pass
+        if not self.keep_dir:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def __enter__(self) -> StackRun:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+# ---- HTTP helpers -----------------------------------------------------------------------------------------------
+def http_json(method: str, url: str, body: dict | None = None, token: str | None = None,
+              timeout: float = 5.0) -> dict:
+    data = None if body is None else json.dumps(body).encode()
+    req = urllib.request.Request(url, data=data, method=method)  # noqa: S310 - loopback
+    req.add_header("content-type", "application/json")
+    if token:
+        req.add_header("authorization", f"Bearer {token}")
+    with urllib.request.urlopen(req, timeout=timeout) as r:  # noqa: S310
+        return json.loads(r.read() or b"{}")
+
+
+# ---- webhook receiver -------------------------------------------------------------------------------------------
+@dataclass
+class Delivery:
+    at: float  # time.time() when received
+    webhook_id: str
+    payload: dict
+    verified: bool
+
+
+class WebhookReceiver:
+    """Records every POST; verifies it with the subscription secret once :attr:`secret` is set."""
+
+    def __init__(self) -> None:
+        self.secret: str | None = None
+        self.deliveries: list[Delivery] = []
+        self.rejected = 0
+        self.lock = threading.Lock()
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_POST(self) -> None:  # noqa: N802
+                at = time.time()
+                body = self.rfile.read(int(self.headers.get("content-length", "0")))
+                headers = {k.lower(): v for k, v in self.headers.items()}
+                receiver._record(at, headers, body)
+                self.send_response(204)
+                self.send_header("content-length", "0")
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def _record(self, at: float, headers: dict[str, str], body: bytes) -> None:
+        from standardwebhooks.webhooks import Webhook
+
+        try:
+            payload = Webhook(self.secret).verify(body, headers) if self.secret else json.loads(body)
+            verified = self.secret is not None
+        except Exception:  # noqa: BLE001 - a bad signature is counted, not raised
+            with self.lock:
+                self.rejected += 1
+            return
+        with self.lock:
+            self.deliveries.append(Delivery(at, headers.get("webhook-id", ""), payload, verified))
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+# ---- probe producer ---------------------------------------------------------------------------------------------
+def reading_bytes(station: str, seq: int, ts: datetime, pm25: float) -> bytes:
+    """A reading with every registry metric (plausible city values) and the given PM2.5."""
+    from citysense_common.contract import format_ts
+
+    doc = {"schema_version": 1, "station_id": station, "ts": format_ts(ts), "seq": seq,
+           "location": {"lat": 52.52, "lon": 13.405},
+           "metrics": {"temperature": 12.0, "humidity": 70.0, "pressure": 1013.0, "air_quality": 40.0,
+                       "pm2_5": pm25, "pm10": max(pm25, 20.0), "noise_level": 58.0, "illuminance": 5000.0,
+                       "wind_speed": 3.0, "rainfall": 0.0}}
+    return json.dumps(doc, separators=(",", ":")).encode()
+
+
+class ProbeProducer:
+    """Sends readings for probe stations and remembers when each was handed to the producer."""
+
+    def __init__(self, bootstrap: str, topic: str = "citysense.readings") -> None:
+        from confluent_kafka import Producer
+
+        self.topic = topic
+        self.producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 0, "enable.idempotence": True,
+                                  "acks": "all"})
+        self.produced: dict[tuple[str, int], float] = {}  # (station, ts in ms) -> time.time() at produce
+        self.seq: dict[str, int] = {}
+
+    def send(self, station: str, pm25: float) -> int:
+        """One reading stamped now (ms precision); returns its ts in ms."""
+        now = time.time()
+        ts_ms = int(now * 1000)
+        seq = self.seq.get(station, 0)
+        self.seq[station] = seq + 1
+        value = reading_bytes(station, seq, datetime.fromtimestamp(ts_ms / 1000, tz=UTC), pm25)
+        self.producer.produce(self.topic, key=station.encode(), value=value)
+        self.producer.poll(0)
+        self.produced[(station, ts_ms)] = now
+        return ts_ms
+
+    def flush(self, timeout: float = 10.0) -> int:
+        return self.producer.flush(timeout)
+
+
+def ts_ms_of(text: str) -> int:
+    return int(round(datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp() * 1000))
+
+
+def percentile(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    k = (len(ordered) - 1) * q / 100
+    lo, hi = int(k), min(int(k) + 1, len(ordered) - 1)
+    return ordered[lo] + (ordered[hi] - ordered[lo]) * (k - lo)
+
+
+def load_avg() -> float:
+    return os.getloadavg()[0]
