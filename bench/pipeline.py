@@ -341,12 +341,13 @@ class WebhookReceiver:
 
 
 # ---- probe producer ---------------------------------------------------------------------------------------------
-def reading_bytes(station: str, seq: int, ts: datetime, pm25: float) -> bytes:
+def reading_bytes(station: str, seq: int, ts: datetime, pm25: float, lat: float = 52.52,
+                  lon: float = 13.405) -> bytes:
     """A reading with every registry metric (plausible city values) and the given PM2.5."""
     from citysense_common.contract import format_ts
 
     doc = {"schema_version": 1, "station_id": station, "ts": format_ts(ts), "seq": seq,
-           "location": {"lat": 52.52, "lon": 13.405},
+           "location": {"lat": lat, "lon": lon},
            "metrics": {"temperature": 12.0, "humidity": 70.0, "pressure": 1013.0, "air_quality": 40.0,
                        "pm2_5": pm25, "pm10": max(pm25, 20.0), "noise_level": 58.0, "illuminance": 5000.0,
                        "wind_speed": 3.0, "rainfall": 0.0}}
@@ -356,10 +357,11 @@ def reading_bytes(station: str, seq: int, ts: datetime, pm25: float) -> bytes:
 class ProbeProducer:
     """Sends readings for probe stations and remembers when each was handed to the producer."""
 
-    def __init__(self, bootstrap: str, topic: str = "citysense.readings") -> None:
+    def __init__(self, bootstrap: str, topic: str = "citysense.readings",
+                 location: tuple[float, float] = (52.52, 13.405)) -> None:
         from confluent_kafka import Producer
 
-        self.topic = topic
+        self.topic, self.location = topic, location
         self.producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 0, "enable.idempotence": True,
                                   "acks": "all"})
         self.produced: dict[tuple[str, int], float] = {}  # (station, ts in ms) -> time.time() at produce
@@ -371,7 +373,8 @@ class ProbeProducer:
         ts_ms = int(now * 1000)
         seq = self.seq.get(station, 0)
         self.seq[station] = seq + 1
-        value = reading_bytes(station, seq, datetime.fromtimestamp(ts_ms / 1000, tz=UTC), pm25)
+        value = reading_bytes(station, seq, datetime.fromtimestamp(ts_ms / 1000, tz=UTC), pm25,
+                              *self.location)
         self.producer.produce(self.topic, key=station.encode(), value=value)
         self.producer.poll(0)
         self.produced[(station, ts_ms)] = now

@@ -1,0 +1,251 @@
+"""P2, P3, P6: alert latency through the API and the webhook, and the stack's memory, at 5,000 readings/s.
+
+The whole local stack runs (broker, scorer, alert API, notifier, simulator at --stations x --rate-hz readings/s as
+background load). Once the scorer has caught up with the start-up backlog, --probes probe stations (ids
+``probe-NNN``, placed far outside the simulated city so one bbox query finds them all) start one after another,
+--spacing seconds apart; each sends PM2.5 = 500 µg/m³ (all other registry metrics normal) at 1 Hz until its alert is
+both readable and delivered, or --probe-timeout passes. The rule ``pm25-acute-1m`` (1-minute mean, ``for: 5s``)
+opens an alert whose ``event_time`` is the ``ts`` of the reading that completed the condition. Latency is measured
+from the moment that very reading was handed to the producer (the bench records the produce time of every probe
+reading by (station, ts)) to:
+- P2: the alert first appearing in ``GET /v1/alerts?state=all&bbox=...`` (polled every --poll-ms ms);
+- P3: the signed webhook arriving at a local receiver subscribed to the probe stations (signature verified with
+  the ``standardwebhooks`` library; unverifiable deliveries are counted and excluded).
+P6 = the largest sum of VmRSS over every process of the stack (launcher, broker, scorer driver + JVM + Python
+workers, API, notifier, simulator), sampled every 2 s during the probes.
+
+    python bench/p2_p3_latency.py [--stations 5000] [--rate-hz 1] [--probes 30] [--spacing 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import threading
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import pipeline as pl  # noqa: E402
+from harness import Figure, progress, write_result  # noqa: E402
+
+RULE = "pm25-acute-1m"
+PROBE_LAT, PROBE_LON = -33.87, 151.21  # far from the simulated city (default bbox around Berlin)
+PROBE_BBOX = "150.0,-35.0,152.0,-33.0"
+GiB = 1024 ** 3
+
+
+@dataclass
+class LatencyRun:
+    p2_ms: list[float] = field(default_factory=list)
+    p3_ms: list[float] = field(default_factory=list)
+    unmatched: int = 0  # alerts whose event_time matched no recorded probe reading
+    missing_api: list[str] = field(default_factory=list)
+    missing_hook: list[str] = field(default_factory=list)
+    rejected_hooks: int = 0
+    rss_samples: list[dict] = field(default_factory=list)
+    lag_samples: list[tuple[float, float]] = field(default_factory=list)
+    probes: int = 0
+    readings_sent: int = 0
+
+    def summary(self) -> dict:
+        return {
+            "probes": self.probes, "p2_count": len(self.p2_ms), "p3_count": len(self.p3_ms),
+            "p2_p50_ms": pl.percentile(self.p2_ms, 50), "p2_p99_ms": pl.percentile(self.p2_ms, 99),
+            "p2_max_ms": max(self.p2_ms, default=float("nan")),
+            "p3_p50_ms": pl.percentile(self.p3_ms, 50), "p3_p99_ms": pl.percentile(self.p3_ms, 99),
+            "p3_max_ms": max(self.p3_ms, default=float("nan")),
+            "unmatched_event_times": self.unmatched, "missing_api": self.missing_api,
+            "missing_webhook": self.missing_hook, "rejected_webhooks": self.rejected_hooks,
+            "rss_max_bytes": max((s["total"] for s in self.rss_samples), default=0),
+            "rss_by_component_at_max": max(self.rss_samples, key=lambda s: s["total"], default={}),
+            "lag_max": max((x for _, x in self.lag_samples), default=0),
+            "lag_curve": [(round(t, 1), int(x)) for t, x in self.lag_samples][:: max(1, len(self.lag_samples) // 30)],
+            "probe_readings_sent": self.readings_sent,
+        }
+
+
+def lag(run: pl.StackRun, extra_produced: float = 0) -> float | None:
+    sim, sc = pl.scrape(run.simulator_metrics_port), pl.scrape(run.scorer_metrics_port)
+    if not sc:
+        return None
+    return (pl.metric(sim, "citysense_simulator_readings_produced_total") + extra_produced
+            - pl.metric(sc, "citysense_scorer_rows_total"))
+
+
+def wait_caught_up(run: pl.StackRun, rate: float, timeout: float) -> float:
+    """Until the scorer's lag is below 2 s of input (after the start-up backlog); returns the last lag seen."""
+    deadline = time.monotonic() + timeout
+    current = float("inf")
+    while time.monotonic() < deadline:
+        current = lag(run) or float("inf")
+        if current < max(2 * rate, 1000):
+            return current
+        time.sleep(1)
+    return current
+
+
+def measure(run: pl.StackRun, probes: int, spacing: float, poll_ms: float, probe_timeout: float) -> LatencyRun:
+    """Probe stations against a running full stack; see the module docstring."""
+    out = LatencyRun(probes=probes)
+    stations = [f"probe-{i:03d}" for i in range(probes)]
+    receiver = pl.WebhookReceiver()
+    token = run.token
+    created = pl.http_json("POST", f"{run.api}/v1/subscriptions", {"url": receiver.url,
+                           "filters": {"station_ids": stations}}, token=token)
+    receiver.secret = created["secret"]
+    producer = pl.ProbeProducer(run.bootstrap, location=(PROBE_LAT, PROBE_LON))
+    seen_api: dict[str, tuple[float, str]] = {}  # station -> (time first readable, updated_at = event_time)
+    stop = threading.Event()
+
+    def poll_api() -> None:
+        url = f"{run.api}/v1/alerts?state=all&limit=1000&bbox={PROBE_BBOX}"
+        while not stop.is_set():
+            started = time.monotonic()
+            try:
+                req = urllib.request.Request(url, headers={"authorization": f"Bearer {token}"})  # noqa: S310
+                with urllib.request.urlopen(req, timeout=5) as r:  # noqa: S310 - loopback
+                    page = json.loads(r.read())
+                now = time.time()
+                for item in page.get("items", []):
+                    if item["rule_id"] == RULE and item["station_id"] not in seen_api:
+                        seen_api[item["station_id"]] = (now, item["updated_at"])
+            except OSError:
+                pass
+            stop.wait(max(0.0, poll_ms / 1000 - (time.monotonic() - started)))
+
+    def sample() -> None:
+        t0 = time.monotonic()
+        while not stop.wait(2.0):
+            out.rss_samples.append(run.rss())
+            current = lag(run, out.readings_sent)
+            if current is not None:
+                out.lag_samples.append((time.monotonic() - t0, current))
+
+    threads = [threading.Thread(target=poll_api, daemon=True), threading.Thread(target=sample, daemon=True)]
+    for t in threads:
+        t.start()
+    hooked: set[str] = set()
+    started_at: dict[str, float] = {}
+    t0 = time.monotonic()
+    deadline = t0 + probes * spacing + probe_timeout + 5
+    next_tick = t0
+    try:
+        while time.monotonic() < deadline:
+            now = time.monotonic()
+            for i, station in enumerate(stations):
+                if station not in started_at and now - t0 >= i * spacing:
+                    started_at[station] = now
+            with receiver.lock:
+                for d in receiver.deliveries:
+                    data = d.payload.get("data", {})
+                    if data.get("rule_id") == RULE and data.get("state") == "open":
+                        hooked.add(data.get("station_id"))
+            active = [s for s, at in started_at.items()
+                      if not (s in seen_api and s in hooked) and now - at < probe_timeout]
+            if len(started_at) == probes and not active:
+                break
+            if now >= next_tick:
+                for station in active:
+                    producer.send(station, 500.0)
+                    out.readings_sent += 1
+                next_tick += 1.0
+            time.sleep(0.01)
+        producer.flush(10)
+        time.sleep(1)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(10)
+        receiver.close()
+    sent_at = {}
+    for (station, ts_ms), at in producer.produced.items():
+        sent_at[(station, ts_ms)] = at
+    for station in stations:
+        if station not in seen_api:
+            out.missing_api.append(station)
+            continue
+        first, updated = seen_api[station]
+        produced = sent_at.get((station, pl.ts_ms_of(updated)))
+        if produced is None:
+            out.unmatched += 1
+        else:
+            out.p2_ms.append((first - produced) * 1000)
+    first_hook: dict[str, pl.Delivery] = {}
+    for d in receiver.deliveries:
+        data = d.payload.get("data", {})
+        if data.get("rule_id") == RULE and data.get("state") == "open" and d.verified:
+            first_hook.setdefault(data["station_id"], d)
+    out.rejected_hooks = receiver.rejected
+    for station in stations:
+        d = first_hook.get(station)
+        if d is None:
+            out.missing_hook.append(station)
+            continue
+        produced = sent_at.get((station, pl.ts_ms_of(d.payload["data"]["event_time"])))
+        if produced is None:
+            out.unmatched += 1
+        else:
+            out.p3_ms.append((d.at - produced) * 1000)
+    return out
+
+
+def latency_figures(prefix: str, s: dict, *, with_targets: bool = True) -> list[Figure]:
+    def fig(fid: str, name: str, value: float, unit: str, target: str, meets: bool | None) -> Figure:
+        return Figure(fid, f"{prefix}{name}", value, unit, target if with_targets else "—",
+                      meets if with_targets else None)
+
+    p2_ok = s["p2_count"] == s["probes"]
+    p3_ok = s["p3_count"] == s["probes"]
+    return [
+        fig("P2", "reading -> alert readable via API, p50", s["p2_p50_ms"], "ms", "—", None),
+        fig("P2", "reading -> alert readable via API, p99", s["p2_p99_ms"], "ms", "<= 500 ms",
+            p2_ok and s["p2_p99_ms"] <= 500),
+        fig("P3", "reading -> signed webhook received, p50", s["p3_p50_ms"], "ms", "—", None),
+        fig("P3", "reading -> signed webhook received, p99", s["p3_p99_ms"], "ms", "<= 1 s",
+            p3_ok and s["p3_p99_ms"] <= 1000),
+    ]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--stations", type=int, default=5000)
+    parser.add_argument("--rate-hz", type=float, default=1.0)
+    parser.add_argument("--probes", type=int, default=30)
+    parser.add_argument("--spacing", type=float, default=2.0)
+    parser.add_argument("--poll-ms", type=float, default=20)
+    parser.add_argument("--probe-timeout", type=float, default=60)
+    parser.add_argument("--catch-up-timeout", type=float, default=180)
+    args = parser.parse_args()
+    rate = args.stations * args.rate_hz
+    load0 = pl.load_avg()
+    with pl.StackRun(stations=args.stations, rate_hz=args.rate_hz) as run:
+        progress(f"P2/P3/P6 stack up: {args.stations} stations x {args.rate_hz:g} Hz = {rate:,.0f} readings/s; "
+                 "waiting for the scorer")
+        run.wait_scorer_running()
+        behind = wait_caught_up(run, rate, args.catch_up_timeout)
+        progress(f"  scorer lag {behind:,.0f} readings; {args.probes} probes, one every {args.spacing:g}s")
+        result = measure(run, args.probes, args.spacing, args.poll_ms, args.probe_timeout)
+    s = result.summary()
+    progress(f"  P2 p50 {s['p2_p50_ms']:.0f} ms p99 {s['p2_p99_ms']:.0f} ms ({s['p2_count']}/{args.probes}); "
+             f"P3 p50 {s['p3_p50_ms']:.0f} ms p99 {s['p3_p99_ms']:.0f} ms ({s['p3_count']}/{args.probes}); "
+             f"RSS max {s['rss_max_bytes'] / GiB:.2f} GiB; lag max {s['lag_max']:,.0f}")
+    figures = latency_figures("", s)
+    for f in figures:
+        f.detail = s
+    figures.append(Figure("P6", "RSS of all stack processes at the P2 load (max)", s["rss_max_bytes"] / GiB, "GiB",
+                          "<= 2 GiB", s["rss_max_bytes"] <= 2 * GiB,
+                          {"by_component_bytes": s["rss_by_component_at_max"]}))
+    write_result("p2_p3_latency", figures, notes=(
+        f"background {args.stations} stations x {args.rate_hz:g} Hz = {rate:,.0f} readings/s from the stack's "
+        f"simulator; {args.probes} probe stations {args.spacing:g} s apart at PM2.5 = 500, 1 Hz; API polled every "
+        f"{args.poll_ms:g} ms; scorer lag before probes {behind:,.0f}. Missing probes count as failures. Machine load "
+        f"(1 min) at start {load0:.1f}, at end {pl.load_avg():.1f}."))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
