@@ -1,0 +1,138 @@
+"""P7: how cost grows with the city — throughput cost and alert latency at 100, 1,000, 10,000 and 100,000 stations.
+
+The total input rate is held at --rate readings/s (default 5,000, the P2 load) at every size: rate_hz = rate /
+stations (50 Hz at 100 stations ... 0.05 Hz at 100,000, i.e. one tick of 100,000 readings every 20 s). What grows is
+the state (per-station windows, baselines, alert slots, station rows), so any change in cost is the city's size,
+not its traffic. Per size, one full stack run (broker, scorer, API, notifier, simulator):
+- throughput: the scorer's rows/s over a --window s window (offered vs scored, lag sampled every second) and its
+  cost, scorer CPU seconds (driver + JVM + Python workers) per 1,000 readings; 2 cores / that cost = the CPU-bound
+  capacity estimate (readings/s the scorer could take on this machine were it the only process);
+- latency: --probes probe stations at PM2.5 = 500 as in P2/P3 (p50/p99 to the API and to the webhook);
+- memory: RSS of the scorer and of the whole stack.
+"Linear throughput, flat latency" holds when cost per reading and p99 stay roughly constant as stations grow.
+
+The simulator's history length is set to 30 (default 300) for every size: at 100,000 stations the default ring
+alone is 1.2 GB of float32 in the load generator, which would dominate the machine; the values it sends are still
+every registry metric per reading.
+
+    python bench/p7_scaling.py [--sizes 100,1000,10000,100000] [--rate 5000] [--window 40] [--probes 10]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import threading
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import pipeline as pl  # noqa: E402
+from harness import Figure, progress, write_result  # noqa: E402
+from p2_p3_latency import GiB, measure, wait_caught_up  # noqa: E402
+
+
+def throughput_window(run: pl.StackRun, rate: float, window: float) -> dict:
+    cpu0 = run.cpu_seconds("scorer")
+    samples: list[tuple[float, float, float]] = []
+    t0 = time.monotonic()
+    while (t := time.monotonic() - t0) < window:
+        sim, sc = pl.scrape(run.simulator_metrics_port), pl.scrape(run.scorer_metrics_port)
+        if sim and sc:
+            samples.append((t, pl.metric(sim, "citysense_simulator_readings_produced_total"),
+                            pl.metric(sc, "citysense_scorer_rows_total")))
+        time.sleep(max(0.0, 1.0 - (time.monotonic() - t0 - t)))
+    cpu = run.cpu_seconds("scorer") - cpu0
+    if len(samples) < 2:
+        return {"error": "no metrics"}
+    (t_a, d_a, p_a), (t_b, d_b, p_b) = samples[0], samples[-1]
+    span = max(1e-9, t_b - t_a)
+    lags = [d - p for _, d, p in samples]
+    scored = p_b - p_a
+    tail = lags[-15:]
+    return {"offered_per_s": rate, "delivered_per_s": round((d_b - d_a) / span), "scored_per_s": round(scored / span),
+            "lag_start": lags[0], "lag_end_min": min(tail), "lag_max": max(lags),
+            "bounded": min(tail) < max(2 * rate, 1) and min(tail) - lags[0] < rate,
+            "scorer_cpu_s": round(cpu, 2), "cpu_s_per_1k": round(1000 * cpu / scored, 4) if scored else None,
+            "capacity_estimate_per_s": round(2 * scored / cpu) if cpu else None}
+
+
+def one_size(stations: int, rate: float, window: float, probes: int, spacing: float) -> dict:
+    rate_hz = rate / stations
+    with pl.StackRun(stations=stations, rate_hz=rate_hz, extra_env={"CITYSENSE_HISTORY": "30"}) as run:
+        progress(f"P7 {stations:,} stations x {rate_hz:g} Hz: stack up, waiting for the scorer")
+        run.wait_scorer_running()
+        behind = wait_caught_up(run, rate, 180)
+        progress(f"  caught up (lag {behind:,.0f}); throughput window {window:.0f}s")
+        tput = throughput_window(run, rate, window)
+        progress(f"  scored {tput.get('scored_per_s')}/s, {tput.get('cpu_s_per_1k')} scorer CPU-s per 1k, lag end "
+                 f"{tput.get('lag_end_min')}; {probes} latency probes")
+        rss_peak: dict = {}
+        stop = threading.Event()
+
+        def watch_rss() -> None:
+            nonlocal rss_peak
+            while not stop.wait(2):
+                now = run.rss()
+                if now["total"] > rss_peak.get("total", 0):
+                    rss_peak = now
+
+        watcher = threading.Thread(target=watch_rss, daemon=True)
+        watcher.start()
+        lat = measure(run, probes, spacing, 20, 60).summary()
+        stop.set()
+        watcher.join(5)
+    return {"stations": stations, "rate_hz": rate_hz, "lag_before": behind, **tput,
+            "p2_p50_ms": lat["p2_p50_ms"], "p2_p99_ms": lat["p2_p99_ms"], "p3_p50_ms": lat["p3_p50_ms"],
+            "p3_p99_ms": lat["p3_p99_ms"], "probes": probes, "p2_count": lat["p2_count"], "p3_count": lat["p3_count"],
+            "rss_total_bytes": max(lat["rss_max_bytes"], rss_peak.get("total", 0)),
+            "rss_scorer_bytes": rss_peak.get("scorer", 0)}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", default="100,1000,10000,100000")
+    parser.add_argument("--rate", type=float, default=5000)
+    parser.add_argument("--window", type=float, default=40)
+    parser.add_argument("--probes", type=int, default=10)
+    parser.add_argument("--spacing", type=float, default=2.0)
+    args = parser.parse_args()
+    load0 = pl.load_avg()
+    rows = []
+    for stations in (int(s) for s in args.sizes.split(",")):
+        if args.rate / stations > 100:
+            progress(f"P7 skipping {stations} stations: {args.rate / stations:g} Hz > the simulator's 100 Hz")
+            continue
+        row = one_size(stations, args.rate, args.window, args.probes, args.spacing)
+        rows.append(row)
+        progress(f"  -> {stations:,}: scored {row.get('scored_per_s')}/s, cost {row.get('cpu_s_per_1k')} CPU-s/1k, "
+                 f"P2 p99 {row['p2_p99_ms']:.0f} ms, P3 p99 {row['p3_p99_ms']:.0f} ms, "
+                 f"RSS {row['rss_total_bytes'] / GiB:.2f} GiB")
+    figures = []
+    costs = [r["cpu_s_per_1k"] for r in rows if r.get("cpu_s_per_1k")]
+    p99s = [r["p2_p99_ms"] for r in rows if r["p2_count"]]
+    growth = max(costs) / min(costs) if costs else float("nan")
+    spread = max(p99s) / min(p99s) if p99s else float("nan")
+    for r in rows:
+        n = f"{r['stations']:,} stations"
+        figures += [
+            Figure("P7", f"{n}: scored readings/s at {args.rate:,.0f}/s offered", r.get("scored_per_s", 0),
+                   "readings/s", "—", r.get("bounded"), {k: v for k, v in r.items()}),
+            Figure("P7", f"{n}: scorer CPU-s per 1,000 readings", r.get("cpu_s_per_1k") or float("nan"), "CPU-s",
+                   "—", None),
+            Figure("P7", f"{n}: P2 p99", r["p2_p99_ms"], "ms", "—", None),
+            Figure("P7", f"{n}: stack RSS", r["rss_total_bytes"] / GiB, "GiB", "—", None),
+        ]
+    figures.append(Figure("P7", "cost per reading, largest / smallest city", growth, "x", "~1 (linear throughput)",
+                          bool(growth <= 1.5) if costs else None))
+    figures.append(Figure("P7", "P2 p99, largest / smallest city", spread, "x", "~1 (flat latency)",
+                          bool(spread <= 1.5) if p99s else None))
+    write_result("p7_scaling", figures, notes=(
+        f"total rate held at {args.rate:,.0f} readings/s (rate_hz = rate / stations); simulator history 30; "
+        f"{args.window:.0f} s throughput window and {args.probes} latency probes per size; 'meets' on the ratio rows "
+        f"= within 1.5x. Machine load (1 min) at start {load0:.1f}, at end {pl.load_avg():.1f}."))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
