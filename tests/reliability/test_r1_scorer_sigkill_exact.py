@@ -1,0 +1,170 @@
+"""R1: SIGKILL the scorer mid-stream (twice), restart it: stored rows and alert events exactly as an uninterrupted run.
+
+tests/scorer/test_stream_e2e.py already kills the scorer once and checks the row count, the dead letters, that no
+event id repeats and the counts of one rule's events. This test makes the comparison exact: the same input (every
+message produced before the scorer starts, so micro-batch boundaries depend only on offsets and the per-trigger
+cap, which the checkpoint keeps across restarts) goes through
+- a reference scorer that runs undisturbed, and
+- a scorer whose whole process group (JVM included) is SIGKILLed twice mid-stream and restarted;
+then the stored readings (station, ts, seq, metrics, z-scores), the station rows and the alert events on the topic
+(event ids — content hashes — and full payloads) must be identical, with no event twice.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from citysense_common.contract import Reading
+from citysense_common.kafka import TopicSpec, ensure_topics
+from confluent_kafka import Consumer, Producer, TopicPartition
+
+pytestmark = pytest.mark.slow
+
+START = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=4)
+CAP = 30  # messages per micro-batch
+
+
+def reading(station: str, seq: int, pm25: float) -> bytes:
+    return Reading(schema_version=1, station_id=station, ts=START + timedelta(seconds=seq), seq=seq,
+                   metrics={"pm2_5": pm25, "pm10": pm25 + 5, "temperature": 12.0, "humidity": 70.0}).to_json()
+
+
+def workload() -> list[tuple[str, bytes]]:
+    """Three stations, 150 s at 1 Hz: two pollution episodes (open, escalate, resolve) and a calm station."""
+    out = []
+    for seq in range(150):
+        out.append(("hot-a", reading("hot-a", seq, 500.0 if 10 <= seq < 40 else 6.0)))
+        out.append(("hot-b", reading("hot-b", seq, 140.0 if 30 <= seq < 50 else (300.0 if 50 <= seq < 70 else 4.0))))
+        out.append(("calm", reading("calm", seq, 8.0 + seq % 3)))
+    return out
+
+
+def topics_for(tag: str) -> dict[str, str]:
+    return {"readings_topic": f"r1.{tag}.readings", "alerts_topic": f"r1.{tag}.alerts", "dlq_topic": f"r1.{tag}.dlq"}
+
+
+def start(bootstrap: str, topics: dict[str, str], data: Path) -> subprocess.Popen:
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("CITYSENSE_")},
+           "CITYSENSE_KAFKA_BOOTSTRAP": bootstrap, "CITYSENSE_DATA_DIR": str(data),
+           "CITYSENSE_SQLITE_PATH": str(data / "citysense.db"), "CITYSENSE_READINGS_TOPIC": topics["readings_topic"],
+           "CITYSENSE_ALERTS_TOPIC": topics["alerts_topic"], "CITYSENSE_DLQ_TOPIC": topics["dlq_topic"],
+           "CITYSENSE_SCORER_METRICS_PORT": "0", "CITYSENSE_SCORER_TRIGGER_MS": "200",
+           "CITYSENSE_SCORER_MAX_OFFSETS_PER_TRIGGER": str(CAP), "CITYSENSE_SCORER_SNAPSHOT_EVERY": "4"}
+    data.mkdir(parents=True, exist_ok=True)
+    return subprocess.Popen([sys.executable, "-m", "citysense_scorer.cli", "stream"], env=env,
+                            stdout=open(data / "scorer.log", "ab"), stderr=subprocess.STDOUT,  # noqa: SIM115
+                            start_new_session=True)
+
+
+def rows(db: Path) -> list[tuple]:
+    if not db.exists():
+        return []
+    try:
+        with sqlite3.connect(db, timeout=5) as conn:
+            return conn.execute("SELECT station_id, ts, seq, metric_names, metric_values, zscores, outliers, late "
+                                "FROM readings ORDER BY station_id, ts, seq").fetchall()
+    except sqlite3.Error:
+        return []
+
+
+def stations(db: Path) -> list[tuple]:
+    with sqlite3.connect(db, timeout=5) as conn:
+        cols = [c[1] for c in conn.execute("PRAGMA table_info(stations)")]
+        keep = [c for c in cols if c not in ("status_ts", "status_changed_at")]  # processing-time stamps
+        return conn.execute(f"SELECT {', '.join(keep)} FROM stations ORDER BY station_id").fetchall()  # noqa: S608
+
+
+def events(bootstrap: str, topic: str) -> list[dict]:
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"r1-{uuid.uuid4().hex[:6]}",
+                         "enable.partition.eof": True, "auto.offset.reset": "earliest", "enable.auto.commit": False})
+    parts = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+    consumer.assign([TopicPartition(topic, p, 0) for p in parts])
+    out, eof, deadline = [], set(), time.monotonic() + 30
+    while len(eof) < len(parts) and time.monotonic() < deadline:
+        for msg in consumer.consume(500, timeout=0.5):
+            if msg.error():
+                eof.add(msg.partition())
+            else:
+                out.append(json.loads(msg.value()))
+    consumer.close()
+    return sorted(out, key=lambda e: e["event_id"])
+
+
+def wait_rows(db: Path, count: int, proc: subprocess.Popen, timeout: float = 300) -> None:
+    deadline = time.monotonic() + timeout
+    while len(rows(db)) < count:
+        if proc.poll() is not None:
+            pytest.fail(f"scorer exited {proc.returncode}:\n{(db.parent / 'scorer.log').read_text()[-3000:]}")
+        assert time.monotonic() < deadline, f"{len(rows(db))} of {count} rows after {timeout}s"
+        time.sleep(0.3)
+
+
+def finish(proc: subprocess.Popen) -> None:
+    time.sleep(2)  # the batch that stored the last rows produced its events before it returned
+    os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        assert proc.wait(60) == 0
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+
+
+def test_sigkilled_scorer_matches_an_undisturbed_run_exactly(kafka_broker, tmp_path: Path) -> None:
+    bootstrap = kafka_broker.bootstrap
+    messages = workload()
+    total = len(messages)
+    runs = {}
+    for name in ("reference", "killed"):
+        topics = topics_for(f"{name}-{uuid.uuid4().hex[:6]}")
+        ensure_topics(bootstrap, [TopicSpec(t, 3) for t in topics.values()])
+        producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True, "linger.ms": 5})
+        for key, value in messages:
+            producer.produce(topics["readings_topic"], key=key, value=value)
+        assert producer.flush(30) == 0
+        runs[name] = (topics, tmp_path / name)
+
+    ref_topics, ref_dir = runs["reference"]
+    proc = start(bootstrap, ref_topics, ref_dir)
+    try:
+        wait_rows(ref_dir / "citysense.db", total, proc)
+        finish(proc)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+
+    topics, data = runs["killed"]
+    proc = start(bootstrap, topics, data)
+    try:
+        for kill_at in (total // 4, total // 2):  # two SIGKILLs of the whole group, JVM included, mid-stream
+            wait_rows(data / "citysense.db", kill_at, proc)
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(30)
+            assert len(rows(data / "citysense.db")) < total, "the kill came too late to be mid-stream"
+            proc = start(bootstrap, topics, data)
+        wait_rows(data / "citysense.db", total, proc)
+        finish(proc)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+
+    ref_rows, got_rows = rows(ref_dir / "citysense.db"), rows(data / "citysense.db")
+    assert len(ref_rows) == total
+    assert got_rows == ref_rows
+    assert stations(data / "citysense.db") == stations(ref_dir / "citysense.db")
+    ref_events, got_events = events(bootstrap, ref_topics["alerts_topic"]), events(bootstrap, topics["alerts_topic"])
+    ids = [e["event_id"] for e in got_events]
+    assert len(ids) == len(set(ids)), "an alert event is on the topic twice"
+    assert {e["rule_id"] for e in ref_events} >= {"pm25-acute-1m"}  # the workload does open alerts
+    assert [e["event_id"] for e in got_events] == [e["event_id"] for e in ref_events]
+    assert got_events == ref_events
+    assert events(bootstrap, topics["dlq_topic"]) == []
