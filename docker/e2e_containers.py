@@ -1,19 +1,26 @@
-"""Container end-to-end run (called by docker/e2e-containers.sh after the base images exist).
+"""Container end-to-end run (called by docker/e2e-containers.sh after the base images and wheelhouses exist).
 
-Builds the four service images and the broker image, starts the broker, simulator, scorer, alert API and notifier
-as containers on the host network (read-only root filesystems, no capabilities, non-root), subscribes a webhook
-receiver running on this host through the API, makes one station exceed the PM2.5 critical threshold, and waits for
-a signed `io.citysense.alert.opened` CloudEvent. The store is SQLite on a shared bind mount (no Cassandra here).
+Builds the four service images and the broker image, starts the broker, alert API, notifier, scorer and simulator
+as containers on the host network (read-only root filesystems, all capabilities dropped, no-new-privileges,
+non-root), subscribes a webhook receiver running on this host through the API, lets the simulator drive one station's
+PM2.5 to 400 µg/m³ (`pollution:stations=1,ramp=0,peak=400`), and waits until the scorer's critical PM2.5 alert
+arrives at the receiver as an `io.citysense.alert.opened` CloudEvent whose Standard Webhooks signature verifies
+against the secret the API returned. The store is SQLite on a directory shared by scorer, API and notifier (no
+Cassandra here); the run also reads the alert and the station's readings back through the API.
 
 A service whose package has no command yet (work in progress) is reported as MISSING and the run fails, unless
---allow-missing is given: then, without a scorer, the alert is injected on the alerts topic so the API -> notifier
+--allow-missing is given: then, without a scorer, one alert is injected on the alerts topic so the API -> notifier
 -> webhook path is still exercised, and the summary says so.
 """
 
 from __future__ import annotations
 
 import argparse
+import base64
+import hashlib
+import hmac
 import json
+import os
 import shutil
 import socket
 import subprocess
@@ -33,18 +40,25 @@ TAG = "e2e"
 SERVICES = ["simulator", "scorer", "alert-api", "notifier"]
 COMMANDS = {"simulator": "citysense_simulator.cli", "scorer": "citysense_scorer.cli",
             "alert-api": "citysense_alert_api.cli", "notifier": "citysense_notifier.cli"}
+# What each image must not contain (only its own service's dependencies).
+FORBIDDEN = {"simulator": ["pyspark", "fastapi", "cassandra"], "scorer": ["fastapi", "uvicorn", "httpx"],
+             "alert-api": ["pyspark", "pandas"], "notifier": ["pyspark", "fastapi"]}
+USERS = {"simulator": "10001", "scorer": "185", "alert-api": "10001", "notifier": "10001"}
+SCENARIO = "pollution:stations=1,ramp=0,peak=400"
 PREFIX = f"citysense-e2e-{uuid.uuid4().hex[:6]}"
+T0 = time.monotonic()
+TIMINGS: dict[str, float] = {}
 
 
 def log(msg: str) -> None:
-    print(f"[e2e {time.strftime('%H:%M:%S')}] {msg}", flush=True)
+    print(f"[e2e {time.strftime('%H:%M:%S')} +{time.monotonic() - T0:4.0f}s] {msg}", flush=True)
 
 
-def run(*args: str, check: bool = True, quiet: bool = False) -> subprocess.CompletedProcess[str]:
+def run(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     result = subprocess.run(list(args), capture_output=True, text=True)
     if check and result.returncode != 0:
         sys.stderr.write(result.stdout[-4000:] + result.stderr[-4000:])
-        raise SystemExit(f"command failed: {' '.join(args[:6])} ...")
+        raise SystemExit(f"command failed: {' '.join(args[:8])} ...")
     return result
 
 
@@ -54,35 +68,56 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def build(name: str, dockerfile: str) -> None:
+def build(name: str, dockerfile: str, offline: bool) -> None:
     started = time.monotonic()
-    run("docker", "build", "--network", "host", "-q", "-f", dockerfile, "-t", f"citysense/{name}:{TAG}", str(REPO))
-    log(f"built citysense/{name}:{TAG} in {time.monotonic() - started:.0f}s")
+    extra = ["--build-arg", "PIP_NO_INDEX=1"] if offline else []
+    run("docker", "build", "--network", "host", "-q", *extra, "-f", dockerfile, "-t", f"citysense/{name}:{TAG}",
+        str(REPO))
+    TIMINGS[f"build {name}"] = time.monotonic() - started
+    size = run("docker", "image", "inspect", "-f", "{{.Size}}", f"citysense/{name}:{TAG}").stdout.strip()
+    log(f"built citysense/{name}:{TAG} in {TIMINGS[f'build {name}']:.0f}s ({int(size) / 1e6:.0f} MB)")
 
 
-def has_command(service: str) -> bool:
-    probe = run("docker", "run", "--rm", "--network", "host", "--entrypoint", "python", f"citysense/{service}:{TAG}",
-                "-c", f"import importlib.util,sys; sys.exit(importlib.util.find_spec('{COMMANDS[service]}') is None)",
-                check=False)
-    return probe.returncode == 0
+def probe(service: str) -> tuple[bool, list[str], str]:
+    """(has its command, forbidden packages present, user) for a service image."""
+    code = ("import importlib.util as u, json, os; "
+            f"print(json.dumps([u.find_spec('{COMMANDS[service]}') is not None, "
+            f"[m for m in {FORBIDDEN[service]!r} if u.find_spec(m)], os.getuid()]))")
+    result = run("docker", "run", "--rm", "--network", "none", "--read-only", "--cap-drop", "ALL",
+                 "--entrypoint", "python", f"citysense/{service}:{TAG}", "-c", code, check=False)
+    if result.returncode != 0:
+        return False, [], "?"
+    present, forbidden, uid = json.loads(result.stdout.strip().splitlines()[-1])
+    return present, forbidden, str(uid)
 
 
 def start(name: str, image: str, env: dict[str, str], args: list[str], data: Path | None = None,
-          user: str | None = None) -> str:
+          tmpfs: tuple[str, ...] = ()) -> str:
     cmd = ["docker", "run", "-d", "--name", f"{PREFIX}-{name}", "--network", "host", "--read-only",
-           "--tmpfs", "/tmp:rw,size=512m",  # noqa: S108 - a container tmpfs, not a host path
+           "--tmpfs", "/tmp:rw,size=1g",  # noqa: S108 - a container tmpfs, not a host path
            "--cap-drop", "ALL", "--security-opt", "no-new-privileges"]
-    if user:
-        cmd += ["--user", user]
+    for mount in tmpfs:
+        cmd += ["--tmpfs", mount]
     if data is not None:
         cmd += ["-v", f"{data}:/var/lib/citysense"]
-    else:
+    elif image.startswith("citysense/") and "broker" not in image:
         cmd += ["--tmpfs", "/var/lib/citysense:rw,size=64m,uid=10001,gid=10001"]
     for key, value in env.items():
         cmd += ["-e", f"{key}={value}"]
     run(*cmd, image, *args)
-    log(f"started {name} ({image})")
+    log(f"started {name} ({image}{' ' + ' '.join(args) if args else ''})")
     return f"{PREFIX}-{name}"
+
+
+def verify_signature(secret: str, headers: dict[str, str], body: bytes, tolerance_s: int = 300) -> bool:
+    """Standard Webhooks verification, written out here rather than imported from the code under test."""
+    lower = {k.lower(): v for k, v in headers.items()}
+    msg_id, ts, sigs = lower.get("webhook-id"), lower.get("webhook-timestamp"), lower.get("webhook-signature", "")
+    if not msg_id or not ts or abs(time.time() - int(ts)) > tolerance_s:
+        return False
+    key = base64.b64decode(secret.removeprefix("whsec_"))
+    expected = base64.b64encode(hmac.new(key, f"{msg_id}.{ts}.".encode() + body, hashlib.sha256).digest()).decode()
+    return any(part.startswith("v1,") and hmac.compare_digest(part[3:], expected) for part in sigs.split())
 
 
 class Receiver(BaseHTTPRequestHandler):
@@ -90,7 +125,8 @@ class Receiver(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:  # noqa: N802
         body = self.rfile.read(int(self.headers.get("content-length", 0)))
-        Receiver.received.append({"headers": dict(self.headers), "body": json.loads(body or b"{}")})
+        Receiver.received.append({"headers": dict(self.headers), "raw": body, "body": json.loads(body or b"{}"),
+                                  "at": time.monotonic()})
         self.send_response(204)
         self.end_headers()
 
@@ -98,30 +134,64 @@ class Receiver(BaseHTTPRequestHandler):
         pass
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
+def running(name: str) -> bool:
+    return run("docker", "inspect", "-f", "{{.State.Running}}", name, check=False).stdout.strip() == "true"
+
+
+def wait_healthy(url: str, timeout: float, container: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not running(container):
+            raise SystemExit(f"{container} exited before {url} answered")
+        try:
+            if httpx.get(url, timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    raise SystemExit(f"{url} never answered 200")
+
+
+def main() -> int:  # noqa: C901, PLR0912, PLR0915 - one linear scenario, easier to read in one piece
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--allow-missing", action="store_true", help="run with the services that exist")
-    parser.add_argument("--timeout", type=float, default=240, help="seconds to wait for the webhook")
+    parser.add_argument("--timeout", type=float, default=300, help="seconds to wait for the webhook")
     parser.add_argument("--keep", action="store_true", help="leave the containers running")
+    parser.add_argument("--online", action="store_true",
+                        help="let pip inside the builds use PyPI (default: only docker/wheelhouse, PIP_NO_INDEX=1)")
+    parser.add_argument("--no-build", action="store_true", help="use the existing citysense/*:e2e images")
     args = parser.parse_args()
 
+    if not args.no_build:
+        for service in SERVICES:
+            build(service, f"services/{service}/Dockerfile", offline=not args.online)
+        build("broker", "docker/broker/Dockerfile", offline=not args.online)
+    present: dict[str, bool] = {}
     for service in SERVICES:
-        build(service, f"services/{service}/Dockerfile")
-    build("broker", "docker/broker/Dockerfile")
-    present = {s: has_command(s) for s in SERVICES}
+        has, forbidden, uid = probe(service)
+        present[service] = has
+        if has and (forbidden or uid != USERS[service]):
+            raise SystemExit(f"citysense/{service}:{TAG}: uid {uid} (want {USERS[service]}), "
+                             f"foreign packages {forbidden}")
+        if has:
+            log(f"image {service}: command present, uid {uid}, none of {', '.join(FORBIDDEN[service])}")
     missing = [s for s, ok in present.items() if not ok]
     if missing:
         log(f"MISSING (package has no command yet): {', '.join(missing)}")
         if not args.allow_missing:
             raise SystemExit("services missing; rerun with --allow-missing to exercise the rest")
 
+    # Shared store directory. Services run as different users (API and notifier 10001, scorer 185), so the
+    # directory is world-writable and the database file is created up front with mode 0666: SQLite gives its
+    # -wal and -shm files the database file's permissions. (In Kubernetes the store is Cassandra.)
     data = Path(tempfile.mkdtemp(prefix="citysense-e2e-"))
     data.chmod(0o777)
+    (data / "citysense.db").touch(mode=0o666)
+    (data / "citysense.db").chmod(0o666)
     containers: list[str] = []
     kafka_port, api_port, hook_port = free_port(), free_port(), free_port()
     bootstrap = f"127.0.0.1:{kafka_port}"
     token = uuid.uuid4().hex + uuid.uuid4().hex
-    station_prefix = "e2e"
     common = {
         "CITYSENSE_KAFKA_BOOTSTRAP": bootstrap, "CITYSENSE_STORE": "sqlite", "CITYSENSE_LOG_FORMAT": "text",
         "CITYSENSE_ENV": "production", "CITYSENSE_WEBHOOK_ALLOWED_NETWORKS": "127.0.0.0/8",
@@ -129,11 +199,13 @@ def main() -> int:
     server = ThreadingHTTPServer(("127.0.0.1", hook_port), Receiver)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     ok = False
+    evidence: list[str] = []
     try:
+        started = time.monotonic()
         url = f"kafka://127.0.0.1:{kafka_port}"
-        containers.append(start("broker", f"citysense/broker:{TAG}",
-                                {}, ["--listener-url", url, "--advertised-listener-url", url,
-                                     "--storage-engine", "memory://tansu/"]))
+        containers.append(start("broker", f"citysense/broker:{TAG}", {},
+                                ["--listener-url", url, "--advertised-listener-url", url,
+                                 "--storage-engine", "memory://tansu/"]))
         sys.path.insert(0, str(REPO / "libs" / "common" / "src"))
         from citysense_common.kafka import TopicSpec, ensure_topics, wait_for_broker
 
@@ -141,49 +213,44 @@ def main() -> int:
         ensure_topics(bootstrap, [TopicSpec("citysense.readings", 6), TopicSpec("citysense.alerts", 3),
                                   TopicSpec("citysense.readings.dlq", 1), TopicSpec("citysense.webhook-tests", 1)])
         log("broker up, topics created")
-        if present["alert-api"]:
-            containers.append(start("alert-api", f"citysense/alert-api:{TAG}",
-                                    {**common, "CITYSENSE_API_PORT": str(api_port), "CITYSENSE_API_TOKEN": token},
-                                    [], data))
-        if present["notifier"]:
-            containers.append(start("notifier", f"citysense/notifier:{TAG}",
-                                    {**common, "CITYSENSE_NOTIFIER_METRICS_PORT": str(free_port())}, [], data))
-        if present["scorer"]:
-            containers.append(start("scorer", f"citysense/scorer:{TAG}", common,
-                                    ["citysense-scorer", "stream"], data, user="185:185"))
-        scenario = "pollution:stations=0"
-        if present["simulator"]:
-            containers.append(start("simulator", f"citysense/simulator:{TAG}",
-                                    {**common, "CITYSENSE_STATIONS": "20", "CITYSENSE_INSTANCE_ID": "e2e-0",
-                                     "CITYSENSE_SIMULATOR_METRICS_PORT": str(free_port())},
-                                    ["run", "--scenario", scenario]))
         if not present["alert-api"] or not present["notifier"]:
             raise SystemExit("the API and the notifier are needed to subscribe and deliver")
-
+        containers.append(start("alert-api", f"citysense/alert-api:{TAG}",
+                                {**common, "CITYSENSE_API_PORT": str(api_port), "CITYSENSE_API_TOKEN": token},
+                                [], data))
         api = f"http://127.0.0.1:{api_port}"
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{api}/healthz", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            time.sleep(1)
-        else:
-            raise SystemExit("alert API never became healthy")
+        wait_healthy(f"{api}/healthz", 90, containers[-1])
+        log("alert API healthy")
+        containers.append(start("notifier", f"citysense/notifier:{TAG}",
+                                {**common, "CITYSENSE_NOTIFIER_METRICS_PORT": str(free_port())}, [], data))
         sub = httpx.post(f"{api}/v1/subscriptions", headers={"Authorization": f"Bearer {token}"}, timeout=10,
                          json={"url": f"http://127.0.0.1:{hook_port}/hook", "description": "e2e"})
         if sub.status_code != 201:
             raise SystemExit(f"subscription refused: {sub.status_code} {sub.text}")
+        secret = sub.json()["secret"]
         log(f"subscribed webhook receiver (subscription {sub.json().get('id')})")
+        if present["scorer"]:
+            containers.append(start(
+                "scorer", f"citysense/scorer:{TAG}",
+                {**common, "CITYSENSE_SCORER_METRICS_PORT": str(free_port())}, ["citysense-scorer", "stream"], data,
+                tmpfs=("/opt/spark-work-dir:rw,size=256m,uid=185,gid=185,mode=0775",)))
+        TIMINGS["start broker, API, notifier, scorer"] = time.monotonic() - started
 
+        polluted: str | None = None
+        driven_at = time.monotonic()
+        if present["simulator"]:
+            containers.append(start("simulator", f"citysense/simulator:{TAG}",
+                                    {**common, "CITYSENSE_STATIONS": "5", "CITYSENSE_INSTANCE_ID": "e2e-0",
+                                     "CITYSENSE_SIMULATOR_METRICS_PORT": str(free_port())},
+                                    ["run", "--scenario", SCENARIO if present["scorer"] else "pollution:stations=0"]))
         if not present["scorer"]:
             from citysense_common.contract import AlertEvent
             from confluent_kafka import Producer
 
             now = datetime.now(UTC)
+            polluted = "e2e-injected-00000"
             event = AlertEvent(event_id=uuid.uuid4().hex, alert_id=uuid.uuid4().hex, state="open", kind="threshold",
-                               severity="critical", rule_id="e2e-injected", station_id=f"{station_prefix}-0",
+                               severity="critical", rule_id="e2e-injected", station_id=polluted,
                                metric="pm2_5", value=500.0, threshold=250.0, window="1m", opened_at=now,
                                event_time=now, message="PM2.5 500 µg/m³ (injected: no scorer image yet)")
             time.sleep(5)  # the notifier joins its consumer group
@@ -193,22 +260,57 @@ def main() -> int:
             log("scorer missing: injected one alert event on citysense.alerts")
 
         deadline = time.monotonic() + args.timeout
-        while time.monotonic() < deadline:
-            opened = [r for r in Receiver.received if r["body"].get("type") == "io.citysense.alert.opened"]
-            if opened:
-                hook = opened[0]
-                assert hook["headers"].get("webhook-signature", "").startswith("v1,"), hook["headers"]
-                log(f"webhook received: {hook['body']['type']} subject={hook['body'].get('subject')} "
-                    f"signature={hook['headers']['webhook-signature'][:12]}...")
-                ok = True
-                break
-            time.sleep(1)
+        hook = None
+        while time.monotonic() < deadline and hook is None:
+            for r in list(Receiver.received):
+                data_ = r["body"].get("data") or {}
+                if (r["body"].get("type") == "io.citysense.alert.opened" and data_.get("metric") == "pm2_5"
+                        and data_.get("severity") == "critical"
+                        and (polluted is None or data_.get("station_id") == polluted)
+                        and (polluted is not None or str(data_.get("station_id", "")).endswith("-00000"))):
+                    hook = r
+                    break
+            else:
+                for name in containers:
+                    if not running(name):
+                        raise SystemExit(f"{name} exited while waiting for the webhook")
+                time.sleep(1)
+        if hook is None:
+            raise SystemExit(f"no critical PM2.5 io.citysense.alert.opened webhook within {args.timeout:.0f}s "
+                             f"({len(Receiver.received)} other deliveries)")
+        TIMINGS["simulator start -> signed webhook"] = hook["at"] - driven_at
+        body, alert = hook["body"], hook["body"]["data"]
+        if not verify_signature(secret, hook["headers"], hook["raw"]):
+            raise SystemExit(f"webhook signature does not verify: {hook['headers']}")
+        evidence.append(f"webhook {body['type']} id={body.get('id')} subject={body.get('subject')} "
+                        f"rule={alert.get('rule_id')} severity={alert.get('severity')} value={alert.get('value')} "
+                        f"threshold={alert.get('threshold')}")
+        evidence.append(f"signature verified (Standard Webhooks v1, webhook-id={hook['headers'].get('webhook-id')})")
+        log(evidence[0])
+        log(evidence[1])
+        if present["scorer"]:
+            # The scorer stored the alert and the readings in the shared SQLite store; the API serves both.
+            got = httpx.get(f"{api}/v1/alerts/{alert['alert_id']}", timeout=10)
+            if got.status_code != 200:
+                raise SystemExit(f"alert {alert['alert_id']} not served by the API: {got.status_code} {got.text}")
+            readings = httpx.get(f"{api}/v1/stations/{alert['station_id']}/readings", timeout=10)
+            if readings.status_code != 200:
+                raise SystemExit(f"readings not served: {readings.status_code} {readings.text[:300]}")
+            items = readings.json().get("items", [])
+            pm = [m["metrics"]["pm2_5"] for m in items if "pm2_5" in m.get("metrics", {})]
+            evidence.append(f"API GET /v1/alerts/{alert['alert_id']}: state={got.json().get('state')}; "
+                            f"GET /v1/stations/{alert['station_id']}/readings: {len(items)} readings "
+                            f"(pm2_5 max {max(pm, default=None)})")
+            log(evidence[-1])
+        ok = True
     finally:
         for name in containers:
-            state = run("docker", "inspect", "-f", "{{.State.Status}} exit={{.State.ExitCode}}", name, check=False)
+            state = run("docker", "inspect", "-f", "{{.State.Status}} exit={{.State.ExitCode}} "
+                        "readonly={{.HostConfig.ReadonlyRootfs}} user={{.Config.User}} capdrop={{.HostConfig.CapDrop}}",
+                        name, check=False)
             log(f"{name}: {state.stdout.strip()}")
-            if not ok:
-                tail = run("docker", "logs", "--tail", "15", name, check=False)
+            if not ok or os.environ.get("CITYSENSE_E2E_LOGS"):
+                tail = run("docker", "logs", "--tail", "25", name, check=False)
                 print((tail.stdout + tail.stderr).rstrip())
         if not args.keep:
             for name in containers:
@@ -216,9 +318,13 @@ def main() -> int:
             shutil.rmtree(data, ignore_errors=True)
         server.shutdown()
     ran = [s for s in SERVICES if present[s]]
+    for what, seconds in TIMINGS.items():
+        print(f"  {what:<40} {seconds:6.1f}s")
+    print(f"  {'total':<40} {time.monotonic() - T0:6.1f}s")
     verdict = "PASS" if ok else "FAIL"
-    print(f"e2e-containers {verdict}: ran broker + {', '.join(ran)}"
-          + (f"; missing: {', '.join(missing)} (alert injected)" if missing else ""))
+    print(f"e2e-containers {verdict}: broker + {', '.join(ran)}"
+          + (f"; missing: {', '.join(missing)} (alert injected)" if missing else
+             f"; scenario {SCENARIO} -> scorer alert -> notifier -> signed webhook"))
     return 0 if ok else 1
 
 
