@@ -98,6 +98,18 @@ def start_profile(run: pl.StackRun, seconds: float) -> subprocess.Popen | None:
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
 
 
+def process_cpu(run: pl.StackRun) -> dict[str, float]:
+    """CPU seconds so far of every process in the scorer's group, by a short name (JVM, driver, workers)."""
+    pid = run.scorer_pid()
+    out: dict[str, float] = {}
+    for member in pl.group_members([pid]):
+        cmd = pl.cmdline(member)
+        name = ("JVM (Spark)" if "java" in cmd.split(" ")[0] else "Python driver" if member == pid
+                else "Python worker: " + cmd.split(" -m ")[-1].strip()[:60])
+        out[name] = out.get(name, 0.0) + pl.cpu_seconds(member)
+    return out
+
+
 def write_profile(run: pl.StackRun, proc: subprocess.Popen, rate: float) -> str:
     try:
         _, err = proc.communicate(timeout=120)
@@ -127,6 +139,15 @@ def write_profile(run: pl.StackRun, proc: subprocess.Popen, rate: float) -> str:
              "Spark's JVM time shows up in the driver as waiting in py4j (socket recv in clientserver.py).", "",
              "Samples by process:"]
     lines += [f"  {n / total:6.1%}  {name}" for name, n in by_process.most_common(10)] if total else []
+    cpu0, cpu1 = getattr(proc, "cpu0", None), getattr(proc, "cpu1", None)
+    rows = (getattr(proc, "rows1", 0) or 0) - (getattr(proc, "rows0", 0) or 0)
+    if cpu0 is not None and cpu1 is not None:
+        lines += ["", f"CPU seconds during the profiled window ({rows:,.0f} readings finished by the scorer; processes "
+                  "that exited meanwhile are missing):"]
+        for name in sorted(cpu1, key=lambda n: -(cpu1[n] - cpu0.get(n, 0.0))):
+            used = cpu1[name] - cpu0.get(name, 0.0)
+            per = f", {1000 * used / rows:.3f} CPU-s per 1k readings" if rows else ""
+            lines.append(f"  {used:7.2f} s  {name}{per}")
     lines += ["", "Top frames by own time (the frame on top of the stack):"]
     lines += [f"  {n / total:6.1%}  {name}" for name, n in own.most_common(30)] if total else []
     lines += ["", "Top frames by inclusive time (on the stack anywhere):"]
@@ -151,6 +172,8 @@ def run_rung(run: pl.StackRun, rate: float, stations: int, window: float, index:
             time.sleep(0.2)
         if profile:
             spy = start_profile(run, min(window, 30))
+            spy.cpu0 = process_cpu(run) if spy else None  # type: ignore[attr-defined]
+            spy.rows0 = processed(pl.scrape(run.scorer_metrics_port)) if spy else None  # type: ignore[attr-defined]
         t0 = time.monotonic()
         produced0 = pl.metric(pl.scrape(port), "citysense_simulator_readings_produced_total")
         while (t := time.monotonic() - t0) < window:
@@ -159,6 +182,9 @@ def run_rung(run: pl.StackRun, rate: float, stations: int, window: float, index:
                 samples.append((t, pl.metric(s_sim, "citysense_simulator_readings_produced_total"),
                                 processed(s_sc) - base))
             time.sleep(max(0.0, 1.0 - (time.monotonic() - t0 - t)))
+        if spy is not None:
+            spy.cpu1 = process_cpu(run)  # type: ignore[attr-defined]
+            spy.rows1 = processed(pl.scrape(run.scorer_metrics_port))  # type: ignore[attr-defined]
         rss = run.rss()
         scorer_cpu = run.cpu_seconds("scorer") - cpu0
     finally:
@@ -188,8 +214,9 @@ def run_rung(run: pl.StackRun, rate: float, stations: int, window: float, index:
         "produced_before_window": produced0,
     }
     result["sustained"] = result["load_generator_ok"] and result["scorer_kept_up"] and result["lag_bounded"]
-    drained = drain(run, base + delivered_total, timeout=max(60.0, 3 * window))
-    result["drained"] = drained >= base + delivered_total
+    if not profile:  # the profiled rung is the last thing before the stack stops
+        drained = drain(run, base + delivered_total, timeout=max(60.0, 3 * window))
+        result["drained"] = drained >= base + delivered_total
     return result, spy
 
 
