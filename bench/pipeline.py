@@ -232,15 +232,25 @@ class StackRun:
     def scorer_pid(self) -> int:
         return int(self.refresh_state()["components"]["scorer"])
 
-    def wait_scorer_running(self, timeout: float = 240.0) -> None:
-        """Until the scorer's metrics answer and its first micro-batch has run."""
+    def log_errors(self, component: str, lines: int = 8) -> str:
+        try:
+            text = (self.data_dir / "logs" / f"{component}.log").read_text(errors="replace")
+        except OSError:
+            return "(no log)"
+        hits = [line for line in text.splitlines()
+                if ("Error" in line or "Exception" in line or "exited" in line) and not line.lstrip().startswith("at ")]
+        return "\n".join(hits[-lines:]) or "\n".join(text.splitlines()[-lines:])
+
+    def wait_scorer_running(self, timeout: float = 420.0) -> None:
+        """Until the scorer's metrics answer and its first micro-batch has run (the stack restarts a crashed one)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             samples = scrape(self.scorer_metrics_port)
             if metric(samples, "citysense_scorer_batches_total") >= 1:
                 return
             time.sleep(1)
-        raise RuntimeError("the scorer ran no micro-batch in time; see " + str(self.data_dir / "logs/scorer.log"))
+        raise RuntimeError(f"the scorer ran no micro-batch in {timeout:.0f}s; its log says:\n"
+                           + self.log_errors("scorer") + "\nlauncher:\n" + "".join(self.output[-10:]))
 
     def stop(self) -> None:
         if self.proc is None:
