@@ -119,6 +119,7 @@ def finish(proc: subprocess.Popen) -> None:
             os.killpg(proc.pid, signal.SIGKILL)
 
 
+@pytest.mark.timeout(1800)  # four scorer starts (JVM each); the suite default is 300 s
 def test_sigkilled_scorer_matches_an_undisturbed_run_exactly(kafka_broker, tmp_path: Path) -> None:
     bootstrap = kafka_broker.bootstrap
     messages = workload()

@@ -269,6 +269,7 @@ def mixed_batch(draw: st.DrawFn) -> list[tuple[str, str | None, bytes]]:
     return draw(st.permutations(hostile + valid))
 
 
+@pytest.mark.timeout(1800)  # one JVM start plus every example's round trip; the suite default is 300 s
 @settings(max_examples=int(os.environ.get("R3_EXAMPLES", "25")), deadline=None, derandomize=False,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
                                  HealthCheck.function_scoped_fixture])
