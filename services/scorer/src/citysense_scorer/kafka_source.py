@@ -15,6 +15,7 @@ Design:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import threading
@@ -157,21 +158,73 @@ class KafkaRange(InputPartition):
     end: int
 
 
+class _PooledConsumer:
+    """A reader's consumer kept alive in its Python worker between micro-batches.
+
+    Spark reuses Python workers (``spark.python.worker.reuse``), so a consumer cached at module level survives from
+    one task to the next. Creating one per task cost a connection, metadata and a cold first fetch every batch
+    (hundreds of ms, the bulk of a small batch); a pooled one is already connected and, when the next range starts
+    where the last ended, has the next messages prefetched.
+    """
+
+    def __init__(self, conf: dict[str, Any]) -> None:
+        from confluent_kafka import Consumer
+
+        self.consumer = Consumer({
+            **conf,
+            "group.id": "citysense-scorer-reader",  # never joined: partitions are assigned explicitly
+            "enable.auto.commit": False,
+            "enable.auto.offset.store": False,
+            "auto.offset.reset": "earliest",
+            "enable.partition.eof": True,
+            "fetch.wait.max.ms": 20,
+            # Bounded prefetch per idle pooled consumer.
+            "queued.max.messages.kbytes": 16384,
+        })
+        self.next_offset: int | None = None  # where the assigned partition's stream continues
+
+    def position_at(self, topic: str, partition: int, offset: int) -> None:
+        from confluent_kafka import TopicPartition
+
+        if self.next_offset != offset:
+            self.consumer.assign([TopicPartition(topic, partition, offset)])
+            self.next_offset = offset
+
+
+_POOL: dict[tuple[str, str, int], _PooledConsumer] = {}
+
+
+def _pooled(conf: dict[str, Any], rng: KafkaRange) -> _PooledConsumer:
+    key = (json.dumps(conf, sort_keys=True), rng.topic, rng.partition)
+    pooled = _POOL.get(key)
+    if pooled is None:
+        pooled = _POOL[key] = _PooledConsumer(conf)
+    return pooled
+
+
+def _discard(conf: dict[str, Any], rng: KafkaRange) -> None:
+    pooled = _POOL.pop((json.dumps(conf, sort_keys=True), rng.topic, rng.partition), None)
+    if pooled is not None:
+        with contextlib.suppress(Exception):
+            pooled.consumer.close()
+
+
+def close_pool() -> None:
+    """Close every pooled consumer of this process (tests; a worker process otherwise closes them on exit)."""
+    for key in list(_POOL):
+        with contextlib.suppress(Exception):
+            _POOL.pop(key).consumer.close()
+
+
 def read_range(conf: dict[str, Any], rng: KafkaRange) -> Iterator[pa.RecordBatch]:
     """Consume ``[start, end)`` of one partition as Arrow record batches (runs in a Spark Python worker)."""
-    from confluent_kafka import Consumer, KafkaError, TopicPartition
+    from confluent_kafka import KafkaError
 
-    consumer = Consumer({
-        **conf,
-        "group.id": "citysense-scorer-reader",  # never joined: partitions are assigned explicitly
-        "enable.auto.commit": False,
-        "enable.auto.offset.store": False,
-        "auto.offset.reset": "earliest",
-        "enable.partition.eof": True,
-        "fetch.wait.max.ms": 20,
-    })
+    pooled = _pooled(conf, rng)
+    consumer = pooled.consumer
+    ok = False
     try:
-        consumer.assign([TopicPartition(rng.topic, rng.partition, rng.start)])
+        pooled.position_at(rng.topic, rng.partition, rng.start)
         cols: dict[str, list] = {name: [] for name in ARROW_SCHEMA.names}
         next_offset = rng.start
         deadline = time.monotonic() + READ_TIMEOUT_S
@@ -187,7 +240,9 @@ def read_range(conf: dict[str, Any], rng: KafkaRange) -> Iterator[pa.RecordBatch
                     raise RuntimeError(f"Kafka read of {rng.topic}[{rng.partition}] failed: {err}")
                 offset = msg.offset()
                 if offset >= rng.end:
+                    # Read past the range (prefetched): the pooled consumer must restart at rng.end next time.
                     next_offset = rng.end
+                    pooled.next_offset = None
                     break
                 next_offset = offset + 1
                 cols["key"].append(msg.key())
@@ -202,8 +257,13 @@ def read_range(conf: dict[str, Any], rng: KafkaRange) -> Iterator[pa.RecordBatch
                 raise TimeoutError(f"{rng.topic}[{rng.partition}] stopped at {next_offset}, expected {rng.end}")
         if cols["offset"]:
             yield _batch(cols, rng)
+        if pooled.next_offset is not None:
+            pooled.next_offset = rng.end
+        ok = True
     finally:
-        consumer.close()
+        if not ok:
+            # An error or an abandoned iterator leaves the consumer's position unknown: start afresh next time.
+            _discard(conf, rng)
 
 
 def _batch(cols: dict[str, list], rng: KafkaRange) -> pa.RecordBatch:

@@ -1,0 +1,61 @@
+"""The data source's partition reader: exact ranges, pooled consumers reused across micro-batches, safe on jumps."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pyarrow as pa
+import pytest
+from citysense_common.kafka import TopicSpec, ensure_topics
+from citysense_scorer import kafka_source
+from citysense_scorer.kafka_source import KafkaRange, read_range
+from confluent_kafka import Producer
+
+
+@pytest.fixture(autouse=True)
+def _no_pooled_consumers_left() -> Iterator[None]:
+    yield
+    kafka_source.close_pool()
+
+
+def produce(bootstrap: str, topic: str, count: int) -> None:
+    producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True})
+    for i in range(count):
+        producer.produce(topic, f"v{i}".encode(), b"k", partition=0)
+    assert producer.flush(10) == 0
+
+
+def offsets(batches: list[pa.RecordBatch]) -> list[int]:
+    return [o for b in batches for o in b.column("offset").to_pylist()]
+
+
+def test_consecutive_ranges_reuse_one_consumer_and_read_exactly(kafka_broker, unique_topics) -> None:  # noqa: ANN001
+    topic = unique_topics["readings_topic"]
+    ensure_topics(kafka_broker.bootstrap, [TopicSpec(topic, 1)])
+    produce(kafka_broker.bootstrap, topic, 300)
+    conf = {"bootstrap.servers": kafka_broker.bootstrap}
+
+    first = list(read_range(conf, KafkaRange(topic, 0, 0, 100)))
+    pooled = next(c for (k, t, p), c in kafka_source._POOL.items() if t == topic)  # noqa: SLF001
+    second = list(read_range(conf, KafkaRange(topic, 0, 100, 250)))
+    assert next(c for (k, t, p), c in kafka_source._POOL.items() if t == topic) is pooled  # noqa: SLF001
+    assert offsets(first) == list(range(100))
+    assert offsets(second) == list(range(100, 250))
+    assert [v.as_py() for b in second for v in b.column("value")][:2] == [b"v100", b"v101"]
+
+    # A retried or older range (Spark re-runs a batch after a failure) seeks back and reads it exactly again.
+    assert offsets(list(read_range(conf, KafkaRange(topic, 0, 50, 60)))) == list(range(50, 60))
+    # And a range further ahead seeks forward.
+    assert offsets(list(read_range(conf, KafkaRange(topic, 0, 280, 300)))) == list(range(280, 300))
+
+
+def test_an_abandoned_read_discards_the_pooled_consumer(kafka_broker, unique_topics) -> None:  # noqa: ANN001
+    topic = unique_topics["readings_topic"]
+    ensure_topics(kafka_broker.bootstrap, [TopicSpec(topic, 1)])
+    produce(kafka_broker.bootstrap, topic, 5000)
+    conf = {"bootstrap.servers": kafka_broker.bootstrap}
+    reader = read_range(conf, KafkaRange(topic, 0, 0, 5000))
+    next(reader)  # the task dies after the first Arrow batch
+    reader.close()
+    assert not [t for (_, t, _) in kafka_source._POOL if t == topic]  # noqa: SLF001
+    assert offsets(list(read_range(conf, KafkaRange(topic, 0, 0, 5000)))) == list(range(5000))
