@@ -67,7 +67,7 @@ def one_size(stations: int, rate: float, window: float, probes: int, spacing: fl
         progress(f"P7 {stations:,} stations x {rate_hz:g} Hz: stack up, waiting for the scorer")
         run.wait_scorer_running()
         behind = wait_caught_up(run, rate, catch_up)
-        progress(f"  caught up (lag {behind:,.0f}); throughput window {window:.0f}s")
+        progress(f"  lag {behind:,.0f} after the catch-up wait; throughput window {window:.0f}s")
         tput = throughput_window(run, rate, window)
         progress(f"  scored {tput.get('scored_per_s')}/s, {tput.get('cpu_s_per_1k')} scorer CPU-s per 1k, lag end "
                  f"{tput.get('lag_end_min')}; {probes} latency probes")
