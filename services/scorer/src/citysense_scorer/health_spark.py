@@ -58,7 +58,8 @@ class StationHealthProcessor(StatefulProcessor):
                         timerValues: TimerValues) -> Iterator[pd.DataFrame]:
         station = key[0]
         pdf = pd.concat(list(rows), ignore_index=True)
-        ts_ms = pdf["ts"].astype("datetime64[ms, UTC]").astype("int64").to_numpy()
+        # Arrow hands the worker naive timestamps (session time zone, UTC) or aware ones, depending on the path.
+        ts_ms = pd.to_datetime(pdf["ts"], utc=True).astype("datetime64[ms, UTC]").astype("int64").to_numpy()
         order = np.lexsort((pdf["seq"].to_numpy(), ts_ms))
         pdf, ts_ms = pdf.iloc[order].reset_index(drop=True), ts_ms[order]
         values = pdf[self.metric_names].to_numpy(dtype="float64")
@@ -79,7 +80,7 @@ class StationHealthProcessor(StatefulProcessor):
         pdf["faults"] = [r.faults for r in results]
         pdf["baseline_z"] = [r.baseline_z for r in results]
         pdf["health_event"] = None
-        yield pdf[self.columns]
+        yield _plain(pdf[self.columns])
         if events:
             yield self._event_rows(station, events)
 
@@ -98,10 +99,25 @@ class StationHealthProcessor(StatefulProcessor):
         out["faults"] = [[] for _ in events]
         out["baseline_z"] = [{} for _ in events]
         out["health_event"] = [e.to_json().decode() for e in events]
-        return out[self.columns]
+        return _plain(out[self.columns])
 
     def close(self) -> None:
         pass
+
+
+def _plain(pdf: pd.DataFrame) -> pd.DataFrame:
+    """Columns pyspark 4.3's pandas->Arrow conversion of transformWithStateInPandas output chokes on become object
+    columns: Arrow-backed extension columns (pandas 3 strings) and all-null columns (a string column whose values
+    are all null arrives as float NaN and cannot be cast to a string array)."""
+    for name in pdf.columns:
+        col = pdf[name]
+        if col.dtype == object:
+            continue
+        if len(col) and col.isna().all():
+            pdf[name] = pd.Series([None] * len(col), index=pdf.index, dtype=object)
+        elif pd.api.types.is_extension_array_dtype(col.dtype) and not isinstance(col.dtype, pd.DatetimeTZDtype):
+            pdf[name] = col.astype(object)
+    return pdf
 
 
 def attach_health(scored: DataFrame, ctx: HealthContext) -> DataFrame:

@@ -1,0 +1,91 @@
+"""Station health in a real streaming query: transformWithStateInPandas state, processing-time offline timers."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from citysense_common.contract import AlertEvent, AlertKind, AlertState
+from citysense_common.registry import Registry
+from citysense_scorer.health import HealthContext
+from citysense_scorer.health_spark import attach_health, split_health
+from citysense_scorer.offline import OfflineConfig
+
+SCHEMA = ("key string, topic string, partition int, offset long, timestamp_ms long, reason string, detail string, "
+          "payload string, station_id string, ts timestamp, seq long, lat double, lon double, temperature double, "
+          "pm2_5 double, pm10 double, outliers array<string>, heat_index double")
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def rows(station: str, temps: list[float], start: int = 0) -> list[dict[str, Any]]:
+    return [dict(key=station, topic="t", partition=0, offset=start + i, timestamp_ms=0, reason=None, detail=None,
+                 payload=None, station_id=station, ts=T0 + timedelta(seconds=start + i), seq=start + i, lat=52.5,
+                 lon=13.4, temperature=t, pm2_5=5.0 + (i % 3), pm10=12.0 + (i % 4), outliers=[], heat_index=None)
+            for i, t in enumerate(temps)]
+
+
+ARROW = pa.schema([
+    ("key", pa.string()), ("topic", pa.string()), ("partition", pa.int32()), ("offset", pa.int64()),
+    ("timestamp_ms", pa.int64()), ("reason", pa.string()), ("detail", pa.string()), ("payload", pa.string()),
+    ("station_id", pa.string()), ("ts", pa.timestamp("us", tz="UTC")), ("seq", pa.int64()), ("lat", pa.float64()),
+    ("lon", pa.float64()), ("temperature", pa.float64()), ("pm2_5", pa.float64()), ("pm10", pa.float64()),
+    ("outliers", pa.list_(pa.string())), ("heat_index", pa.float64()),
+])
+
+
+def write(directory: Path, name: str, records: list[dict[str, Any]]) -> None:
+    tmp = directory.parent / f".{name}"
+    pq.write_table(pa.Table.from_pylist(records, schema=ARROW), tmp)
+    tmp.rename(directory / name)  # atomic: the file source never sees a half-written file
+
+
+def wait_for(query: Any, batches: list[pd.DataFrame], predicate: Any, timeout: float = 240) -> list[AlertEvent]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if query.exception() is not None:
+            raise AssertionError(f"query failed: {query.exception()}")
+        events = [e for b in list(batches) for e in split_health(b)[1]]
+        if predicate(events):
+            return events
+        time.sleep(0.5)
+    seen = [(e.rule_id, e.state) for b in batches for e in split_health(b)[1]]
+    raise AssertionError(f"condition not met; events: {seen}")
+
+
+@pytest.mark.timeout(600)
+def test_faults_and_offline_in_a_stream(spark: Any, registry: Registry, tmp_path: Path) -> None:
+    inbox = tmp_path / "in"
+    inbox.mkdir()
+    ctx = HealthContext(metrics=dict(registry.metrics), profile="city",
+                        offline=OfflineConfig(default_s=3600, groups=(("st-off*", 2.0),)))
+    frozen = [10.0 + 0.1 * (i % 7) for i in range(10)] + [20.0] * 35
+    dead = dict(rows("x", [0.0])[0], reason="malformed_json", detail="not valid JSON", payload="{", station_id=None,
+                ts=None, seq=None, temperature=None, pm2_5=None, pm10=None)
+    write(inbox, "1.parquet", rows("st-flat", frozen) + rows("st-off-1", [11.0, 11.5]) + [dead])
+    stream = spark.readStream.schema(SCHEMA).parquet(str(inbox))
+    batches: list[pd.DataFrame] = []
+    query = (attach_health(stream, ctx).writeStream
+             .foreachBatch(lambda df, _id: batches.append(df.toPandas()))
+             .option("checkpointLocation", str(tmp_path / "ckpt"))
+             .trigger(processingTime="500 milliseconds").start())
+    try:
+        events = wait_for(query, batches, lambda ev: any(e.kind is AlertKind.STATION_OFFLINE for e in ev))
+        faults = [e for e in events if e.kind is AlertKind.SENSOR_FAULT]
+        assert [(e.rule_id, e.state) for e in faults] == [("fault-flatline.temperature", AlertState.OPEN)]
+        assert [e.station_id for e in events if e.kind is AlertKind.STATION_OFFLINE] == ["st-off-1"]
+        readings = pd.concat([split_health(b)[0] for b in batches], ignore_index=True)
+        flat = readings[readings["station_id"] == "st-flat"].sort_values("seq")
+        flagged = [int(s) for s, f in zip(flat["seq"], flat["faults"], strict=True) if "temperature" in list(f)]
+        assert flagged == list(range(39, 45))  # the 30th identical value onwards
+        assert readings["reason"].eq("malformed_json").sum() == 1  # dead letters pass through
+        write(inbox, "2.parquet", rows("st-off-1", [12.0], start=100))
+        wait_for(query, batches, lambda ev: any(e.kind is AlertKind.STATION_OFFLINE and e.state is AlertState.RESOLVED
+                                         for e in ev))
+    finally:
+        query.stop()
