@@ -11,7 +11,11 @@ station, rule, opening time and the alert's event number.
 
 Event time and watermark: the watermark is the largest event time seen minus ``watermark_ms``. Readings behind it
 are *late*: stored and counted by the caller, but never fed to aggregates, so they cannot reopen alerts.
-Evaluation happens once per station per micro-batch, at the station's newest event time.
+Evaluation happens in event-time *slices* of ``eval_step_ms`` (default 5 s): once per station per slice that has
+readings, at the station's newest event time in that slice, slices in time order. Live 1 Hz data in micro-batches of
+a few seconds costs about one evaluation per station per batch, while a replayed file or a backlog read in one
+micro-batch is evaluated as it happened - an episode that starts and ends inside one batch still opens and resolves
+its alert, at the right event times.
 """
 
 from __future__ import annotations
@@ -114,13 +118,16 @@ class EngineState:
 class BatchInput:
     """What one micro-batch contributes to the engine (small; also the replay log entry)."""
 
-    series_aggs: pd.DataFrame  # station_id, metric, window_ms, bucket, sum, count, max, first_ms, last_ms, last_value
-    stations: pd.DataFrame  # station_id, last_ms, lat, lon, outlier (bool), zmax, outlier_metrics (str)
+    # station_id, slice, metric, window_ms, bucket, sum, count, max, first_ms, last_ms, last_value
+    series_aggs: pd.DataFrame
+    stations: pd.DataFrame  # station_id, slice, last_ms, lat, lon, outlier (bool), zmax, outlier_metrics (str)
 
 
 class AlertEngine:
-    def __init__(self, rules: RuleSet, registry: Registry, *, watermark_ms: int, outlier_cooldown_ms: int) -> None:
+    def __init__(self, rules: RuleSet, registry: Registry, *, watermark_ms: int, outlier_cooldown_ms: int,
+                 eval_step_ms: int = 5000) -> None:
         self.rules = rules
+        self.eval_step_ms = max(1, eval_step_ms)
         self.registry = registry
         self.watermark_ms = watermark_ms
         self.outlier_cooldown_ms = outlier_cooldown_ms
@@ -137,28 +144,30 @@ class AlertEngine:
     def reduce(self, readings: pd.DataFrame) -> BatchInput:
         """Valid, on-time readings (station_id, ts_ms, lat, lon, <metric columns>, outliers, zmax) -> BatchInput."""
         frames = []
+        readings = readings.assign(slice=readings["ts_ms"] // self.eval_step_ms)
+        keys = ["station_id", "slice", "bucket"]
         for metric, window_ms in self.series_keys:
             if metric not in readings:
                 continue
-            part = readings.loc[readings[metric].notna(), ["station_id", "ts_ms", metric]]
+            part = readings.loc[readings[metric].notna(), ["station_id", "slice", "ts_ms", metric]]
             if part.empty:
                 continue
             width = max(1, window_ms // BUCKETS_PER_WINDOW)
             part = part.assign(bucket=part["ts_ms"] // width).sort_values(["station_id", "ts_ms"], kind="stable")
-            grouped = part.groupby(["station_id", "bucket"], sort=True)[metric]
+            grouped = part.groupby(keys, sort=True)[metric]
             agg = grouped.agg(["sum", "count", "max", "last"]).reset_index()
-            times = part.groupby(["station_id", "bucket"], sort=True)["ts_ms"].agg(["min", "max"]).reset_index()
+            times = part.groupby(keys, sort=True)["ts_ms"].agg(["min", "max"]).reset_index()
             agg["first_ms"] = times["min"].to_numpy()
             agg["last_ms"] = times["max"].to_numpy()
             agg = agg.rename(columns={"last": "last_value"})
             agg["metric"] = metric
             agg["window_ms"] = window_ms
             frames.append(agg)
-        cols = ["station_id", "metric", "window_ms", "bucket", "sum", "count", "max", "first_ms", "last_ms",
+        cols = ["station_id", "slice", "metric", "window_ms", "bucket", "sum", "count", "max", "first_ms", "last_ms",
                 "last_value"]
         series_aggs = pd.concat(frames, ignore_index=True)[cols] if frames else pd.DataFrame(columns=cols)
         ordered = readings.sort_values(["station_id", "ts_ms"], kind="stable")
-        by_station = ordered.groupby("station_id", sort=True)
+        by_station = ordered.groupby(["station_id", "slice"], sort=True)
         stations = pd.DataFrame({
             "last_ms": by_station["ts_ms"].max(),
             "lat": by_station["lat"].last(),
@@ -172,10 +181,23 @@ class AlertEngine:
 
     # -- state transition ----------------------------------------------------------------------------------------
     def apply(self, batch_id: int, data: BatchInput) -> list[AlertEvent]:
+        events: list[AlertEvent] = []
+        series_aggs, stations = data.series_aggs, data.stations
+        if len(stations):
+            if "slice" not in stations:  # a log entry written before slices existed: one slice
+                stations = stations.assign(slice=0)
+                series_aggs = series_aggs.assign(slice=0)
+            aggs_by_slice = dict(tuple(series_aggs.groupby("slice", sort=True))) if len(series_aggs) else {}
+            for number, slice_stations in stations.groupby("slice", sort=True):
+                events.extend(self._apply_slice(aggs_by_slice.get(number, series_aggs.iloc[0:0]), slice_stations))
+        self.state.version = batch_id
+        return events
+
+    def _apply_slice(self, series_aggs: pd.DataFrame, stations: pd.DataFrame) -> list[AlertEvent]:
         st = self.state
         events: list[AlertEvent] = []
         batch_first: dict[tuple[str, str, int], int] = {}
-        for row in data.series_aggs.itertuples(index=False):
+        for row in series_aggs.itertuples(index=False):
             key = (row.station_id, row.metric, int(row.window_ms))
             batch_first[key] = min(batch_first.get(key, int(row.first_ms)), int(row.first_ms))
             series = st.series.get(key)
@@ -186,7 +208,7 @@ class AlertEngine:
             series.first_ms = min(series.first_ms, int(row.first_ms))
             if int(row.last_ms) >= series.last_ms:
                 series.last_ms, series.last_value = int(row.last_ms), float(row.last_value)
-        for row in data.stations.itertuples(index=False):
+        for row in stations.itertuples(index=False):
             info = st.stations.setdefault(row.station_id, StationInfo())
             if int(row.last_ms) >= info.last_ms:
                 info.last_ms = int(row.last_ms)
@@ -205,13 +227,12 @@ class AlertEngine:
                 if value is not None:
                     events.extend(self._step(row.station_id, rule, value, series.last_ms, batch_first[key], info))
             events.extend(self._outlier_step(row, info))
-        st.version = batch_id
         return events
 
     def _step(self, station: str, rule: Rule, value: float, now: int, since: int,
               info: StationInfo) -> list[AlertEvent]:
-        # One evaluation per micro-batch: a condition first seen in this batch counts as holding since the
-        # batch's first reading of the series (`since`), so `for` is measured in event time, not in batches.
+        # One evaluation per slice: a condition first seen in this slice counts as holding since the slice's first
+        # reading of the series (`since`), so `for` is measured in event time, not in batches.
         slot = self.state.slots.setdefault((station, rule.id), AlertSlot())
         band = rule.band_of(value)
         if slot.alert_id is None:

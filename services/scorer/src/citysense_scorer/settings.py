@@ -26,7 +26,10 @@ class ScorerSettings(StoreSettings):
     scorer_checkpoint_dir: Path | None = Field(default=None, description="default <data_dir>/checkpoints/scorer")
     scorer_z_bound: float = Field(default=3.72, gt=0, description="|z| above this is a statistical outlier")
     scorer_future_tolerance_s: float = Field(default=300, ge=0, description="readings further ahead are rejected")
-    scorer_watermark_s: float = Field(default=300, ge=0, description="readings older than max event time - this are late")
+    scorer_watermark_s: float = Field(default=300, ge=0,
+                                      description="readings older than max event time - this are late")
+    scorer_eval_step_s: float = Field(default=5.0, gt=0, description="rules are evaluated per station once per "
+                                      "this much event time (a replay is evaluated as it happened)")
     scorer_outlier_cooldown_s: float = Field(default=600, ge=0, description="at most one outlier alert per station per")
     scorer_metrics_port: int = Field(default=9464, ge=0, le=65535, description="Prometheus port; 0 = disabled")
     scorer_snapshot_every: int = Field(default=50, ge=1, description="engine state snapshot every N batches")

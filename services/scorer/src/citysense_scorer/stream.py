@@ -65,7 +65,8 @@ def build_sink(settings: ScorerSettings) -> BatchSink:
     registry = settings.registry()
     rules = load_rules(settings.rules_path, registry)
     engine = AlertEngine(rules, registry, watermark_ms=int(settings.scorer_watermark_s * 1000),
-                         outlier_cooldown_ms=int(settings.scorer_outlier_cooldown_s * 1000))
+                         outlier_cooldown_ms=int(settings.scorer_outlier_cooldown_s * 1000),
+                         eval_step_ms=int(settings.scorer_eval_step_s * 1000))
     ckpt = settings.checkpoint_dir
     if not (ckpt / "spark" / "offsets").exists():
         # A fresh Spark checkpoint starts at batch 0 again: engine state of an older checkpoint would not match.
