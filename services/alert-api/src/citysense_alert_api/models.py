@@ -140,3 +140,38 @@ class DeliveryPage(BaseModel):
 class Health(BaseModel):
     status: Literal["ok", "unavailable"]
     checks: dict[str, str] = Field(default_factory=dict)
+
+
+class DailyAggregateOut(BaseModel):
+    metric: str
+    day: str = Field(description="UTC day, YYYY-MM-DD")
+    mean: float = Field(description="mean of the day's hourly means")
+    max: float = Field(description="highest single reading")
+    count: int = Field(description="readings used (sensor-fault values excluded)")
+    hours: int = Field(description="hours with at least one value")
+    complete: bool = Field(description="at least 18 hourly values: the daily mean is valid for regulatory use")
+
+
+class ExceedanceOut(BaseModel):
+    allowance: str
+    limit: float = Field(description="daily mean above this is an exceedance day")
+    allowed_days: int = Field(description="exceedance days allowed per calendar year")
+    days_above: int = Field(description="complete days in the range with a daily mean above the limit")
+    exceeded: bool = Field(description="more exceedance days than allowed")
+    source: str
+
+
+class YearSummaryOut(BaseModel):
+    metric: str
+    year: int
+    days: int
+    complete_days: int
+    mean: float | None = Field(description="mean of the complete days' means; null without a complete day")
+    max: float | None
+    exceedances: list[ExceedanceOut]
+
+
+class AggregateList(BaseModel):
+    station_id: str
+    items: list[DailyAggregateOut] = Field(description="ordered by metric, then day")
+    years: list[YearSummaryOut] = Field(description="per metric and calendar year, over the days in the range")

@@ -4,19 +4,36 @@ from __future__ import annotations
 
 import base64
 import json
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Annotated
 
 from citysense_common.contract import METRIC_NAME_PATTERN
 from fastapi import APIRouter, Path, Query
 
 from citysense_alert_api.convert import reading_out, station_out
-from citysense_alert_api.models import ReadingPage, StationList, StationOut
+from citysense_alert_api.models import (
+    AggregateList,
+    DailyAggregateOut,
+    ExceedanceOut,
+    ReadingPage,
+    StationList,
+    StationOut,
+    YearSummaryOut,
+)
 from citysense_alert_api.problems import Problem, problem_responses
 from citysense_alert_api.routes.deps import CURSOR_REGEX, STATION_ID_REGEX, SettingsDep, StoreDep, cursor_guard
 
 router = APIRouter(prefix="/v1/stations", tags=["stations"])
 MAX_READINGS_SPAN = timedelta(days=31)
+MAX_AGGREGATE_DAYS = 366
+# Daily-mean limits with a yearly allowance of exceedance days (kept equal to the batch job's defaults,
+# citysense_scorer.aggregates.DEFAULT_ALLOWANCES; a test checks they agree).
+ALLOWANCES: tuple[tuple[str, str, float, int, str], ...] = (
+    ("eu-pm10-daily", "pm10", 45.0, 18,
+     "Directive (EU) 2024/2881, Annex I (from 2030): PM10 daily mean 45 µg/m³, max 18 exceedances/year"),
+    ("eu-pm25-daily", "pm2_5", 25.0, 18,
+     "Directive (EU) 2024/2881, Annex I (from 2030): PM2.5 daily mean 25 µg/m³, max 18 exceedances/year"),
+)
 
 StationIdPath = Annotated[str, Path(pattern=STATION_ID_REGEX, description="station id")]
 
@@ -92,3 +109,53 @@ def _decode_cursor(cursor: str) -> tuple[datetime, datetime, str]:
         if not isinstance(inner, str):
             raise ValueError("cursor")
         return datetime.fromtimestamp(float(start), UTC), datetime.fromtimestamp(float(end), UTC), inner
+
+
+@router.get("/{station_id}/aggregates", response_model=AggregateList, responses=problem_responses(404, 422, 503))
+async def list_aggregates(
+    station_id: StationIdPath,
+    store: StoreDep,
+    from_: Annotated[date | None, Query(alias="from", description="first UTC day (inclusive), YYYY-MM-DD; "
+                                                                  "default 1 January of `to`'s year")] = None,
+    to: Annotated[date | None, Query(description="last UTC day (inclusive), YYYY-MM-DD; default today")] = None,
+    metric: Annotated[str | None, Query(pattern=METRIC_NAME_PATTERN, description="only this metric")] = None,
+) -> AggregateList:
+    """Daily aggregates written by the batch job (``citysense-scorer batch``), with per-year exceedance counts.
+
+    Year summaries cover the days in the range: ask for a whole calendar year to compare against the yearly
+    allowance (e.g. EU: PM10 daily mean above 45 µg/m³ on more than 18 days)."""
+    last = to or datetime.now(UTC).date()
+    first = from_ or date(last.year, 1, 1)
+    if first > last:
+        raise Problem(422, "Invalid request", "query.from must not be later than query.to",
+                      type_="urn:citysense:problem:invalid-request",
+                      invalid_params=[{"name": "query.from", "reason": "later than query.to"}])
+    if (last - first).days + 1 > MAX_AGGREGATE_DAYS:
+        raise Problem(422, "Invalid request", f"the range may span at most {MAX_AGGREGATE_DAYS} days",
+                      type_="urn:citysense:problem:invalid-request",
+                      invalid_params=[{"name": "query.from", "reason": f"range longer than {MAX_AGGREGATE_DAYS} days"}])
+    if store.get_station(station_id) is None:
+        raise _not_found(station_id)
+    rows = store.read_daily_aggregates(station_id, metric=metric, start_day=first.isoformat(),
+                                       end_day=last.isoformat())
+    items = [DailyAggregateOut(metric=r.metric, day=r.day, mean=r.mean, max=r.max, count=r.count, hours=r.hours,
+                               complete=r.complete) for r in rows]
+    return AggregateList(station_id=station_id, items=items, years=_year_summaries(items))
+
+
+def _year_summaries(items: list[DailyAggregateOut]) -> list[YearSummaryOut]:
+    out = []
+    for metric, year in sorted({(i.metric, int(i.day[:4])) for i in items}):
+        days = [i for i in items if i.metric == metric and int(i.day[:4]) == year]
+        complete = [i for i in days if i.complete]
+        exceedances = []
+        for allowance_id, allowance_metric, limit, allowed, source in ALLOWANCES:
+            if allowance_metric == metric:
+                above = sum(1 for i in complete if i.mean > limit)
+                exceedances.append(ExceedanceOut(allowance=allowance_id, limit=limit, allowed_days=allowed,
+                                                 days_above=above, exceeded=above > allowed, source=source))
+        out.append(YearSummaryOut(
+            metric=metric, year=year, days=len(days), complete_days=len(complete),
+            mean=round(sum(i.mean for i in complete) / len(complete), 4) if complete else None,
+            max=max(i.max for i in days), exceedances=exceedances))
+    return out
