@@ -164,7 +164,7 @@ class StackRun:
             "CITYSENSE_SCORER_METRICS_PORT": str(self.scorer_metrics_port),
             "CITYSENSE_SIMULATOR_METRICS_PORT": str(self.simulator_metrics_port),
             "CITYSENSE_NOTIFIER_METRICS_PORT": str(self.notifier_metrics_port),
-            "CITYSENSE_LOG_LEVEL": "WARNING",
+            "CITYSENSE_LOG_LEVEL": "INFO",  # the launcher then says why it stops; components log to files
         })
         env.update(self.extra_env)
         return env
@@ -248,6 +248,9 @@ class StackRun:
             samples = scrape(self.scorer_metrics_port)
             if metric(samples, "citysense_scorer_batches_total") >= 1:
                 return
+            if self.proc is not None and self.proc.poll() is not None:
+                raise RuntimeError(f"the stack launcher exited ({self.proc.returncode}) before the scorer's first "
+                                   "micro-batch:\n" + "".join(self.output[-15:]))
             time.sleep(1)
         raise RuntimeError(f"the scorer ran no micro-batch in {timeout:.0f}s; its log says:\n"
                            + self.log_errors("scorer") + "\nlauncher:\n" + "".join(self.output[-10:]))
