@@ -104,13 +104,19 @@ def main() -> int:
     parser.add_argument("--probe-timeout", type=float, default=30)
     args = parser.parse_args()
     load0 = pl.load_avg()
-    rows = []
+    rows: list[dict] = []
+    failed: list[dict] = []
     for stations in (int(s) for s in args.sizes.split(",")):
         if args.rate / stations > 100:
             progress(f"P7 skipping {stations} stations: {args.rate / stations:g} Hz > the simulator's 100 Hz")
             continue
-        row = one_size(stations, args.rate, args.window, args.probes, args.spacing, args.catch_up_timeout,
-                       args.probe_timeout)
+        try:
+            row = one_size(stations, args.rate, args.window, args.probes, args.spacing, args.catch_up_timeout,
+                           args.probe_timeout)
+        except RuntimeError as exc:  # one size failing (e.g. the scorer never started) must not lose the others
+            progress(f"  -> {stations:,}: FAILED: {str(exc)[:2000]}")
+            failed.append({"stations": stations, "error": str(exc)[:2000]})
+            continue
         rows.append(row)
         progress(f"  -> {stations:,}: scored {row.get('scored_per_s')}/s, cost {row.get('cpu_s_per_1k')} CPU-s/1k, "
                  f"P2 p99 {row['p2_p99_ms']:.0f} ms, P3 p99 {row['p3_p99_ms']:.0f} ms, "
@@ -134,6 +140,8 @@ def main() -> int:
                           bool(growth <= 1.5) if costs else None))
     figures.append(Figure("P7", "P2 p99, largest / smallest city", spread, "x", "~1 (flat latency)",
                           bool(spread <= 1.5) if p99s else None))
+    for f in failed:
+        figures.append(Figure("P7", f"{f['stations']:,} stations: run failed", float("nan"), "", "—", False, f))
     write_result("p7_scaling", figures, notes=(
         f"total rate held at {args.rate:,.0f} readings/s (rate_hz = rate / stations); simulator history 30; "
         f"{args.window:.0f} s throughput window and {args.probes} latency probes per size; 'meets' on the ratio rows "
