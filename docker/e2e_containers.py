@@ -104,7 +104,10 @@ def start(name: str, image: str, env: dict[str, str], args: list[str], data: Pat
         cmd += ["--tmpfs", "/var/lib/citysense:rw,size=64m,uid=10001,gid=10001"]
     for key, value in env.items():
         cmd += ["-e", f"{key}={value}"]
-    run(*cmd, image, *args)
+    result = run(*cmd, image, *args, check=False)
+    if result.returncode != 0:
+        run("docker", "rm", "-f", f"{PREFIX}-{name}", check=False)  # created but not started: remove it
+        raise SystemExit(f"could not start {name} ({image}): {result.stderr.strip()[-600:]}")
     log(f"started {name} ({image}{' ' + ' '.join(args) if args else ''})")
     return f"{PREFIX}-{name}"
 
@@ -155,7 +158,7 @@ def wait_healthy(url: str, timeout: float, container: str) -> None:
 def main() -> int:  # noqa: C901, PLR0912, PLR0915 - one linear scenario, easier to read in one piece
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--allow-missing", action="store_true", help="run with the services that exist")
-    parser.add_argument("--timeout", type=float, default=300, help="seconds to wait for the webhook")
+    parser.add_argument("--timeout", type=float, default=420, help="seconds to wait for the webhook")
     parser.add_argument("--keep", action="store_true", help="leave the containers running")
     parser.add_argument("--online", action="store_true",
                         help="let pip inside the builds use PyPI (default: only docker/wheelhouse, PIP_NO_INDEX=1)")
