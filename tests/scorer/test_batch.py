@@ -111,3 +111,15 @@ def test_cli_writes_aggregates(store: SQLiteStore, tmp_path: Path, monkeypatch: 
     assert len(store.read_daily_aggregates("st-1")) == 2
     with pytest.raises(SystemExit):
         main(["--day", "10/03/2026"])
+
+
+def test_scorer_cli_batch_subcommand(store: SQLiteStore, monkeypatch: pytest.MonkeyPatch,
+                                     capsys: pytest.CaptureFixture[str]) -> None:
+    from citysense_scorer.cli import main as cli_main
+
+    seed(store, "st-1", 24, 50.0)
+    seed(store, "st-2", 24, 10.0)
+    monkeypatch.setenv("CITYSENSE_SQLITE_PATH", str(store.path))
+    assert cli_main(["batch", "--day", DAY, "--station", "st-2"]) == 0
+    assert json.loads(capsys.readouterr().out)["aggregates"] == 2
+    assert store.read_daily_aggregates("st-1") == [] and len(store.read_daily_aggregates("st-2")) == 2
