@@ -4,7 +4,8 @@ Method (pure, no Spark): a rolling W-hour mean changes by what enters minus what
 next hours is known exactly - the oldest buckets of the current window. What *enters* is extrapolated from the last
 ``trend_s`` (1 h): a least-squares line through the recent bucket means, its slope damped with a half-life of
 ``trend_half_life_s`` (3 h; pollution episodes level off), clamped at zero, with the recent readings per bucket.
-Stepping bucket by bucket gives the projected mean; the first step past the threshold is the expected crossing. A forecast opens when that crossing lies within ``horizon_s`` and resolves when the threshold is reached
+Stepping bucket by bucket gives the projected mean; the first step past the threshold is the expected crossing.
+A forecast opens when that crossing lies within ``horizon_s`` and resolves when the threshold is reached
 (the forecast came true; the threshold rule takes over) or when ``withdraw_after`` consecutive evaluations no
 longer project a crossing within the horizon.
 """
