@@ -39,6 +39,13 @@ from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
 from citysense_scorer import metrics as m
 from citysense_scorer.engine import AlertEngine, BatchInput
 from citysense_scorer.engine_log import EngineLog
+from citysense_scorer.health_wiring import (
+    apply_station_status,
+    enrich_readings,
+    exclude_faulty,
+    judge_outliers,
+    split_health,
+)
 from citysense_scorer.rules import DERIVED_METRICS
 from citysense_scorer.settings import ScorerSettings
 
@@ -73,9 +80,9 @@ class BatchSink:
             m.BATCH_SECONDS.observe(time.monotonic() - started)
 
     def process(self, table: pa.Table, batch_id: int) -> None:
-        pdf = table.to_pandas()
+        pdf, health_events = split_health(table.to_pandas())  # station-health events ride on their own rows
         bad = pdf[pdf["reason"].notna()]
-        good = pdf[pdf["reason"].isna()].copy()
+        good = judge_outliers(pdf[pdf["reason"].isna()].copy(), self.settings.scorer_z_bound)
         good["ts_ms"] = (good["ts"].astype("datetime64[ms, UTC]").astype("int64")) if len(good) else pd.Series(
             dtype="int64")
         replay = self.log.has(batch_id)
@@ -89,17 +96,20 @@ class BatchSink:
         good["late"] = late
         if not replay:
             ontime = good[~late]
-            data = self.engine.reduce(self._engine_frame(ontime)) if len(ontime) else _empty_input()
+            data = self.engine.reduce(exclude_faulty(self._engine_frame(ontime), ontime)) if len(ontime) \
+                else _empty_input()
             events = self.engine.apply(batch_id, data) if len(ontime) else self._advance(batch_id)
             self.log.write(batch_id, data, events, [], self.engine, watermark=watermark)
+        events = [*events, *health_events]  # recomputed identically by Spark on a re-run; produce() dedupes
         received_at = datetime.now(UTC)
         dead = self._dead_letters(bad, received_at)
         # Alerts first: they are what people wait for (reading -> alert readable is the latency that matters).
         self.store.upsert_alerts(_alert_records(events))
         if not self.log.is_done(batch_id):
             self._produce(batch_id, events, dead, replay)
-        self.store.write_readings(self._readings(good, received_at))
+        self.store.write_readings(enrich_readings(self._readings(good, received_at), good))
         self.store.upsert_stations(_stations(good, self.metric_names))
+        apply_station_status(self.store, health_events)
         m.ROWS.labels("valid").inc(int((~late).sum()))
         m.ROWS.labels("late").inc(int(late.sum()))
         m.ROWS.labels("dead_letter").inc(len(bad))

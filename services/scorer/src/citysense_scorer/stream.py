@@ -54,6 +54,9 @@ def start_query(spark: Any, settings: ScorerSettings, sink: BatchSink) -> Any:
                            future_tolerance_s=settings.scorer_future_tolerance_s),
         registry, settings.profile, settings.scorer_z_bound,
     )
+    from citysense_scorer.health_wiring import health_stream
+
+    scored = health_stream(scored, settings, registry)  # sensor faults, offline timers, baselines, forecasts
     writer = (scored.writeStream.queryName("citysense-scorer").foreachBatch(sink)
               .option("checkpointLocation", str(settings.checkpoint_dir / "spark")))
     if settings.scorer_trigger_ms:
