@@ -3,7 +3,7 @@
 Method (pure, no Spark): a rolling W-hour mean changes by what enters minus what leaves. What *leaves* over the
 next hours is known exactly - the oldest buckets of the current window. What *enters* is extrapolated from the last
 ``trend_s`` (1 h): a least-squares line through the recent bucket means, its slope damped with a half-life of
-``trend_half_life_s`` (3 h; pollution episodes level off), clamped at zero, with the recent readings per bucket.
+``trend_half_life_s`` (1 h; pollution episodes level off), clamped at zero, with the recent readings per bucket.
 Stepping bucket by bucket gives the projected mean; the first step past the threshold is the expected crossing.
 A forecast opens when that crossing lies within ``horizon_s`` and resolves when the threshold is reached
 (the forecast came true; the threshold rule takes over) or when ``withdraw_after`` consecutive evaluations no
@@ -28,7 +28,7 @@ class ForecastConfig:
     min_coverage: float = 0.75  # fraction of the window that must hold data before forecasting
     min_window_s: float = 6 * 3600.0  # rules over shorter windows react fast enough on their own
     withdraw_after: int = 3  # evaluations without a projected crossing before the forecast is withdrawn
-    trend_half_life_s: float | None = 3 * 3600.0  # damp the extrapolated slope (episodes level off); None = linear
+    trend_half_life_s: float | None = 3600.0  # damp the extrapolated slope (episodes level off); None = linear
 
 
 @dataclass(frozen=True)
