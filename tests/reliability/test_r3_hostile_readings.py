@@ -225,7 +225,7 @@ class ScorerUnderTest:
             if self.crashed_on is None:
                 self.crashed_on = repr(batch)[:3000]
             errors = [line for line in self.log.read_text(errors="replace").splitlines()
-                      if "Error" in line and not line.lstrip().startswith("at ")][-5:]
+                      if ("Error" in line or "Exception" in line) and not line.lstrip().startswith("at ")][-5:]
             pytest.fail(f"scorer exited with {self.proc.returncode} while processing this batch: "
                         f"{self.crashed_on}\nerrors in its log:\n" + "\n".join(errors))
 
