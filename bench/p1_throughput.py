@@ -275,7 +275,7 @@ def main() -> int:
         "delivered >= 90 % of offered, scorer finished >= 90 % of delivered, smallest lag in the last 15 s < 2 s of "
         "input and not 1 s of input above the smallest lag before mid-window. Lag = simulator delivered - scorer "
         f"rows (measured by the benchmark). Machine load (1 min) at start {load0:.1f}, at end {pl.load_avg():.1f}. "
-        f"Profile: {profile_note}."))
+        f"Profile: {profile_note}." + pl.run_note()))
     return 0
 
 

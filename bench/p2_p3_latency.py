@@ -249,7 +249,7 @@ def main() -> int:
         f"background {args.stations} stations x {args.rate_hz:g} Hz = {rate:,.0f} readings/s from the stack's "
         f"simulator; {args.probes} probe stations {args.spacing:g} s apart at PM2.5 = 500, 1 Hz; API polled every "
         f"{args.poll_ms:g} ms; scorer lag before probes {behind:,.0f}. Missing probes count as failures. Machine load "
-        f"(1 min) at start {load0:.1f}, at end {pl.load_avg():.1f}."))
+        f"(1 min) at start {load0:.1f}, at end {pl.load_avg():.1f}." + pl.run_note()))
     return 0
 
 

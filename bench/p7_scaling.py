@@ -145,7 +145,7 @@ def main() -> int:
     write_result("p7_scaling", figures, notes=(
         f"total rate held at {args.rate:,.0f} readings/s (rate_hz = rate / stations); simulator history 30; "
         f"{args.window:.0f} s throughput window and {args.probes} latency probes per size; 'meets' on the ratio rows "
-        f"= within 1.5x. Machine load (1 min) at start {load0:.1f}, at end {pl.load_avg():.1f}."))
+        f"= within 1.5x. Machine load (1 min) at start {load0:.1f}, at end {pl.load_avg():.1f}." + pl.run_note()))
     return 0
 
 

@@ -412,3 +412,9 @@ def percentile(values: list[float], q: float) -> float:
 
 def load_avg() -> float:
     return os.getloadavg()[0]
+
+
+def run_note() -> str:
+    """Free text about the run's conditions (CITYSENSE_BENCH_NOTE), e.g. that the machine was shared."""
+    note = os.environ.get("CITYSENSE_BENCH_NOTE", "").strip()
+    return f" Note: {note}" if note else ""
