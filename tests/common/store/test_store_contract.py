@@ -21,6 +21,7 @@ from citysense_common.store import (
     Store,
     Subscription,
 )
+from citysense_common.store.reading_batch import ReadingBatch
 
 T = TypeVar("T")
 # Close to now so the Cassandra store's default alert lookback window covers these alerts.
@@ -83,6 +84,31 @@ def test_reading_round_trips_every_field_at_millisecond_precision(store: Store) 
     [got] = store.read_readings("st-1", at(0), at(10)).items
     assert got == replace(original, ts=at(1.234))  # sub-millisecond part truncated by both backends
     assert got.ts.tzinfo is not None
+
+
+def test_reading_batch_writes_what_write_readings_writes(store: Store) -> None:
+    """The column-wise path (the scorer's) and the object path store identical rows, including missing metrics,
+    no location, empty outlier/fault lists and extra (baseline) z-scores; re-writing a batch changes nothing."""
+    common = dict(ingested_at=at(9.5))
+    readings = [
+        EnrichedReading("st-b", at(1.001), 0, {"pm2_5": 12.25, "noise_level": 55.0}, lat=48.2, lon=16.37,
+                        outliers=("noise_level",), zscores={"pm2_5": 0.3, "noise_level": 4.1}, faults=("pm2_5",),
+                        late=True, **common),
+        EnrichedReading("st-b", at(2), 1, {"pm2_5": 13.5}, zscores={"pm2_5": -1.25, "station:pm2_5": 2.5},
+                        **common),
+        EnrichedReading("st-b", at(3), 2, {"noise_level": 60.0, "pm2_5": 1e-05}, lat=-33.9, lon=151.2, **common),
+    ]
+    batch = ReadingBatch.of(readings)
+    store.write_reading_batch(batch)
+    store.write_reading_batch(batch)
+    got = sorted(store.read_readings("st-b", at(0), at(10)).items, key=lambda r: r.seq)
+    assert got == readings
+    assert [r.seq for r in batch.rows()] == [0, 1, 2] and list(batch.rows()) == readings
+    # Every row with every z-score: the one-template JSON path.
+    full = [EnrichedReading("st-c", at(i), i, {"pm2_5": 1.5 * i}, zscores={"pm2_5": 0.1 * i, "x": -3.0}, **common)
+            for i in range(3)]
+    store.write_reading_batch(ReadingBatch.of(full))
+    assert sorted(store.read_readings("st-c", at(0), at(10)).items, key=lambda r: r.seq) == full
 
 
 def test_naive_datetimes_are_utc(store: Store) -> None:

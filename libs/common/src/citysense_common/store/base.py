@@ -10,7 +10,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Generic, Literal, Protocol, TypeVar, runtime_checkable
+from typing import TYPE_CHECKING, Any, Generic, Literal, Protocol, TypeVar, runtime_checkable
+
+if TYPE_CHECKING:
+    from citysense_common.store.reading_batch import ReadingBatch
 
 T = TypeVar("T")
 
@@ -158,6 +161,7 @@ class Store(Protocol):
 
     # readings and stations (written by the scorer)
     def write_readings(self, readings: Sequence[EnrichedReading]) -> None: ...
+    def write_reading_batch(self, batch: ReadingBatch) -> None: ...  # same effect as write_readings(batch.rows())
     def read_readings(self, station_id: str, start: datetime, end: datetime, metric: str | None = None,
                       limit: int = 100, cursor: str | None = None) -> Page[EnrichedReading]: ...
     def upsert_stations(self, stations: Sequence[StationRecord]) -> None: ...

@@ -45,6 +45,7 @@ from citysense_common.store.base import (
     Subscription,
     SubscriptionStatus,
 )
+from citysense_common.store.reading_batch import ReadingBatch
 from citysense_common.store.settings import StoreSettings
 
 T = TypeVar("T")
@@ -405,6 +406,9 @@ class CassandraStore:
              r.zscores or None, list(r.faults) or None, r.late, _ms_dt(r.ingested_at))
             for r in readings
         ))
+
+    def write_reading_batch(self, batch: ReadingBatch) -> None:
+        self.write_readings(list(batch.rows()))  # the driver binds one statement per row either way
 
     def read_readings(self, station_id: str, start: datetime, end: datetime, metric: str | None = None,
                       limit: int = 100, cursor: str | None = None) -> Page[EnrichedReading]:

@@ -24,6 +24,9 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import orjson
+
 from citysense_common.store._util import (
     decode_cursor,
     encode_cursor,
@@ -32,6 +35,7 @@ from citysense_common.store._util import (
     opt_ms,
     to_ms,
 )
+from citysense_common.store.reading_batch import ReadingBatch
 from citysense_common.store.base import (
     AlertQuery,
     AlertRecord,
@@ -87,6 +91,30 @@ def _fingerprint(*parts: object) -> str:
 
 def _json_or_none(value: Any) -> str | None:
     return _dumps(value) if value else None
+
+
+def _json_list(names: Sequence[str]) -> str | None:
+    return orjson.dumps(list(names)).decode() if len(names) else None
+
+
+def _zscore_json(batch: ReadingBatch) -> list[str | None]:
+    """The ``zscores`` JSON object per row (None when a row has none), as ``write_readings`` writes it."""
+    z = batch.zscores
+    if not batch.z_names or not len(z):
+        base: list[dict[str, float]] = [{} for _ in range(len(batch))]
+    else:
+        keys = np.array(batch.z_names, dtype=object)
+        present = ~np.isnan(z)
+        rows = z.tolist()
+        if batch.extra_zscores is None and present.all():
+            # The common case: one template for every row ('%r' of a float is its JSON spelling).
+            template = "{" + ",".join(f"{orjson.dumps(k).decode()}:%r" for k in batch.z_names) + "}"
+            return [template % tuple(row) for row in rows]
+        base = [dict(zip(keys[p].tolist(), np.asarray(row)[p].tolist(), strict=True)) for row, p in zip(rows, present)]
+    if batch.extra_zscores is not None:
+        for row, extra in zip(base, batch.extra_zscores, strict=True):
+            row.update(extra)
+    return [orjson.dumps(row).decode() if row else None for row in base]
 
 
 _READING_COLUMNS = (
@@ -284,6 +312,30 @@ class SQLiteStore:
         ]
         if not rows:
             return
+        with self._write() as conn:
+            conn.executemany(_READING_INSERT, rows)
+
+    def write_reading_batch(self, batch: ReadingBatch) -> None:
+        """Column-wise :meth:`write_readings`: same rows, built from NumPy columns (no object per reading)."""
+        n = len(batch)
+        if not n:
+            return
+        values = np.ascontiguousarray(batch.values, dtype="<f8")  # the blob format is little-endian doubles
+        present = ~np.isnan(values)
+        full = present.all(axis=1)
+        all_names = ",".join(batch.metric_names)
+        if any("," in name for name in batch.metric_names):
+            raise StoreError(f"metric names must not contain a comma: {sorted(batch.metric_names)}")
+        names = [all_names if f else ",".join(np.array(batch.metric_names)[present[i]]) for i, f in enumerate(full)]
+        blobs = [row.tobytes() if f else row[present[i]].tobytes() for i, (row, f) in enumerate(zip(values, full))]
+        lat = np.where(np.isnan(batch.lat), None, batch.lat).tolist()
+        lon = np.where(np.isnan(batch.lon), None, batch.lon).tolist()
+        outliers = [_json_list(o) for o in batch.outliers]
+        faults = [None] * n if batch.faults is None else [_json_list(f) for f in batch.faults]
+        zscores = _zscore_json(batch)
+        ingested = opt_ms(batch.ingested_at)
+        rows = list(zip(batch.station_id, batch.ts_ms.tolist(), batch.seq.tolist(), names, blobs, lat, lon, outliers,
+                        zscores, faults, batch.late.astype(int).tolist(), [ingested] * n, strict=True))
         with self._write() as conn:
             conn.executemany(_READING_INSERT, rows)
 
