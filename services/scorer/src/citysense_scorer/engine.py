@@ -174,9 +174,13 @@ class AlertEngine:
             "lon": by_station["lon"].last(),
             "outlier": by_station["n_outliers"].sum() > 0,
             "zmax": by_station["zmax"].max(),
-            "outlier_metrics": by_station["outlier_names"].agg(
-                lambda s: ",".join(sorted({n for v in s for n in v.split(",") if n}))),
-        }).reset_index()
+        })
+        # Outlier names: a Python join per group, so only over the (few) readings that have any.
+        flagged = ordered[ordered["n_outliers"] > 0]
+        names = flagged.groupby(["station_id", "slice"], sort=True)["outlier_names"].agg(
+            lambda s: ",".join(sorted({n for v in s for n in v.split(",") if n})))
+        stations["outlier_metrics"] = names.reindex(stations.index).fillna("").astype(object)
+        stations = stations.reset_index()
         return BatchInput(series_aggs, stations)
 
     # -- state transition ----------------------------------------------------------------------------------------

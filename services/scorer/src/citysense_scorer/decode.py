@@ -1,0 +1,289 @@
+"""Decode, validate and score readings inside the Spark source task: Kafka message bytes -> one typed row each.
+
+Why here and not in Spark SQL: validating a JSON reading with SQL expressions (a VARIANT per message plus ~40 checks)
+cost the JVM ~100 µs of CPU per reading, the scorer's bottleneck. In the Python task that reads the Kafka partition,
+a reading costs ~10 µs and the rows enter Spark already typed (Arrow record batches), so Spark's share is moving
+columns, the station-health state and the micro-batch bookkeeping.
+
+Two paths, one set of rules:
+- the **fast path** accepts only the canonical shape (what the simulator and ordinary stations send: schema_version 1,
+  a station id, an RFC 3339 timestamp with seconds, a non-negative integer seq, an optional {lat, lon}, known metric
+  names or aliases with in-range numbers) and returns the decoded row;
+- everything else goes through the **reference validator** (:func:`citysense_scorer.reference.validate_reading`,
+  i.e. the contract's ``parse_reading`` plus registry checks), which either accepts it (an alias spelling, a
+  ``"lat": "52"``, a Unix timestamp, ...) or names the dead-letter reason.
+The fast path is an optimisation only: for every input it either declines or agrees with the reference exactly
+(tests/scorer/test_decode.py checks both on a table of cases and on generated documents).
+
+Per-reading scoring is vectorised per record batch: z-scores against the profile's distribution, the ``outliers``
+list (|z| above the bound, registry order) and the derived heat index.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from functools import lru_cache
+
+import numpy as np
+import orjson
+import pyarrow as pa
+from citysense_common.contract import (
+    DEAD_LETTER_PAYLOAD_BYTES,
+    MAX_READING_BYTES,
+    STATION_ID_PATTERN,
+    ContractError,
+    DeadLetterReason,
+)
+from citysense_common.registry import Registry, parse_registry
+
+from citysense_scorer.reference import validate_reading
+
+R = DeadLetterReason
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+ONE_US = timedelta(microseconds=1)
+TOP_LEVEL_FIELDS = frozenset({"schema_version", "station_id", "ts", "seq", "location", "metrics"})
+_STATION_ID = re.compile(STATION_ID_PATTERN.removeprefix("^").removesuffix("$")).fullmatch
+# The fast path's timestamp shape: seconds present, at most microseconds, 'Z' or a numeric offset. Other spellings
+# pydantic accepts (no seconds, ' ' separator, nanoseconds, Unix numbers) take the reference path.
+_FAST_TS = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d{1,6})?(?:Z|[+-]\d{2}:\d{2})", re.ASCII).fullmatch
+MAX_SEQ = 2**63 - 1  # Spark's LongType
+
+
+@dataclass(frozen=True)
+class DecodedRow:
+    """One valid reading as the fast path and the reference both describe it (tests compare these)."""
+
+    station_id: str
+    ts_us: int
+    seq: int
+    lat: float | None
+    lon: float | None
+    values: tuple[float | None, ...]  # registry order
+
+
+class Decoder:
+    """Turns raw Kafka records into the scorer's typed, scored rows (see :data:`decoded_arrow_schema`)."""
+
+    def __init__(self, registry: Registry, profile: str, z_bound: float, future_tolerance_s: float) -> None:
+        self.registry = registry
+        self.names = list(registry.metrics)
+        self.index = {wire: i for i, m in enumerate(registry.metrics.values()) for wire in (m.name, *m.aliases)}
+        self.lo = [m.range.min for m in registry.metrics.values()]
+        self.hi = [m.range.max for m in registry.metrics.values()]
+        self.scored = [name for name in self.names if profile in registry.metrics[name].profiles]
+        dists = [registry.metrics[name].profiles[profile] for name in self.scored]
+        self.scored_idx = np.array([self.names.index(n) for n in self.scored], dtype=np.int64)
+        self.mean = np.array([d.mean for d in dists], dtype="float64")
+        self.std = np.array([d.std for d in dists], dtype="float64")
+        self.z_bound = z_bound
+        self.future_us = int(future_tolerance_s * 1_000_000)
+        self.schema = decoded_arrow_schema(registry, profile)
+        self._heat = "temperature" in self.index and "humidity" in self.index
+
+    # -- one message ---------------------------------------------------------------------------------------------
+    def fast(self, raw: bytes, now_us: int) -> DecodedRow | None:
+        """The decoded row when ``raw`` has the canonical shape and passes every rule; None means "ask the
+        reference" (it may still be valid)."""
+        if len(raw) > MAX_READING_BYTES:
+            return None
+        try:
+            doc = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            return None
+        if type(doc) is not dict or not doc.keys() <= TOP_LEVEL_FIELDS:
+            return None
+        sv, sid, ts, seq = doc.get("schema_version"), doc.get("station_id"), doc.get("ts"), doc.get("seq")
+        if type(sv) is not int or sv != 1 or type(sid) is not str or not _STATION_ID(sid):
+            return None
+        if type(ts) is not str or not _FAST_TS(ts) or type(seq) is not int or not 0 <= seq <= MAX_SEQ:
+            return None
+        metrics = doc.get("metrics")
+        if type(metrics) is not dict or not metrics:
+            return None
+        values: list[float | None] = [None] * len(self.names)
+        index, lo, hi = self.index, self.lo, self.hi
+        for name, value in metrics.items():
+            i = index.get(name)
+            kind = type(value)
+            if i is None or (kind is not float and kind is not int) or values[i] is not None:
+                return None  # unknown name, not a number, or a name given twice (name + alias)
+            try:
+                number = float(value)
+            except OverflowError:
+                return None
+            if not lo[i] <= number <= hi[i]:
+                return None
+            values[i] = number
+        lat = lon = None
+        if "location" in doc and (loc := doc["location"]) is not None:
+            if type(loc) is not dict or len(loc) != 2:
+                return None
+            lat, lon = loc.get("lat"), loc.get("lon")
+            if type(lat) not in (float, int) or type(lon) not in (float, int):
+                return None
+            lat, lon = float(lat), float(lon)
+            if not (-90 <= lat <= 90 and -180 <= lon <= 180):
+                return None
+        try:
+            moment = datetime.fromisoformat(ts)
+        except ValueError:
+            return None
+        ts_us = (moment - EPOCH) // ONE_US
+        if ts_us > now_us + self.future_us:
+            return None
+        return DecodedRow(sid, ts_us, seq, lat, lon, tuple(values))
+
+    def slow(self, raw: bytes | None, now_us: int) -> DecodedRow | tuple[str, str]:
+        """The reference's verdict: the decoded row, or (reason, detail)."""
+        if raw is None:
+            return R.MALFORMED_JSON.value, "empty message (null value)"
+        now = EPOCH + timedelta(microseconds=now_us)
+        try:
+            reading = validate_reading(raw, self.registry, now=now, future_tolerance_s=self.future_us / 1e6)
+        except ContractError as exc:
+            return exc.reason.value, exc.detail
+        if reading.seq > MAX_SEQ:
+            return R.SCHEMA_VIOLATION.value, f"seq: {reading.seq} is too large (the limit is 2^63 - 1)"
+        loc = reading.location
+        return DecodedRow(
+            reading.station_id, (reading.ts - EPOCH) // ONE_US, reading.seq,
+            None if loc is None else loc.lat, None if loc is None else loc.lon,
+            tuple(reading.metrics.get(name) for name in self.names),
+        )
+
+    def decode_one(self, raw: bytes | None, now_us: int) -> DecodedRow | tuple[str, str]:
+        return (raw is not None and self.fast(raw, now_us)) or self.slow(raw, now_us)
+
+    # -- a record batch ------------------------------------------------------------------------------------------
+    def decode_batch(self, batch: pa.RecordBatch) -> pa.RecordBatch:
+        """Raw Kafka columns (key, value, topic, partition, offset, timestamp_ms) -> decoded, scored columns."""
+        n = batch.num_rows
+        values = batch.column("value").to_pylist()
+        stamps = batch.column("timestamp_ms").to_numpy(zero_copy_only=False)
+        wall_us = int(datetime.now(UTC).timestamp() * 1_000_000)
+        reason: list[str | None] = [None] * n
+        detail: list[str | None] = [None] * n
+        payload: list[bytes | None] = [None] * n
+        payload_size: list[int | None] = [None] * n
+        payload_sha256: list[str | None] = [None] * n
+        sids: list[str | None] = [None] * n
+        ts: list[int | None] = [None] * n
+        seq: list[int | None] = [None] * n
+        lat: list[float | None] = [None] * n
+        lon: list[float | None] = [None] * n
+        width = len(self.names)
+        good_rows: list[int] = []
+        good_values: list[tuple[float | None, ...]] = []
+        fast = self.fast
+        for i, raw in enumerate(values):
+            stamp = int(stamps[i])
+            now_us = stamp * 1000 if stamp > 0 else wall_us  # the broker's receive time, as Kafka defines "now"
+            row = (raw is not None and fast(raw, now_us)) or self.slow(raw, now_us)
+            if type(row) is tuple:
+                reason[i], detail[i] = row
+                if raw is not None:
+                    # Only the head crosses into Spark (a hostile 1 MB value would make the dead letter too big for
+                    # Kafka); size and hash describe the whole value (see contract.DeadLetter).
+                    payload[i] = raw[:DEAD_LETTER_PAYLOAD_BYTES]
+                    payload_size[i] = len(raw)
+                    payload_sha256[i] = hashlib.sha256(raw).hexdigest()
+                continue
+            sids[i], ts[i], seq[i], lat[i], lon[i] = row.station_id, row.ts_us, row.seq, row.lat, row.lon
+            good_rows.append(i)
+            good_values.append(row.values)
+        matrix = np.full((n, width), np.nan)
+        if good_rows:
+            matrix[good_rows] = np.array(good_values, dtype="float64").reshape(len(good_rows), width)  # None -> NaN
+        key = batch.column("key")
+        if pa.types.is_binary(key.type):
+            key = pa.array([None if k is None else k.decode("utf-8", "replace") for k in key.to_pylist()], pa.string())
+        columns: list[pa.Array] = [
+            key, batch.column("topic"), batch.column("partition"), batch.column("offset"),
+            batch.column("timestamp_ms"),
+            pa.array(reason, pa.string()), pa.array(detail, pa.string()), pa.array(payload, pa.binary()),
+            pa.array(payload_size, pa.int64()), pa.array(payload_sha256, pa.string()),
+            pa.array(sids, pa.string()), pa.array(ts, pa.timestamp("us", tz="UTC")), pa.array(seq, pa.int64()),
+            pa.array(lat, pa.float64()), pa.array(lon, pa.float64()),
+        ]
+        columns += [pa.array(matrix[:, j], pa.float64(), from_pandas=True) for j in range(width)]
+        columns += self._scores(matrix)
+        return pa.RecordBatch.from_arrays(columns, schema=self.schema)
+
+    def decode_batches(self, batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        for batch in batches:
+            yield self.decode_batch(batch)
+
+    def _scores(self, matrix: np.ndarray) -> list[pa.Array]:
+        """z_<metric> columns, the outliers list and the heat index for a (rows x metrics) value matrix."""
+        vals = matrix[:, self.scored_idx]
+        z = (vals - self.mean) / self.std
+        with np.errstate(invalid="ignore"):
+            flagged = np.abs(z) > self.z_bound  # NaN compares False: a missing metric is never an outlier
+        offsets = np.concatenate([[0], np.cumsum(flagged.sum(axis=1))]).astype("int32")
+        names = np.array(self.scored, dtype=object)[np.nonzero(flagged)[1]]
+        outliers = pa.ListArray.from_arrays(pa.array(offsets, pa.int32()), pa.array(list(names), pa.string()))
+        cols = [pa.array(z[:, j], pa.float64(), from_pandas=True) for j in range(len(self.scored))]
+        if self._heat:
+            heat = heat_index_c_array(matrix[:, self.index["temperature"]], matrix[:, self.index["humidity"]])
+        else:
+            heat = np.full(len(matrix), np.nan)
+        return [*cols, outliers, pa.array(heat, pa.float64(), from_pandas=True)]
+
+
+def decoded_arrow_schema(registry: Registry, profile: str) -> pa.Schema:
+    """Columns of a decoded row: source position, dead-letter verdict, the reading, and its scores."""
+    names = list(registry.metrics)
+    scored = [n for n in names if profile in registry.metrics[n].profiles]
+    return pa.schema([
+        ("key", pa.string()), ("topic", pa.string()), ("partition", pa.int32()), ("offset", pa.int64()),
+        ("timestamp_ms", pa.int64()),
+        ("reason", pa.string()), ("detail", pa.string()), ("payload", pa.binary()),
+        ("payload_size", pa.int64()), ("payload_sha256", pa.string()),
+        ("station_id", pa.string()), ("ts", pa.timestamp("us", tz="UTC")), ("seq", pa.int64()),
+        ("lat", pa.float64()), ("lon", pa.float64()),
+        *[(n, pa.float64()) for n in names],
+        *[(f"z_{n}", pa.float64()) for n in scored],
+        ("outliers", pa.list_(pa.string())), ("heat_index", pa.float64()),
+    ])
+
+
+def decoded_spark_schema(registry: Registry, profile: str):  # -> StructType (pyspark imported lazily)
+    from pyspark.sql.pandas.types import from_arrow_schema
+
+    return from_arrow_schema(decoded_arrow_schema(registry, profile))
+
+
+@lru_cache(maxsize=8)
+def decoder_for(registry_json: str, profile: str, z_bound: float, future_tolerance_s: float) -> Decoder:
+    """One decoder per Python worker and configuration (workers are reused across micro-batches)."""
+    return Decoder(parse_registry(orjson.loads(registry_json)), profile, z_bound, future_tolerance_s)
+
+
+def heat_index_c_array(temperature_c: np.ndarray, humidity: np.ndarray) -> np.ndarray:
+    """NWS heat index (Rothfusz regression with the NWS adjustments) in °C; NaN where an input is missing.
+    https://www.wpc.ncep.noaa.gov/html/heatindex_equation.shtml"""
+    t = temperature_c * 9 / 5 + 32
+    rh = humidity
+    simple = 0.5 * (t + 61.0 + (t - 68.0) * 1.2 + rh * 0.094)
+    full = (-42.379 + 2.04901523 * t + 10.14333127 * rh - 0.22475541 * t * rh
+            - 0.00683783 * t * t - 0.05481717 * rh * rh + 0.00122874 * t * t * rh
+            + 0.00085282 * t * rh * rh - 0.00000199 * t * t * rh * rh)
+    with np.errstate(invalid="ignore"):
+        dry = (rh < 13) & (t >= 80) & (t <= 112)
+        full = full - np.where(dry, ((13 - rh) / 4) * np.sqrt(np.clip((17 - np.abs(t - 95)) / 17, 0, None)), 0)
+        humid = (rh > 85) & (t >= 80) & (t <= 87)
+        full = full + np.where(humid, ((rh - 85) / 10) * ((87 - t) / 5), 0)
+        hi = np.where((simple + t) / 2 < 80, simple, full)
+    return (hi - 32) * 5 / 9
+
+
+def heat_index_c(temperature_c: float, humidity: float) -> float:
+    """Scalar heat index in °C (the API and tests)."""
+    if math.isnan(temperature_c) or math.isnan(humidity):
+        return math.nan
+    return float(heat_index_c_array(np.array([temperature_c]), np.array([humidity]))[0])
