@@ -165,7 +165,8 @@ def test_env_names_exist_in_the_services_settings() -> None:
     for module, cls in [("citysense_simulator.settings", "SimulatorSettings"),
                         ("citysense_alert_api.settings", "ApiSettings"),
                         ("citysense_notifier.settings", "NotifierSettings"),
-                        ("citysense_scorer.settings", "ScorerSettings")]:
+                        ("citysense_scorer.settings", "ScorerSettings"),
+                        ("citysense_scorer.health", "HealthSettings")]:
         try:
             settings_module = __import__(module, fromlist=[cls])
         except ModuleNotFoundError:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import signal
 import sqlite3
 import subprocess
@@ -35,8 +36,13 @@ CAP = 50  # messages per micro-batch (9 batches for the workload)
 
 
 def reading(station: str, seq: int, pm25: float) -> bytes:
+    # Every metric varies a little, as real sensors do: with station health on, 30 equal values are a frozen sensor.
+    noise = random.Random(f"{station}:{seq}")
+    pm25 = round(pm25 * (1 + noise.uniform(-0.04, 0.04)), 2)
     return Reading(schema_version=1, station_id=station, ts=START + timedelta(seconds=seq), seq=seq,
-                   metrics={"pm2_5": pm25, "pm10": pm25 + 5, "temperature": 12.0, "humidity": 70.0}).to_json()
+                   metrics={"pm2_5": pm25, "pm10": round(pm25 + 5 + noise.uniform(0, 1), 2),
+                            "temperature": round(12.0 + seq * 0.005 + noise.gauss(0, 0.05), 2),
+                            "humidity": round(70.0 - seq * 0.01 + noise.gauss(0, 0.3), 1)}).to_json()
 
 
 def workload() -> list[tuple[str, bytes]]:

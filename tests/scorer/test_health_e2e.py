@@ -1,9 +1,12 @@
-"""The real ``citysense-scorer stream`` with station health on: a frozen sensor and a silent station, end to end."""
+"""The real ``citysense-scorer stream`` with its default settings (station health on): a frozen sensor and a silent
+station end to end, then the real ``citysense-scorer batch`` over what the stream stored, served by the alert API."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
+import subprocess
 import sys
 import time
 from datetime import UTC, datetime, timedelta
@@ -48,12 +51,16 @@ def test_frozen_sensor_and_silent_station(kafka_broker, unique_topics, tmp_path)
     quiet = [("quiet-1", reading("quiet-1", i, 12.0 + (i % 3) * 0.1, 9.0 + i % 3, START + timedelta(seconds=i)))
              for i in range(5)]
     produce(bootstrap, unique_topics["readings_topic"], frozen + quiet)
-    env = {**scorer_env(tmp_path, bootstrap, unique_topics), "CITYSENSE_HEALTH_ENABLED": "true",
+    env = {**scorer_env(tmp_path, bootstrap, unique_topics),
            "CITYSENSE_OFFLINE_AFTER_S": "20", "CITYSENSE_SCORER_MAX_OFFSETS_PER_TRIGGER": "0"}
+    env.pop("CITYSENSE_HEALTH_ENABLED", None)  # the default must detect faults and silence
     log = tmp_path / "scorer.log"
     proc = start_scorer(env, log)
     try:
         alerts = alerts_until(bootstrap, unique_topics["alerts_topic"], offline("open"), timeout=600)
+        faults = [a for a in alerts if a["kind"] == "sensor_fault"]
+        assert [(a["station_id"], a["rule_id"], a["state"]) for a in faults] == [
+            ("frozen-1", "fault-flatline.temperature", "open")], faults  # exactly one, and nothing else is faulty
         kinds = {(a["station_id"], a["kind"], a["rule_id"], a["state"]) for a in alerts}
         assert ("frozen-1", "sensor_fault", "fault-flatline.temperature", "open") in kinds, log.read_text()[-3000:]
         assert ("quiet-1", "station_offline", "station-offline", "open") in kinds, log.read_text()[-3000:]
@@ -75,3 +82,39 @@ def test_frozen_sensor_and_silent_station(kafka_broker, unique_topics, tmp_path)
                 proc.wait(60)
             except Exception:  # noqa: BLE001
                 os.killpg(proc.pid, signal.SIGKILL)
+    # The checkpoint it leaves holds the health operator's state: a scorer with health off refuses it before Spark
+    # starts, naming the fix.
+    off = subprocess.run([sys.executable, "-m", "citysense_scorer.cli", "stream"], capture_output=True, text=True,
+                         env={**env, "CITYSENSE_HEALTH_ENABLED": "false"}, timeout=120)
+    assert off.returncode == 2 and "written with station health on" in off.stdout + off.stderr, off.stderr[-3000:]
+    batch_served_by_the_api(env, tmp_path, bootstrap, unique_topics)
+
+
+def batch_served_by_the_api(env: dict[str, str], tmp_path: Path, bootstrap: str, topics: dict[str, str]) -> None:
+    """The daily batch job over the stream's store; the API serves its rows, without the frozen values."""
+    from citysense_alert_api.app import create_app
+    from citysense_alert_api.settings import build_settings
+    from citysense_common.store.factory import open_store
+    from fastapi.testclient import TestClient
+
+    day = START.strftime("%Y-%m-%d")
+    done = subprocess.run([sys.executable, "-m", "citysense_scorer.cli", "batch", "--day", day], env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert json.loads(done.stdout.splitlines()[-1])["aggregates"] > 0
+    # frozen-1 readings 0..44; the 30th equal temperature (index 29) and later ones are sensor faults
+    on_day = [i for i in range(45) if (START + timedelta(seconds=i)).strftime("%Y-%m-%d") == day]
+    settings = build_settings(data_dir=tmp_path / "data", sqlite_path=tmp_path / "data" / "citysense.db",
+                              kafka_bootstrap=bootstrap, **topics)
+    store = open_store(settings)
+    try:
+        with TestClient(create_app(settings, "t" * 32, store=store)) as client:
+            r = client.get("/v1/stations/frozen-1/aggregates", params={"from": day, "to": day})
+            assert r.status_code == 200, r.text
+            items = {i["metric"]: i for i in r.json()["items"]}
+            assert items["humidity"]["count"] == len(on_day)
+            assert items["temperature"]["count"] == len([i for i in on_day if i < 29])
+            assert items["temperature"]["max"] == 41.0 and not items["temperature"]["complete"]
+            assert client.get("/v1/stations/quiet-1").json()["status"] == "active"
+    finally:
+        store.close()

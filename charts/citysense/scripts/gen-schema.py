@@ -254,6 +254,12 @@ SCHEMA = {
             "sparkConf": {"type": "object", "additionalProperties": {"type": ["string", "number", "boolean"]}},
             "hadoopConf": {"type": "object", "additionalProperties": {"type": ["string", "number", "boolean"]}},
             "extraEnv": POD_EXTRAS["extraEnv"],
+            "health": obj({
+                "enabled": BOOL,
+                "offlineAfterSeconds": {"type": "number", "exclusiveMinimum": 0},
+                "offlineGroups": {"type": "object", "additionalProperties": {"type": "number", "exclusiveMinimum": 0},
+                                  "description": "offline_after per station-id glob"},
+            }, ["enabled"]),
             "batch": obj({
                 "enabled": BOOL,
                 "schedule": {"type": "string",

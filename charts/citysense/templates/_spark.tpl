@@ -12,6 +12,16 @@ working directory /opt/spark/work-dir; driver and executors run the same image.
   value: {{ default "/var/lib/citysense/checkpoints" .Values.scorer.checkpoint.location | quote }}
 - name: PYSPARK_PYTHON
   value: /opt/venv/bin/python
+{{- with .Values.scorer.health }}
+- name: CITYSENSE_HEALTH_ENABLED
+  value: {{ .enabled | quote }}
+- name: CITYSENSE_OFFLINE_AFTER_S
+  value: {{ .offlineAfterSeconds | quote }}
+{{- with .offlineGroups }}
+- name: CITYSENSE_OFFLINE_GROUPS
+  value: {{ toJson . | quote }}
+{{- end }}
+{{- end }}
 {{- with .Values.scorer.extraEnv }}
 {{ toYaml . }}
 {{- end }}

@@ -49,16 +49,25 @@ def run_day(store: Store, day: str, stations: Sequence[str] | None = None) -> li
     return written
 
 
+def resolve_day(text: str, now: datetime | None = None) -> str:
+    """``YYYY-MM-DD`` as given, or ``yesterday`` as the UTC day before ``now`` (a scheduled job's arguments are fixed,
+    so the chart's daily job passes the word)."""
+    if text.strip().lower() == "yesterday":
+        return ((now or datetime.now(UTC)).astimezone(UTC) - timedelta(days=1)).strftime("%Y-%m-%d")
+    return datetime.strptime(text, "%Y-%m-%d").strftime("%Y-%m-%d")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="citysense-scorer batch",
                                      description="daily aggregates and yearly exceedance counts")
-    parser.add_argument("--day", required=True, help="UTC day to aggregate, YYYY-MM-DD (default job: yesterday)")
+    parser.add_argument("--day", default="yesterday",
+                        help="UTC day to aggregate, YYYY-MM-DD, or yesterday (the default: what the daily job runs)")
     parser.add_argument("--station", action="append", help="only this station (repeatable)")
     args = parser.parse_args(argv)
     try:
-        day = datetime.strptime(args.day, "%Y-%m-%d").strftime("%Y-%m-%d")
+        day = resolve_day(args.day)
     except ValueError:
-        parser.error(f"--day {args.day!r} is not a date like 2026-01-31")
+        parser.error(f"--day {args.day!r} is not a date like 2026-01-31 (or yesterday)")
     from citysense_common.log import setup_logging
     from citysense_common.settings import load_settings
     from citysense_common.store.factory import open_store

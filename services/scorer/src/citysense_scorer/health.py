@@ -36,10 +36,8 @@ BASELINE_Z_PREFIX = "station:"  # key of the baseline z in EnrichedReading.zscor
 class HealthSettings(CommonSettings):
     """Station-health settings (environment prefix ``CITYSENSE_``)."""
 
-    # Off by default for now: the stateful operator makes the first micro-batch take minutes on a small shared
-    # machine (the scorer's end-to-end test times out), and that test's synthetic constant readings are flatlines.
-    health_enabled: bool = Field(default=False, description="run baselines, fault, offline and forecast detection "
-                                 "in the stream (CITYSENSE_HEALTH_ENABLED=true)")
+    health_enabled: bool = Field(default=True, description="run baselines, fault, offline and forecast detection "
+                                 "in the stream (CITYSENSE_HEALTH_ENABLED=false turns them off)")
     offline_after_s: float = Field(default=60, gt=0, description="silence before a station counts as offline")
     offline_groups: dict[str, float] = Field(
         default_factory=dict, description='per station group (glob on station_id): {"lora-*": 900}')

@@ -1,0 +1,108 @@
+"""Issue 8 in the chart: the stream runs with station health on, and a daily job runs the batch for yesterday.
+
+Static checks over the rendered YAML, plus the rendered batch arguments and health environment fed to the real
+scorer code (so the chart cannot pass arguments the CLI rejects, or values the settings cannot parse).
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from chart_helpers import CHART, env_of, find, render, template_raw
+
+STREAM, BATCH = "citysense-scorer", "citysense-scorer-batch"
+
+
+def test_stream_runs_with_health_on_by_default(default_docs) -> None:  # noqa: ANN001
+    spec = find(default_docs, "SparkApplication", STREAM)["spec"]
+    for role in ("driver", "executor"):  # the health operator runs on the executors, the sink on the driver
+        env = env_of(spec[role])
+        assert env["CITYSENSE_HEALTH_ENABLED"] == "true"
+        assert env["CITYSENSE_OFFLINE_AFTER_S"] == "60"
+        assert "CITYSENSE_OFFLINE_GROUPS" not in env  # no groups: the default applies to every station
+
+
+def test_health_values_reach_the_scorer_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    from citysense_common.settings import load_settings
+    from citysense_scorer.health import HealthSettings
+
+    docs = render(values={"scorer.health": {"enabled": False, "offlineAfterSeconds": 90,
+                                            "offlineGroups": {"lora-*": 900}}})
+    env = env_of(find(docs, "SparkApplication", STREAM)["spec"]["driver"])
+    for name, value in env.items():
+        if name.startswith("CITYSENSE_") and isinstance(value, str):
+            monkeypatch.setenv(name, value)
+    health = load_settings(HealthSettings)
+    assert (health.health_enabled, health.offline_after_s, health.offline_groups) == (False, 90.0, {"lora-*": 900.0})
+
+
+@pytest.mark.parametrize(("values", "needle"), [
+    ({"scorer.health.offlineAfterSeconds": 0}, "offlineAfterSeconds"),
+    ({"scorer.health.enabled": "yes"}, "enabled"),
+    ({"scorer.health.offlineGroups": {"lora-*": "slow"}}, "offlineGroups"),
+    ({"scorer.health.offlineAfter": 60}, "additional properties"),
+], ids=["zero-offline-after", "enabled-not-bool", "group-not-a-number", "typo"])
+def test_bad_health_values_are_rejected(values: dict, needle: str) -> None:
+    result = template_raw(values=values)
+    assert result.returncode != 0, f"helm accepted {values}"
+    assert needle.lower() in result.stderr.lower(), result.stderr
+
+
+def test_batch_job_runs_daily_for_yesterday(default_docs) -> None:  # noqa: ANN001
+    scheduled = find(default_docs, "ScheduledSparkApplication", BATCH)
+    spec = scheduled["spec"]
+    minute, hour, day_of_month, month, day_of_week = spec["schedule"].split()
+    assert (day_of_month, month, day_of_week) == ("*", "*", "*") and minute.isdigit() and hour.isdigit(), "daily"
+    assert spec["concurrencyPolicy"] == "Forbid"  # a slow run is never overlapped by the next one
+    template = spec["template"]
+    assert template["arguments"] == ["batch", "--day", "yesterday"]
+    stream = find(default_docs, "SparkApplication", STREAM)["spec"]
+    assert template["mainApplicationFile"] == stream["mainApplicationFile"]
+    assert template["image"] == stream["image"]
+    assert template["restartPolicy"]["type"] == "OnFailure"
+    driver_env = env_of(template["driver"])
+    for name in ("CITYSENSE_STORE", "CITYSENSE_CASSANDRA_HOSTS", "CITYSENSE_CASSANDRA_KEYSPACE"):
+        # the job reads readings from and writes aggregates to the store the API serves
+        assert driver_env[name] == env_of(stream["driver"])[name]
+    assert scheduled["metadata"]["labels"]["app.kubernetes.io/component"] == "scorer-batch"
+
+
+def test_batch_job_can_be_turned_off() -> None:
+    docs = render(values={"scorer.batch.enabled": False})
+    assert not [d for d in docs if d["kind"] == "ScheduledSparkApplication"]
+
+
+def test_rendered_batch_arguments_run_the_real_cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    """The image's mainApplicationFile runs ``citysense_scorer.cli.main(arguments)``: run it with the chart's."""
+    from citysense_common.store.base import EnrichedReading, StationRecord
+    from citysense_common.store.sqlite import SQLiteStore
+    from citysense_scorer.cli import main
+
+    arguments = find(render(), "ScheduledSparkApplication", BATCH)["spec"]["template"]["arguments"]
+    yesterday = (datetime.now(UTC) - timedelta(days=1)).replace(hour=0, minute=0, second=0, microsecond=0)
+    store = SQLiteStore(tmp_path / "db.sqlite")
+    store.migrate()
+    try:
+        store.upsert_stations([StationRecord("st-chart", yesterday, 0, {"pm10": 30.0})])
+        store.write_readings([EnrichedReading("st-chart", yesterday + timedelta(hours=h), h, {"pm10": 30.0 + h})
+                              for h in range(3)])
+        monkeypatch.setenv("CITYSENSE_STORE", "sqlite")
+        monkeypatch.setenv("CITYSENSE_SQLITE_PATH", str(store.path))
+        assert main(list(arguments)) == 0
+        out = json.loads(capsys.readouterr().out)
+        if out["day"] != yesterday.strftime("%Y-%m-%d"):
+            pytest.skip("ran across midnight UTC")
+        assert out["aggregates"] == 1
+        assert [a.day for a in store.read_daily_aggregates("st-chart")] == [yesterday.strftime("%Y-%m-%d")]
+    finally:
+        store.close()
+
+
+def test_values_document_both() -> None:
+    text = (CHART / "values.yaml").read_text(encoding="utf-8")
+    assert "citysense-scorer batch --day yesterday" in text
+    assert "health:" in text and "CITYSENSE_HEALTH_ENABLED" in text
