@@ -6,6 +6,8 @@ The JSON Schemas in ``contracts/`` are generated from here (``make contracts``) 
 
 from __future__ import annotations
 
+import codecs
+import hashlib
 import json
 import math
 from datetime import UTC, datetime
@@ -26,6 +28,9 @@ STATION_ID_PATTERN = r"^[A-Za-z0-9._-]{1,64}$"
 METRIC_NAME_PATTERN = r"^[a-z][a-z0-9_]{0,63}$"
 # Largest reading we accept; anything bigger is hostile or broken and is dead-lettered unparsed.
 MAX_READING_BYTES = 64 * 1024
+# A dead letter embeds at most this many bytes of the original value (see DeadLetter), so it always fits a Kafka
+# message (worst case ~6x when every byte becomes a JSON escape: ~384 KiB, below the usual 1 MB limits).
+DEAD_LETTER_PAYLOAD_BYTES = 64 * 1024
 
 StationId = Annotated[str, StringConstraints(pattern=STATION_ID_PATTERN)]
 MetricName = Annotated[str, StringConstraints(pattern=METRIC_NAME_PATTERN)]
@@ -100,14 +105,28 @@ class SourcePosition(BaseModel):
 
 
 class DeadLetter(BaseModel):
-    """A rejected input message (topic ``citysense.readings.dlq``); nothing is dropped silently."""
+    """A rejected input message (topic ``citysense.readings.dlq``); nothing is dropped silently.
+
+    ``payload`` holds the original value decoded as UTF-8 with replacement characters (U+FFFD for every byte that is
+    not valid UTF-8), so a dead letter is always valid JSON. Only the first ``DEAD_LETTER_PAYLOAD_BYTES`` (64 KiB)
+    of the value are embedded: a bigger value (e.g. a 1 MB hostile message) would make the dead letter itself too
+    large for Kafka. ``payload_truncated`` says whether that happened; ``payload_size`` (bytes) and
+    ``payload_sha256`` (hex) always describe the *whole* original value, so an operator can match a dead letter
+    to the message on the input topic (also found by ``source``). Both are null when the value was null, and in
+    dead letters written before they were added.
+    """
 
     model_config = ConfigDict(extra="forbid", title="citysense dead letter v1")
 
     schema_version: Literal[1] = 1
     reason: DeadLetterReason
     detail: str = Field(description="human-readable explanation of what is wrong")
-    payload: str = Field(description="the original message value, decoded as UTF-8 with replacement characters")
+    payload: str = Field(description="the original message value (its first 65536 bytes), decoded as UTF-8 with "
+                         "replacement characters")
+    payload_truncated: bool = Field(default=False, description="true when payload holds only the first 65536 bytes")
+    payload_size: int | None = Field(default=None, ge=0, description="size of the whole original value in bytes")
+    payload_sha256: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$",
+                                       description="SHA-256 of the whole original value, lowercase hex")
     key: str | None = Field(default=None, description="the original message key, if any")
     source: SourcePosition
     received_at: datetime
@@ -262,16 +281,35 @@ def dead_letter(
     offset: int,
     key: bytes | str | None = None,
     received_at: datetime | None = None,
+    payload_size: int | None = None,
+    payload_sha256: str | None = None,
 ) -> DeadLetter:
+    """Build a dead letter; ``payload`` is the original value (bytes are decoded with replacement characters).
+
+    The embedded payload is cut to :data:`DEAD_LETTER_PAYLOAD_BYTES`. A caller that only has the head of a big value
+    passes the whole value's ``payload_size`` and ``payload_sha256``; otherwise both are computed from ``payload``.
+    """
+
     def text(value: bytes | str | None) -> str | None:
         if value is None or isinstance(value, str):
             return value
         return value.decode("utf-8", errors="replace")
 
+    raw = payload.encode("utf-8", errors="replace") if isinstance(payload, str) else payload
+    head = b"" if raw is None else bytes(raw[:DEAD_LETTER_PAYLOAD_BYTES])
+    if raw is not None:
+        payload_size = len(raw) if payload_size is None else payload_size
+        payload_sha256 = hashlib.sha256(raw).hexdigest() if payload_sha256 is None else payload_sha256
+    truncated = payload_size is not None and len(head) < payload_size
+    # A cut may split a multi-byte character: drop that incomplete tail instead of adding a replacement character.
+    decoded = codecs.getincrementaldecoder("utf-8")(errors="replace").decode(head, final=not truncated)
     return DeadLetter(
         reason=reason,
         detail=detail,
-        payload=text(payload) or "",
+        payload=decoded,
+        payload_truncated=truncated,
+        payload_size=payload_size,
+        payload_sha256=payload_sha256,
         key=text(key),
         source=SourcePosition(topic=topic, partition=partition, offset=offset),
         received_at=received_at or datetime.now(UTC),

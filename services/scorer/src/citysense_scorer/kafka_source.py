@@ -68,18 +68,36 @@ def partition_ids(conf: dict[str, Any], topic: str, timeout: float = 30.0) -> li
     return sorted(info.partitions)
 
 
+def low_offsets(conf: dict[str, Any], topic: str, partitions: list[int]) -> dict[int, int]:
+    """Each partition's first retained offset (where ``startingOffsets=earliest`` begins)."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    consumer = Consumer({**conf, "group.id": "citysense-scorer-probe"})
+    try:
+        lows = {}
+        for p in partitions:
+            low, _ = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
+            lows[p] = max(0, low)
+        return lows
+    finally:
+        consumer.close()
+
+
 class EndOffsetProbe:
     """Learns each partition's end offset from fetch responses, in a background thread.
 
     The probe stays positioned one message before the end of each partition, so every fetch carries a fresh high
     watermark while transferring at most a few messages; when it falls behind it seeks forward instead of reading.
+    Besides the source (which runs in a Python worker that Spark starts for it), the scorer's driver process keeps
+    one for its lag gauge (:class:`citysense_scorer.stream.ConsumerLag`), with a longer ``fetch_wait_ms``.
     """
 
-    def __init__(self, conf: dict[str, Any], topic: str, partitions: list[int], start: dict[int, int]) -> None:
+    def __init__(self, conf: dict[str, Any], topic: str, partitions: list[int], start: dict[int, int],
+                 fetch_wait_ms: int = 50) -> None:
         from confluent_kafka import Consumer, TopicPartition
 
         self._topic = topic
-        self._ends: dict[int, int] = dict(start)
+        self._ends: dict[int, int] = {p: int(start.get(p, 0)) for p in partitions}
         self._fresh: set[int] = set()
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -89,7 +107,7 @@ class EndOffsetProbe:
             "enable.auto.commit": False,
             "enable.auto.offset.store": False,
             "auto.offset.reset": "earliest",
-            "fetch.wait.max.ms": 50,
+            "fetch.wait.max.ms": fetch_wait_ms,
             "fetch.max.bytes": 1024 * 1024,
             "max.partition.fetch.bytes": 64 * 1024,
             "queued.max.messages.kbytes": 1024,
@@ -132,6 +150,11 @@ class EndOffsetProbe:
                     self._consumer.seek(self._tp(self._topic, p, end - 1))
                 except Exception:  # noqa: BLE001 - seek races with the fetcher; the next round retries
                     pass
+
+    def ready(self) -> bool:
+        """True once every partition has answered (before that, :meth:`ends` may still be the start offsets)."""
+        with self._lock:
+            return len(self._fresh) == len(self._ends)
 
     def ends(self, wait_fresh: float = 5.0) -> dict[int, int]:
         """Current end offsets; on first use waits (bounded) until every partition has answered once."""
@@ -288,22 +311,9 @@ class KafkaStreamReader(DataSourceStreamReader):
     def _conf(self) -> dict[str, Any]:
         return _client_config(self.options)
 
-    def _low_offsets(self, parts: list[int]) -> dict[int, int]:
-        from confluent_kafka import Consumer, TopicPartition
-
-        consumer = Consumer({**self._conf(), "group.id": "citysense-scorer-probe"})
-        try:
-            lows = {}
-            for p in parts:
-                low, _ = consumer.get_watermark_offsets(TopicPartition(self.topic, p), timeout=10)
-                lows[p] = max(0, low)
-            return lows
-        finally:
-            consumer.close()
-
     def initialOffset(self) -> dict:
         parts = partition_ids(self._conf(), self.topic)
-        return {str(p): off for p, off in self._low_offsets(parts).items()}
+        return {str(p): off for p, off in low_offsets(self._conf(), self.topic, parts).items()}
 
     def _ensure_probe(self, start: dict) -> EndOffsetProbe:
         if self._probe is None:

@@ -17,6 +17,11 @@ batch is therefore made idempotent rather than transactional:
   the scorer is the only writer of the batch's events (the single-writer assumption; run one scorer per checkpoint).
 
 Consumers still see at-least-once delivery of *their* reads, so they dedupe by ``event_id`` too (the notifier does).
+
+A dead letter that Kafka rejects permanently as too large (it cannot happen with the contract's 64 KiB payload cut
+unless the DLQ topic's or the producer's size limit is far below 1 MB) is logged and counted in
+``citysense_scorer_dead_letters_undelivered_total``; failing the batch would re-run it forever and stop the scorer.
+Alert events are never given up on: any failure to produce one fails the batch, which Spark then re-runs.
 """
 
 from __future__ import annotations
@@ -34,7 +39,7 @@ from citysense_common.contract import AlertEvent, AlertState, DeadLetterReason, 
 from citysense_common.kafka import producer_config
 from citysense_common.registry import Registry
 from citysense_common.store.base import AlertRecord, EnrichedReading, StationRecord, Store
-from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 
 from citysense_scorer import metrics as m
 from citysense_scorer.engine import AlertEngine, BatchInput
@@ -52,6 +57,8 @@ from citysense_scorer.settings import ScorerSettings
 log = logging.getLogger(__name__)
 EVENT_HEADER = "event_id"
 DLQ_HEADER = "source_position"
+# Errors that no retry can fix: the message is bigger than the producer's or the broker's limit.
+TOO_LARGE = frozenset({KafkaError.MSG_SIZE_TOO_LARGE, KafkaError.RECORD_LIST_TOO_LARGE})
 
 
 class BatchSink:
@@ -163,14 +170,20 @@ class BatchSink:
         return out
 
     def _dead_letters(self, bad: pd.DataFrame, received_at: datetime) -> list[tuple[str | None, bytes, str]]:
+        """(key, dead-letter JSON, source position) per rejected row. ``payload`` arrives as bytes (the head of the
+        original value, possibly not UTF-8) with the whole value's ``payload_size`` and ``payload_sha256``;
+        :func:`dead_letter` decodes it with replacement characters and bounds it."""
+        missing = pd.Series([None] * len(bad), index=bad.index, dtype=object)
         out = []
-        for key, topic, part, offset, reason, detail, payload in zip(
+        for key, topic, part, offset, reason, detail, payload, size, sha in zip(
                 bad["key"], bad["topic"], bad["partition"], bad["offset"], bad["reason"], bad["detail"],
-                bad["payload"], strict=True):
+                bad["payload"], bad.get("payload_size", missing), bad.get("payload_sha256", missing), strict=True):
             key = key if isinstance(key, str) else None  # pandas turns a missing key into NaN
-            payload = payload if isinstance(payload, str) else ""
+            payload = payload if isinstance(payload, bytes | str) else None
             letter = dead_letter(DeadLetterReason(reason), detail or reason, payload, topic=topic,
-                                 partition=int(part), offset=int(offset), key=key, received_at=received_at)
+                                 partition=int(part), offset=int(offset), key=key, received_at=received_at,
+                                 payload_size=None if size is None or pd.isna(size) else int(size),
+                                 payload_sha256=sha if isinstance(sha, str) else None)
             out.append((key, letter.to_json(), f"{topic}:{int(part)}:{int(offset)}"))
         return out
 
@@ -188,10 +201,14 @@ class BatchSink:
                      len(seen_events & {e.event_id for e in events}), len(events), len(seen_dead), len(dead))
         positions: dict[str, dict[int, int]] = {s.alerts_topic: {}, s.dlq_topic: {}}
         errors: list[str] = []
+        rejected: list[tuple[str, int, str]] = []  # dead letters Kafka refuses for good: (source, bytes, error)
 
         def delivered(err: Any, msg: Any) -> None:
             if err is not None:
-                errors.append(str(err))
+                if msg.topic() == s.dlq_topic and err.code() in TOO_LARGE:
+                    rejected.append((_header(msg, DLQ_HEADER), len(msg.value() or b""), str(err)))
+                else:
+                    errors.append(str(err))
             else:
                 parts = positions[msg.topic()]
                 parts[msg.partition()] = max(parts.get(msg.partition(), 0), msg.offset() + 1)
@@ -204,13 +221,23 @@ class BatchSink:
         for key, value, source in dead:
             if source in seen_dead:
                 continue
-            self._send(s.dlq_topic, key, value, [(DLQ_HEADER, source.encode())], delivered)
+            try:
+                self._send(s.dlq_topic, key, value, [(DLQ_HEADER, source.encode())], delivered)
+            except KafkaException as exc:  # refused before sending, e.g. above the producer's message.max.bytes
+                if exc.args[0].code() not in TOO_LARGE:
+                    raise
+                rejected.append((source, len(value), str(exc.args[0])))
         remaining = self.producer.flush(60)
         if remaining or errors:
             raise RuntimeError(f"batch {batch_id}: {remaining} messages unsent, errors: {errors[:3]}")
+        for source, size, error in rejected:
+            m.DEAD_LETTERS_UNDELIVERED.labels("too_large").inc()
+            log.error("batch %d: dead letter of %s (%d bytes) not written, Kafka refuses it as too large: %s",
+                      batch_id, source, size, error)
         self.log.mark_done(batch_id, positions)
 
     def _send(self, topic: str, key: str | None, value: bytes, headers: list, callback: Any) -> None:
+        """Queue one message; raises ``KafkaException`` when the client refuses it (e.g. too large)."""
         while True:
             try:
                 self.producer.produce(topic, key=key, value=value, headers=headers, on_delivery=callback)
@@ -248,6 +275,13 @@ def read_back(settings: ScorerSettings, topic: str, start: dict[int, int], heade
     finally:
         consumer.close()
     return found
+
+
+def _header(msg: Any, name: str) -> str:
+    for key, value in msg.headers() or ():
+        if key == name and value is not None:
+            return value.decode(errors="replace")
+    return f"{msg.topic()}:?"
 
 
 def _empty_input() -> BatchInput:

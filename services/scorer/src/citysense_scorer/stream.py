@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import signal
 import threading
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from citysense_common.kafka import default_topics, ensure_topics, wait_for_broker
@@ -81,15 +84,80 @@ def build_sink(settings: ScorerSettings) -> BatchSink:
     return BatchSink(settings, registry, engine, engine_log, open_store(settings))
 
 
-def _lag(query: Any) -> int | None:
-    progress = query.lastProgress
-    if not progress or not progress.get("sources"):
+class ConsumerLag:
+    """The lag gauge (``citysense_scorer_consumer_lag_messages``): messages on the readings topic not processed yet,
+    = sum over partitions of (end offset now) - (offset where the last finished micro-batch ended).
+
+    Query progress alone cannot give this: ``lastProgress`` is written when a micro-batch finishes, so its
+    ``latestOffset`` is as old as the running batch, and a long batch (a backlog after an outage) read as no lag
+    growth at all. Here the ends come from an :class:`~citysense_scorer.kafka_source.EndOffsetProbe` in this process
+    (``ends``, current to a fraction of a second) and only the processed side from progress (:meth:`update` with
+    ``lastProgress``: its ``endOffset`` is where the last finished batch ended), seeded at start with what the
+    checkpoint last committed, so a long first batch after a restart shows its backlog too.
+    """
+
+    def __init__(self, topic: str, ends: Callable[[], dict[int, int] | None],
+                 processed: dict[int, int] | None = None) -> None:
+        self.topic = topic
+        self._ends = ends
+        self._processed: dict[int, int] = dict(processed or {})
+
+    def update(self, progress: dict | None) -> None:
+        """Take the processed offsets from a ``query.lastProgress`` (no-op when there is none yet)."""
+        sources = (progress or {}).get("sources") or []
+        done = source_offsets(sources[0].get("endOffset"), self.topic) if sources else None
+        for p, off in (done or {}).items():
+            self._processed[p] = max(self._processed.get(p, 0), off)
+
+    def value(self) -> int | None:
+        """Current lag, or None while the ends or the processed offsets of some partition are unknown."""
+        ends = self._ends()
+        if not ends or any(p not in self._processed for p in ends):
+            return None
+        return sum(max(0, end - self._processed[p]) for p, end in ends.items())
+
+
+def source_offsets(doc: Any, topic: str) -> dict[int, int] | None:
+    """``{partition: offset}`` from a Kafka source offset as progress and the checkpoint write it: the bundled
+    source's ``{"0": 12}`` or Spark's built-in source's ``{"<topic>": {"0": 12}}`` (JSON text or parsed)."""
+    try:
+        if isinstance(doc, str):
+            doc = json.loads(doc)
+        if isinstance(doc, dict) and isinstance(doc.get(topic), dict):
+            doc = doc[topic]
+        if not isinstance(doc, dict) or not doc:
+            return None
+        return {int(p): int(off) for p, off in doc.items()}
+    except (ValueError, TypeError):
         return None
-    source = progress["sources"][0]
-    latest, end = source.get("latestOffset"), source.get("endOffset")
-    if not isinstance(latest, dict) or not isinstance(end, dict):
+
+
+def committed_offsets(checkpoint: Path, topic: str) -> dict[int, int] | None:
+    """Where the last committed micro-batch of a Spark checkpoint ended (None: nothing committed or unreadable).
+
+    Spark's offset log ``offsets/<batch>`` is ``v1``, a metadata line, then one line per source; ``commits/<batch>``
+    exists once that batch finished."""
+    try:
+        done = [int(f.name) for f in (checkpoint / "commits").iterdir() if f.name.isdigit()]
+        if not done:
+            return None
+        lines = (checkpoint / "offsets" / str(max(done))).read_text(encoding="utf-8").splitlines()
+    except OSError:
         return None
-    return sum(max(0, int(latest[p]) - int(end.get(p, 0))) for p in latest)
+    return source_offsets(lines[2], topic) if len(lines) >= 3 else None
+
+
+def start_lag(settings: ScorerSettings) -> tuple[ConsumerLag, Any]:
+    """The lag gauge's state and the end-offset probe it reads (close it on shutdown)."""
+    from citysense_scorer.kafka_source import EndOffsetProbe, low_offsets, partition_ids
+
+    conf = {"bootstrap.servers": settings.bootstrap, **settings.kafka_options}
+    topic = settings.readings_topic
+    parts = partition_ids(conf, topic)
+    # No committed batch yet: the query starts at the earliest retained offsets (startingOffsets=earliest).
+    processed = committed_offsets(settings.checkpoint_dir / "spark", topic) or low_offsets(conf, topic, parts)
+    probe = EndOffsetProbe(conf, topic, parts, {p: processed.get(p, 0) for p in parts}, fetch_wait_ms=500)
+    return ConsumerLag(topic, lambda: probe.ends(0) if probe.ready() else None, processed), probe
 
 
 def run(settings: ScorerSettings) -> int:
@@ -109,6 +177,7 @@ def run(settings: ScorerSettings) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     sink = build_sink(settings)
+    lag, probe = start_lag(settings)
     spark = build_session(settings.scorer_spark_master, shuffle_partitions=settings.scorer_shuffle_partitions)
     query = start_query(spark, settings, sink)
     log.info("scorer running: %s -> store, %s, %s; checkpoint %s; metrics :%d", settings.readings_topic,
@@ -117,9 +186,10 @@ def run(settings: ScorerSettings) -> int:
     try:
         while not stop.is_set() and query.isActive:
             query.awaitTermination(1)
-            lag = _lag(query)
-            if lag is not None:
-                m.LAG.set(lag)
+            lag.update(query.lastProgress)
+            messages = lag.value()
+            if messages is not None:
+                m.LAG.set(messages)
         failure = None if stop.is_set() else query.exception()
     except Exception:
         # SIGTERM to the process group also reaches the JVM, whose shutdown hook stops Spark under us; that is a
@@ -127,7 +197,7 @@ def run(settings: ScorerSettings) -> int:
         if not stop.is_set():
             raise
     finally:
-        for step in (query.stop, lambda: sink.producer.flush(30), sink.store.close, spark.stop):
+        for step in (query.stop, lambda: sink.producer.flush(30), sink.store.close, spark.stop, probe.close):
             with contextlib.suppress(Exception):
                 step()
     if failure is not None:

@@ -15,7 +15,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from citysense_common.contract import MAX_READING_BYTES, METRIC_NAME_PATTERN, STATION_ID_PATTERN, DeadLetterReason
+from citysense_common.contract import (
+    DEAD_LETTER_PAYLOAD_BYTES,
+    MAX_READING_BYTES,
+    METRIC_NAME_PATTERN,
+    STATION_ID_PATTERN,
+    DeadLetterReason,
+)
 from citysense_common.registry import Registry
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
@@ -52,8 +58,9 @@ def _is_number(type_col: str) -> str:
 
 def parse_and_validate(raw: DataFrame, registry: Registry, *, future_tolerance_s: float) -> DataFrame:
     """Kafka rows (key, value, topic, partition, offset, timestamp_ms) -> one row per message with ``reason``
-    (null when valid), ``detail``, and for valid rows the normalised reading: station_id, ts, seq, lat, lon and
-    one double column per registry metric (null when absent)."""
+    (null when valid), ``detail``, for rejected rows ``payload`` (binary: the value's first
+    ``DEAD_LETTER_PAYLOAD_BYTES``), ``payload_size`` and ``payload_sha256``, and for valid rows the normalised
+    reading: station_id, ts, seq, lat, lon and one double column per registry metric (null when absent)."""
     cols = MetricColumns.of(registry)
     all_wire = [w for names in cols.wire_names.values() for w in names]
     known = "array(" + ", ".join(_sql_str(w) for w in all_wire) + ")"
@@ -64,7 +71,8 @@ def parse_and_validate(raw: DataFrame, registry: Registry, *, future_tolerance_s
     )
     df = raw.selectExpr(
         "key", "value", "topic", "partition", "offset", "timestamp_ms",
-        "CAST(key AS STRING) AS key_str",
+        # A key that is not valid UTF-8 would make an invalid string (Arrow refuses it in the sink): replace.
+        "make_valid_utf8(CAST(key AS STRING)) AS key_str",
         "CAST(value AS STRING) AS txt",
         "length(value) AS raw_len",
     ).selectExpr(
@@ -173,7 +181,11 @@ def parse_and_validate(raw: DataFrame, registry: Registry, *, future_tolerance_s
     df = df.selectExpr("*", f"{reason} AS reason").selectExpr("*", f"{detail} AS detail")
     return df.selectExpr(
         "key_str AS key", "topic", "partition", "offset", "timestamp_ms", "reason", "detail",
-        "CASE WHEN reason IS NOT NULL THEN CAST(value AS STRING) END AS payload",
+        # Dead-letter rows carry the value's first bytes as BINARY (it may not be valid UTF-8: the sink decodes it
+        # with replacement characters) plus the whole value's size and SHA-256 (see contract.DeadLetter).
+        f"CASE WHEN reason IS NOT NULL THEN substring(value, 1, {DEAD_LETTER_PAYLOAD_BYTES}) END AS payload",
+        "CASE WHEN reason IS NOT NULL THEN raw_len END AS payload_size",
+        "CASE WHEN reason IS NOT NULL THEN sha2(value, 256) END AS payload_sha256",
         "CASE WHEN reason IS NULL THEN sid END AS station_id",
         "CASE WHEN reason IS NULL THEN ts_v END AS ts",
         "CASE WHEN reason IS NULL THEN seq_v END AS seq",
