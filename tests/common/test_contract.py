@@ -6,7 +6,6 @@ import json
 from datetime import UTC, datetime
 
 import pytest
-
 from citysense_common.contract import (
     MAX_READING_BYTES,
     AlertEvent,

@@ -6,7 +6,6 @@ import json
 from pathlib import Path
 
 import jsonschema
-
 from citysense_common.contract import Reading
 from citysense_common.contract_export import SCHEMAS, render
 

@@ -6,7 +6,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from citysense_common.registry import RegistryError, load_registry, parse_registry
 
 SEED_TABLE = {

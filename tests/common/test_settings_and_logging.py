@@ -6,7 +6,6 @@ import json
 import logging
 
 import pytest
-
 from citysense_common.log import redact, setup_logging
 from citysense_common.settings import CommonSettings, SettingsError, load_settings
 

@@ -8,7 +8,7 @@ from cloudevents.v1.http import from_http
 from fastapi.testclient import TestClient
 from standardwebhooks.webhooks import Webhook
 
-TOKEN = "integration-token-0123456789abcdef"
+TOKEN = "integration-token-0123456789abcdef"  # noqa: S105 - a test token
 
 
 def test_test_endpoint_delivers_signed_test_event(notifier, receiver) -> None:

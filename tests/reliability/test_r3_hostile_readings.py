@@ -87,6 +87,8 @@ def wrong_type(draw: st.DrawFn) -> bytes:
                          st.dictionaries(st.text(max_size=3), st.integers(), max_size=2), st.none()))
     if where == "metric":
         doc["metrics"][draw(st.sampled_from(METRICS))] = bad
+    elif where == "location" and bad is None:  # "location": null is a valid reading (no location)
+        doc[where] = "somewhere"
     elif where in ("seq", "schema_version") and isinstance(bad, (int, float)) and not isinstance(bad, bool):
         doc[where] = str(bad)
     else:

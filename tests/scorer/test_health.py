@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
 import numpy as np
 import pandas as pd
 from citysense_common.contract import AlertKind, AlertState
@@ -76,8 +74,7 @@ def test_split_health_and_baseline_keys(registry: Registry) -> None:
 
 def test_sink_helpers_on_arrow_shaped_columns() -> None:
     import pyarrow as pa
-    from citysense_common.store.base import EnrichedReading
-    from citysense_scorer.health_wiring import enrich_readings, exclude_faulty, judge_outliers
+    from citysense_scorer.health_wiring import exclude_faulty, health_columns, judge_outliers
 
     table = pa.table({
         "station_id": ["a", "a", "b"],
@@ -94,16 +91,14 @@ def test_sink_helpers_on_arrow_shaped_columns() -> None:
     assert [list(o) for o in judged["outliers"]] == [[], [], ["pm2_5"]]
     frame = exclude_faulty(good[["station_id", "pm2_5", "temperature", "heat_index"]], good)
     assert np.isnan(frame.loc[0, "pm2_5"]) and frame.loc[1, "pm2_5"] == 40.0 and frame.loc[0, "temperature"] == 20.0
-    readings = [EnrichedReading("a", datetime(2026, 1, 1, tzinfo=UTC), i, {"pm2_5": 1.0},
-                                zscores={"pm2_5": 0.5}) for i in range(3)]
-    enriched = enrich_readings(readings, good)
-    assert enriched[0].faults == ("pm2_5",) and enriched[2].faults == ()
-    assert enriched[1].zscores == {"pm2_5": 0.5, "station:pm2_5": 1.2}
+    faults, extra_z = health_columns(good)
+    assert faults == [["pm2_5"], [], []]
+    assert extra_z == [{}, {"station:pm2_5": 1.2}, {"station:pm2_5": 9.0}]
 
 
 def test_wiring_is_a_no_op_without_health_columns() -> None:
-    from citysense_scorer.health_wiring import enrich_readings, exclude_faulty, judge_outliers, split_health
+    from citysense_scorer.health_wiring import exclude_faulty, health_columns, judge_outliers, split_health
 
     plain = pd.DataFrame({"station_id": ["a"], "reason": [None], "pm2_5": [5.0], "outliers": [[]]})
     assert split_health(plain)[0] is plain and judge_outliers(plain, 3.72) is plain
-    assert exclude_faulty(plain, plain) is plain and enrich_readings([], plain) == []
+    assert exclude_faulty(plain, plain) is plain and health_columns(plain) == (None, None)

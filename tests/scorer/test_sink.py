@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
 import pytest
 from citysense_common.contract import (
     DEAD_LETTER_PAYLOAD_BYTES,
@@ -18,15 +19,17 @@ from citysense_common.contract import (
     dead_letter,
 )
 from citysense_common.kafka import default_topics, ensure_topics
+from citysense_scorer.decode import Decoder
 from citysense_scorer.settings import ScorerSettings, scorer_settings
 from citysense_scorer.sink import BatchSink
 from citysense_scorer.stream import build_sink
-from citysense_scorer.validation import parse_and_validate, with_scores
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 from prometheus_client import REGISTRY
 
 NOW = datetime.now(UTC)
-RAW = "key binary, value binary, topic string, partition int, offset long, timestamp_ms long"
+RAW_SCHEMA = pa.schema([("key", pa.binary()), ("value", pa.binary()), ("topic", pa.string()),
+                        ("partition", pa.int32()), ("offset", pa.int64()), ("timestamp_ms", pa.int64())])
+RAW_NAMES = RAW_SCHEMA.names
 
 
 def settings_for(tmp_path: Path, bootstrap: str, topics: dict[str, str], **extra: Any) -> ScorerSettings:
@@ -69,8 +72,9 @@ def test_hostile_values_reach_the_dlq_bounded_and_the_batch_succeeds(spark, regi
     rows = [(None, not_utf8, settings.readings_topic, 0, 0, ms), (None, huge, settings.readings_topic, 0, 1, ms),
             (b"\xff-key", b"[1]", settings.readings_topic, 0, 2, ms),
             (b"st-ok", reading("st-ok"), settings.readings_topic, 0, 3, ms)]
-    scored = with_scores(parse_and_validate(spark.createDataFrame(rows, RAW), registry, future_tolerance_s=300),
-                         registry, settings.profile, settings.scorer_z_bound)
+    raw = pa.RecordBatch.from_pylist([dict(zip(RAW_NAMES, row, strict=True)) for row in rows], schema=RAW_SCHEMA)
+    decoder = Decoder(registry, settings.profile, settings.scorer_z_bound, 300)
+    scored = spark.createDataFrame(pa.Table.from_batches([decoder.decode_batch(raw)]))
     sink = build_sink(settings)
     try:
         sink(scored, 0)  # the foreachBatch call: toArrow, engine, store, Kafka (failed on every count before)

@@ -250,7 +250,9 @@ def parse_reading(raw: bytes | str) -> Reading:
         doc = json.loads(raw, parse_constant=_reject_constant)
     except ContractError:
         raise
-    except (UnicodeDecodeError, ValueError) as exc:
+    except UnicodeDecodeError:
+        raise ContractError(DeadLetterReason.MALFORMED_JSON, "not valid UTF-8") from None
+    except ValueError as exc:
         raise ContractError(DeadLetterReason.MALFORMED_JSON, f"not valid JSON: {exc}") from None
     if not isinstance(doc, dict):
         raise ContractError(DeadLetterReason.NOT_AN_OBJECT, f"expected a JSON object, got {type(doc).__name__}")

@@ -58,6 +58,11 @@ class StationHealthProcessor(StatefulProcessor):
                         timerValues: TimerValues) -> Iterator[pd.DataFrame]:
         station = key[0]
         pdf = pd.concat(list(rows), ignore_index=True)
+        if station == DEAD_LETTER_KEY:
+            for name in HEALTH_COLUMNS:
+                pdf[name] = None
+            yield _plain(pdf[self.columns])
+            return
         # Arrow hands the worker naive timestamps (session time zone, UTC) or aware ones, depending on the path.
         ts_ms = pd.to_datetime(pdf["ts"], utc=True).astype("datetime64[ms, UTC]").astype("int64").to_numpy()
         order = np.lexsort((pdf["seq"].to_numpy(), ts_ms))
@@ -120,8 +125,15 @@ def _plain(pdf: pd.DataFrame) -> pd.DataFrame:
     return pdf
 
 
+DEAD_LETTER_KEY = " dead letters"  # a group key no station can have (a space is not allowed in station ids)
+
+
 def attach_health(scored: DataFrame, ctx: HealthContext) -> DataFrame:
-    """The scored stream plus station-health columns and event rows (see the module docstring)."""
+    """The scored stream plus station-health columns and event rows (see the module docstring).
+
+    Every row goes through the one stateful operator - readings keyed by station, dead letters in one group of their
+    own that passes through untouched - so the micro-batch reads Kafka once (two branches joined by a union would
+    each read the source)."""
     scored.sparkSession.conf.set("spark.sql.streaming.stateStore.providerClass", STATE_PROVIDER)
     extra = [
         StructField("faults", ArrayType(StringType()), True),
@@ -129,14 +141,10 @@ def attach_health(scored: DataFrame, ctx: HealthContext) -> DataFrame:
         StructField("health_event", StringType(), True),
     ]
     schema = StructType([*scored.schema.fields, *extra])
-    good = scored.where("reason IS NULL")
-    processed = good.groupBy("station_id").transformWithStateInPandas(
+    keyed = scored.withColumn("health_key", F.coalesce(F.col("station_id"), F.lit(DEAD_LETTER_KEY)))
+    return keyed.groupBy("health_key").transformWithStateInPandas(
         statefulProcessor=StationHealthProcessor(ctx, schema.fieldNames()), outputStructType=schema,
         outputMode="Append", timeMode="ProcessingTime")
-    bad = scored.where("reason IS NOT NULL").select(
-        "*", F.lit(None).cast("array<string>").alias("faults"),
-        F.lit(None).cast("map<string,double>").alias("baseline_z"), F.lit(None).cast("string").alias("health_event"))
-    return processed.unionByName(bad)
 
 
 # -- sink side (pandas, driver) --------------------------------------------------------------------------------------

@@ -3,13 +3,12 @@
 Stream side: :func:`health_stream` adds the health operator after scoring (no-op with
 ``CITYSENSE_HEALTH_ENABLED=false``). Sink side, per micro-batch: :func:`split_health` takes the event rows out,
 :func:`judge_outliers` applies the station's own normal to the outlier verdict, :func:`exclude_faulty` keeps faulty
-values out of the threshold engine, :func:`enrich_readings` stores faults and baseline z-scores, and
+values out of the threshold engine, :func:`health_columns` gives the stored faults and baseline z-scores, and
 :func:`apply_station_status` records offline/active.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 from pathlib import Path
@@ -18,7 +17,6 @@ from typing import Any
 import pandas as pd
 from citysense_common.registry import Registry
 from citysense_common.settings import load_settings
-from citysense_common.store.base import EnrichedReading
 
 from citysense_scorer.health import HealthContext, HealthSettings
 from citysense_scorer.health_spark import (
@@ -31,7 +29,7 @@ from citysense_scorer.health_spark import (
     split_health,
 )
 
-__all__ = ["CheckpointMismatch", "apply_station_status", "check_checkpoint", "enrich_readings", "exclude_faulty",
+__all__ = ["CheckpointMismatch", "apply_station_status", "check_checkpoint", "health_columns", "exclude_faulty",
            "health_stream", "judge_outliers", "split_health"]
 
 PROVIDER_CONF = "spark.sql.streaming.stateStore.providerClass"
@@ -123,14 +121,11 @@ def judge_outliers(good: pd.DataFrame, z_bound: float) -> pd.DataFrame:
     return good
 
 
-def enrich_readings(readings: list[EnrichedReading], good: pd.DataFrame) -> list[EnrichedReading]:
-    """Readings (built from ``good`` in row order) with their faults and both z-scores."""
-    if "faults" not in good or not readings:
-        return readings
-    out = []
-    for reading, faults, baseline in zip(readings, good["faults"], good["baseline_z"], strict=True):
-        extra = baseline_zscores(baseline)
-        out.append(dataclasses.replace(
-            reading, faults=tuple(faulty_metrics(faults)),
-            zscores={**reading.zscores, **{k: v for k, v in extra.items() if not math.isnan(v)}}))
-    return out
+def health_columns(good: pd.DataFrame) -> tuple[list[list[str]] | None, list[dict[str, float]] | None]:
+    """Per valid row (in order): the metrics flagged faulty and the z-scores against the station's own baseline
+    (``station:<metric>``), for the stored reading; (None, None) without the health operator."""
+    if "faults" not in good:
+        return None, None
+    faults = [faulty_metrics(f) for f in good["faults"]]
+    extra = [{k: v for k, v in baseline_zscores(b).items() if not math.isnan(v)} for b in good["baseline_z"]]
+    return faults, extra

@@ -26,6 +26,7 @@ from typing import Any
 
 import pyarrow as pa
 from pyspark.sql.datasource import DataSource, DataSourceStreamReader, InputPartition
+from pyspark.sql.pandas.types import from_arrow_schema
 from pyspark.sql.types import BinaryType, IntegerType, LongType, StringType, StructField, StructType
 
 log = logging.getLogger(__name__)
@@ -146,10 +147,8 @@ class EndOffsetProbe:
         for p, end in list(self._ends.items()):
             pos = seen.get(p)
             if pos is not None and end - pos > 100:
-                try:
+                with contextlib.suppress(Exception):  # seek races with the fetcher; the next round retries
                     self._consumer.seek(self._tp(self._topic, p, end - 1))
-                except Exception:  # noqa: BLE001 - seek races with the fetcher; the next round retries
-                    pass
 
     def ready(self) -> bool:
         """True once every partition has answered (before that, :meth:`ends` may still be the start offsets)."""
@@ -301,6 +300,18 @@ def _batch(cols: dict[str, list], rng: KafkaRange) -> pa.RecordBatch:
     ], schema=ARROW_SCHEMA)
 
 
+def _decoder(options: dict[str, str]) -> Any:
+    """With the ``registry`` option (registry JSON, plus ``profile``, ``z_bound``, ``future_tolerance_s``) the
+    source decodes, validates and scores every message in the reading task (:mod:`citysense_scorer.decode`) and
+    yields decoded rows; without it, raw Kafka rows."""
+    if not options.get("registry"):
+        return None
+    from citysense_scorer.decode import decoder_for
+
+    return decoder_for(options["registry"], options.get("profile", "city"), float(options.get("z_bound", "3.72")),
+                       float(options.get("future_tolerance_s", "300")))
+
+
 class KafkaStreamReader(DataSourceStreamReader):
     def __init__(self, options: dict[str, str]) -> None:
         self.options = dict(options)
@@ -341,7 +352,9 @@ class KafkaStreamReader(DataSourceStreamReader):
         ]
 
     def read(self, partition: KafkaRange) -> Iterator[pa.RecordBatch]:  # type: ignore[override]
-        return read_range(self._conf(), partition)
+        batches = read_range(self._conf(), partition)
+        decoder = _decoder(self.options)
+        return batches if decoder is None else decoder.decode_batches(batches)
 
     def commit(self, end: dict) -> None:
         pass
@@ -373,7 +386,8 @@ class KafkaDataSource(DataSource):
         return SOURCE_NAME
 
     def schema(self) -> StructType:
-        return SCHEMA
+        decoder = _decoder(self.options)
+        return SCHEMA if decoder is None else from_arrow_schema(decoder.schema)
 
     def streamReader(self, schema: StructType) -> KafkaStreamReader:  # noqa: N802 - Spark's name
         return KafkaStreamReader(self.options)

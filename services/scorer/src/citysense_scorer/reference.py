@@ -1,7 +1,7 @@
 """Python reference of the scorer's validation: ``parse_reading`` plus the registry checks the scorer adds.
 
-The Spark job applies the same rules as SQL expressions (:mod:`citysense_scorer.validation`); tests run both over one
-table of cases so they cannot drift apart.
+The scorer's decoder (:mod:`citysense_scorer.decode`) calls it for every message its fast path does not take, and
+tests check that the fast path never disagrees with it.
 """
 
 from __future__ import annotations

@@ -27,7 +27,6 @@ Alert events are never given up on: any failure to produce one fails the batch, 
 from __future__ import annotations
 
 import logging
-import math
 import time
 from datetime import UTC, datetime
 from typing import Any
@@ -38,7 +37,8 @@ import pyarrow as pa
 from citysense_common.contract import AlertEvent, AlertState, DeadLetterReason, dead_letter
 from citysense_common.kafka import producer_config
 from citysense_common.registry import Registry
-from citysense_common.store.base import AlertRecord, EnrichedReading, StationRecord, Store
+from citysense_common.store.base import AlertRecord, StationRecord, Store
+from citysense_common.store.reading_batch import ReadingBatch
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 
 from citysense_scorer import metrics as m
@@ -46,8 +46,8 @@ from citysense_scorer.engine import AlertEngine, BatchInput
 from citysense_scorer.engine_log import EngineLog
 from citysense_scorer.health_wiring import (
     apply_station_status,
-    enrich_readings,
     exclude_faulty,
+    health_columns,
     judge_outliers,
     split_health,
 )
@@ -114,7 +114,7 @@ class BatchSink:
         self.store.upsert_alerts(_alert_records(events))
         if not self.log.is_done(batch_id):
             self._produce(batch_id, events, dead, replay)
-        self.store.write_readings(enrich_readings(self._readings(good, received_at), good))
+        self.store.write_reading_batch(self._reading_batch(good, received_at))
         self.store.upsert_stations(_stations(good, self.metric_names))
         apply_station_status(self.store, health_events)
         m.ROWS.labels("valid").inc(int((~late).sum()))
@@ -147,27 +147,22 @@ class BatchSink:
         frame["zmax"] = good[zcols].abs().max(axis=1) if zcols else np.nan
         return frame
 
-    def _readings(self, good: pd.DataFrame, received_at: datetime) -> list[EnrichedReading]:
-        if good.empty:
-            return []
+    def _reading_batch(self, good: pd.DataFrame, received_at: datetime) -> ReadingBatch:
+        """The batch's valid readings as columns, with both z-scores and any sensor faults."""
         names = self.metric_names
-        values = good[names].to_numpy(dtype="float64")
         zcols = [f"z_{n}" for n in names if f"z_{n}" in good]
-        zvalues = good[zcols].to_numpy(dtype="float64") if zcols else None
-        out = []
-        for i, (station, ts_ms, seq, lat, lon, outliers, late) in enumerate(zip(
-                good["station_id"], good["ts_ms"], good["seq"], good["lat"], good["lon"], good["outliers"],
-                good["late"], strict=True)):
-            row = values[i]
-            metrics = {n: float(v) for n, v in zip(names, row, strict=True) if not math.isnan(v)}
-            zs = {} if zvalues is None else {
-                c[2:]: round(float(v), 4) for c, v in zip(zcols, zvalues[i], strict=True) if not math.isnan(v)}
-            out.append(EnrichedReading(
-                station_id=station, ts=datetime.fromtimestamp(ts_ms / 1000, tz=UTC), seq=int(seq), metrics=metrics,
-                lat=None if pd.isna(lat) else float(lat), lon=None if pd.isna(lon) else float(lon),
-                outliers=tuple(outliers), zscores=zs, late=bool(late), ingested_at=received_at,
-            ))
-        return out
+        n = len(good)
+        faults, extra_z = health_columns(good)
+        return ReadingBatch(
+            station_id=good["station_id"].tolist(),
+            ts_ms=good["ts_ms"].to_numpy(dtype="int64"), seq=good["seq"].to_numpy(dtype="int64"),
+            metric_names=tuple(names), values=good[names].to_numpy(dtype="float64").reshape(n, len(names)),
+            lat=good["lat"].to_numpy(dtype="float64"), lon=good["lon"].to_numpy(dtype="float64"),
+            outliers=good["outliers"].tolist(), z_names=tuple(c[2:] for c in zcols),
+            zscores=np.round(good[zcols].to_numpy(dtype="float64").reshape(n, len(zcols)), 4),
+            late=good["late"].to_numpy(dtype=bool), ingested_at=received_at,
+            faults=faults, extra_zscores=extra_z,
+        )
 
     def _dead_letters(self, bad: pd.DataFrame, received_at: datetime) -> list[tuple[str | None, bytes, str]]:
         """(key, dead-letter JSON, source position) per rejected row. ``payload`` arrives as bytes (the head of the

@@ -25,8 +25,11 @@ log = logging.getLogger(__name__)
 
 
 def source_frame(spark: Any, settings: ScorerSettings) -> Any:
-    """Raw Kafka rows (key, value, topic, partition, offset, timestamp_ms) from the configured source."""
+    """Decoded, validated, scored rows (see :mod:`citysense_scorer.decode`) from the configured source."""
+    registry = settings.registry()
     if settings.scorer_source == "kafka":
+        from citysense_scorer.decode import Decoder
+
         reader = (spark.readStream.format("kafka")
                   .option("kafka.bootstrap.servers", settings.bootstrap)
                   .option("subscribe", settings.readings_topic)
@@ -36,8 +39,12 @@ def source_frame(spark: Any, settings: ScorerSettings) -> Any:
             reader = reader.option(f"kafka.{name}", value)
         if settings.scorer_max_offsets_per_trigger:
             reader = reader.option("maxOffsetsPerTrigger", settings.scorer_max_offsets_per_trigger)
-        return reader.load().selectExpr("key", "value", "topic", "partition", "offset",
-                                        "unix_millis(timestamp) AS timestamp_ms")
+        raw = reader.load().selectExpr("key", "value", "topic", "partition", "offset",
+                                       "unix_millis(timestamp) AS timestamp_ms")
+        decoder = Decoder(registry, settings.profile, settings.scorer_z_bound, settings.scorer_future_tolerance_s)
+        from pyspark.sql.pandas.types import from_arrow_schema
+
+        return raw.mapInArrow(decoder.decode_batches, from_arrow_schema(decoder.schema))
     import json
 
     return (spark.readStream.format("citysense_kafka")
@@ -45,21 +52,19 @@ def source_frame(spark: Any, settings: ScorerSettings) -> Any:
             .option("topic", settings.readings_topic)
             .option("kafka_options", json.dumps(settings.kafka_options))
             .option("max_offsets_per_trigger", str(settings.scorer_max_offsets_per_trigger))
+            .option("registry", registry.model_dump_json())
+            .option("profile", settings.profile)
+            .option("z_bound", str(settings.scorer_z_bound))
+            .option("future_tolerance_s", str(settings.scorer_future_tolerance_s))
             .load())
 
 
 def start_query(spark: Any, settings: ScorerSettings, sink: BatchSink) -> Any:
-    from citysense_scorer.validation import parse_and_validate, with_scores
-
-    registry = settings.registry()
-    scored = with_scores(
-        parse_and_validate(source_frame(spark, settings), registry,
-                           future_tolerance_s=settings.scorer_future_tolerance_s),
-        registry, settings.profile, settings.scorer_z_bound,
-    )
     from citysense_scorer.health_wiring import health_stream
 
-    scored = health_stream(scored, settings, registry)  # sensor faults, offline timers, baselines, forecasts
+    registry = settings.registry()
+    # sensor faults, offline timers, baselines, forecasts (one stateful operator keyed by station)
+    scored = health_stream(source_frame(spark, settings), settings, registry)
     writer = (scored.writeStream.queryName("citysense-scorer").foreachBatch(sink)
               .option("checkpointLocation", str(settings.checkpoint_dir / "spark")))
     if settings.scorer_trigger_ms:

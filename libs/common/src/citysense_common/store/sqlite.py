@@ -35,7 +35,6 @@ from citysense_common.store._util import (
     opt_ms,
     to_ms,
 )
-from citysense_common.store.reading_batch import ReadingBatch
 from citysense_common.store.base import (
     AlertQuery,
     AlertRecord,
@@ -51,6 +50,7 @@ from citysense_common.store.base import (
     Subscription,
     SubscriptionStatus,
 )
+from citysense_common.store.reading_batch import ReadingBatch
 
 _dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode
 
@@ -110,7 +110,8 @@ def _zscore_json(batch: ReadingBatch) -> list[str | None]:
             # The common case: one template for every row ('%r' of a float is its JSON spelling).
             template = "{" + ",".join(f"{orjson.dumps(k).decode()}:%r" for k in batch.z_names) + "}"
             return [template % tuple(row) for row in rows]
-        base = [dict(zip(keys[p].tolist(), np.asarray(row)[p].tolist(), strict=True)) for row, p in zip(rows, present)]
+        base = [dict(zip(keys[p].tolist(), np.asarray(row)[p].tolist(), strict=True))
+                for row, p in zip(rows, present, strict=True)]
     if batch.extra_zscores is not None:
         for row, extra in zip(base, batch.extra_zscores, strict=True):
             row.update(extra)
@@ -326,8 +327,10 @@ class SQLiteStore:
         all_names = ",".join(batch.metric_names)
         if any("," in name for name in batch.metric_names):
             raise StoreError(f"metric names must not contain a comma: {sorted(batch.metric_names)}")
-        names = [all_names if f else ",".join(np.array(batch.metric_names)[present[i]]) for i, f in enumerate(full)]
-        blobs = [row.tobytes() if f else row[present[i]].tobytes() for i, (row, f) in enumerate(zip(values, full))]
+        metric_names = np.array(batch.metric_names)
+        names = [all_names if f else ",".join(metric_names[present[i]]) for i, f in enumerate(full)]
+        blobs = [row.tobytes() if f else row[present[i]].tobytes() for i, row, f in zip(range(n), values, full,
+                                                                                          strict=True)]
         lat = np.where(np.isnan(batch.lat), None, batch.lat).tolist()
         lon = np.where(np.isnan(batch.lon), None, batch.lon).tolist()
         outliers = [_json_list(o) for o in batch.outliers]
