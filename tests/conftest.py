@@ -7,7 +7,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
 from citysense_localstack.broker import LocalBroker, running_broker
 
 REPO = Path(__file__).resolve().parent.parent
