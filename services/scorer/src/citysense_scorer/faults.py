@@ -120,10 +120,15 @@ class FaultDetector:
         self.tracks: dict[str, MetricTrack] = {}
         self.pm_run = 0
         self._limits = {name: suspicious_limits(m, profile, config.limit_sigma) for name, m in metrics.items()}
+        self._std: dict[str, float] = {}
 
     def _registry_std(self, name: str) -> float:
-        dist = self.metrics[name].profiles.get(self.profile)
-        return dist.std if dist else max(1e-9, (self.metrics[name].range.max - self.metrics[name].range.min) / 100)
+        std = self._std.get(name)
+        if std is None:
+            dist = self.metrics[name].profiles.get(self.profile)
+            std = self._std[name] = dist.std if dist else max(
+                1e-9, (self.metrics[name].range.max - self.metrics[name].range.min) / 100)
+        return std
 
     def observe(self, ts_ms: int, values: dict[str, float], lat: float | None = None,
                 lon: float | None = None) -> ReadingVerdict:
@@ -197,6 +202,8 @@ class FaultDetector:
                    lat: float | None, lon: float | None, verdict: ReadingVerdict) -> None:
         track = self.tracks.setdefault(name, MetricTrack())
         current = track.open.get(fault)
+        if not holds and current is None:
+            return  # the usual case: nothing wrong and nothing open (checked first, it runs ~30 times a reading)
         rule = fault_rule_id(fault, name)
         metric = self.metrics.get(name)
         label = {"pm2_5": "PM2.5", "pm10": "PM10"}.get(name, name.replace("_", " ").capitalize())

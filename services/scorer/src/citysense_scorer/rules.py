@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import re
 from pathlib import Path
 from typing import Literal
@@ -21,6 +23,7 @@ class RulesError(ValueError):
     pass
 
 
+@functools.lru_cache(maxsize=256)  # the engine asks for every rule's window on every evaluation
 def duration_ms(text: str) -> int:
     match = _DURATION.match(text.strip())
     if not match:
