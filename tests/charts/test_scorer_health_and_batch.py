@@ -7,7 +7,6 @@ scorer code (so the chart cannot pass arguments the CLI rejects, or values the s
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -78,18 +77,13 @@ def test_batch_job_can_be_turned_off() -> None:
 def test_rendered_batch_arguments_run_the_real_cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                   capsys: pytest.CaptureFixture[str]) -> None:
     """The image's mainApplicationFile runs ``citysense_scorer.cli.main(arguments)``: run it with the chart's."""
-    from citysense_common.store.base import EnrichedReading, StationRecord
-    from citysense_common.store.sqlite import SQLiteStore
     from citysense_scorer.cli import main
 
+    from tests.scorer.yesterday_store import yesterday_store
+
     arguments = find(render(), "ScheduledSparkApplication", BATCH)["spec"]["template"]["arguments"]
-    yesterday = (datetime.now(UTC) - timedelta(days=1)).replace(hour=0, minute=0, second=0, microsecond=0)
-    store = SQLiteStore(tmp_path / "db.sqlite")
-    store.migrate()
+    store, yesterday = yesterday_store(tmp_path / "db.sqlite", "st-chart", hours=3, base=30.0)
     try:
-        store.upsert_stations([StationRecord("st-chart", yesterday, 0, {"pm10": 30.0})])
-        store.write_readings([EnrichedReading("st-chart", yesterday + timedelta(hours=h), h, {"pm10": 30.0 + h})
-                              for h in range(3)])
         monkeypatch.setenv("CITYSENSE_STORE", "sqlite")
         monkeypatch.setenv("CITYSENSE_SQLITE_PATH", str(store.path))
         assert main(list(arguments)) == 0

@@ -7,9 +7,9 @@ from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
-from citysense_common.store.base import EnrichedReading, StationRecord
-from citysense_common.store.sqlite import SQLiteStore
 from citysense_scorer.batch import resolve_day
+
+from tests.scorer.yesterday_store import yesterday_store
 
 
 def test_yesterday_is_the_previous_utc_day() -> None:
@@ -27,13 +27,8 @@ def test_cli_aggregates_yesterday(argv: list[str], tmp_path: Path, monkeypatch: 
                                   capsys: pytest.CaptureFixture[str]) -> None:
     from citysense_scorer.cli import main
 
-    yesterday = (datetime.now(UTC) - timedelta(days=1)).replace(hour=0, minute=0, second=0, microsecond=0)
-    store = SQLiteStore(tmp_path / "db.sqlite")
-    store.migrate()
+    store, yesterday = yesterday_store(tmp_path / "db.sqlite", "st-y", hours=20, base=20.0)
     try:
-        store.upsert_stations([StationRecord("st-y", yesterday, 0, {"pm10": 20.0})])
-        store.write_readings([EnrichedReading("st-y", yesterday + timedelta(hours=h), h, {"pm10": 20.0 + h})
-                              for h in range(20)])
         monkeypatch.setenv("CITYSENSE_SQLITE_PATH", str(store.path))
         assert main(argv) == 0
         out = json.loads(capsys.readouterr().out)
