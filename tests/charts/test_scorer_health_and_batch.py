@@ -15,11 +15,11 @@ from chart_helpers import CHART, env_of, find, render, template_raw
 STREAM, BATCH = "citysense-scorer", "citysense-scorer-batch"
 
 
-def test_stream_runs_with_health_on_by_default(default_docs) -> None:  # noqa: ANN001
+def test_stream_health_setting_reaches_driver_and_executors(default_docs) -> None:  # noqa: ANN001
     spec = find(default_docs, "SparkApplication", STREAM)["spec"]
     for role in ("driver", "executor"):  # the health operator runs on the executors, the sink on the driver
         env = env_of(spec[role])
-        assert env["CITYSENSE_HEALTH_ENABLED"] == "true"
+        assert env["CITYSENSE_HEALTH_ENABLED"] == "false"  # off by default (see values.yaml)
         assert env["CITYSENSE_OFFLINE_AFTER_S"] == "60"
         assert "CITYSENSE_OFFLINE_GROUPS" not in env  # no groups: the default applies to every station
 

