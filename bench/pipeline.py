@@ -417,4 +417,5 @@ def load_avg() -> float:
 def run_note() -> str:
     """Free text about the run's conditions (CITYSENSE_BENCH_NOTE), e.g. that the machine was shared."""
     note = os.environ.get("CITYSENSE_BENCH_NOTE", "").strip()
-    return f" Note: {note}" if note else ""
+    health = os.environ.get("CITYSENSE_HEALTH_ENABLED", "true (default)")
+    return f" Station health (CITYSENSE_HEALTH_ENABLED): {health}." + (f" Note: {note}" if note else "")

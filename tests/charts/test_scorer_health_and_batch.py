@@ -19,7 +19,8 @@ def test_stream_health_setting_reaches_driver_and_executors(default_docs) -> Non
     spec = find(default_docs, "SparkApplication", STREAM)["spec"]
     for role in ("driver", "executor"):  # the health operator runs on the executors, the sink on the driver
         env = env_of(spec[role])
-        assert env["CITYSENSE_HEALTH_ENABLED"] == "false"  # off by default (see values.yaml)
+        assert env["CITYSENSE_HEALTH_ENABLED"] == "true"  # on by default (see values.yaml)
+        assert env["CITYSENSE_HEALTH_BUCKETS"] == "32"
         assert env["CITYSENSE_OFFLINE_AFTER_S"] == "60"
         assert "CITYSENSE_OFFLINE_GROUPS" not in env  # no groups: the default applies to every station
 
@@ -28,7 +29,7 @@ def test_health_values_reach_the_scorer_settings(monkeypatch: pytest.MonkeyPatch
     from citysense_common.settings import load_settings
     from citysense_scorer.health import HealthSettings
 
-    docs = render(values={"scorer.health": {"enabled": False, "offlineAfterSeconds": 90,
+    docs = render(values={"scorer.health": {"enabled": False, "offlineAfterSeconds": 90, "buckets": 8,
                                             "offlineGroups": {"lora-*": 900}}})
     env = env_of(find(docs, "SparkApplication", STREAM)["spec"]["driver"])
     for name, value in env.items():
@@ -36,6 +37,7 @@ def test_health_values_reach_the_scorer_settings(monkeypatch: pytest.MonkeyPatch
             monkeypatch.setenv(name, value)
     health = load_settings(HealthSettings)
     assert (health.health_enabled, health.offline_after_s, health.offline_groups) == (False, 90.0, {"lora-*": 900.0})
+    assert health.health_buckets == 8
 
 
 @pytest.mark.parametrize(("values", "needle"), [

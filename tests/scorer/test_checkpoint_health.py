@@ -84,11 +84,11 @@ def test_unreadable_entries_are_left_to_spark(tmp_path: Path) -> None:
 
 def test_the_setting_comes_from_the_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     offsets_entry(tmp_path, 0, HDFS)
+    monkeypatch.setenv("CITYSENSE_HEALTH_ENABLED", "false")
+    check_checkpoint(tmp_path)  # off, like the checkpoint
     monkeypatch.delenv("CITYSENSE_HEALTH_ENABLED", raising=False)
-    check_checkpoint(tmp_path)  # health is off by default, like the checkpoint
-    monkeypatch.setenv("CITYSENSE_HEALTH_ENABLED", "true")
     with pytest.raises(CheckpointMismatch):
-        check_checkpoint(tmp_path)
+        check_checkpoint(tmp_path)  # health is on by default
 
 
 @pytest.mark.slow

@@ -8,8 +8,9 @@ from citysense_common.contract import AlertKind, AlertState
 from citysense_common.registry import Registry
 from citysense_scorer.baselines import BaselineConfig
 from citysense_scorer.forecast import ForecastTarget
-from citysense_scorer.health import HealthContext, Row, StationHealth
+from citysense_scorer.health import HealthBucket, HealthContext, Row, StationHealth
 from citysense_scorer.health_spark import baseline_zscores, mask_faulty, split_health
+from citysense_scorer.offline import OfflineConfig
 
 T0 = 1_767_225_600_000
 
@@ -102,3 +103,42 @@ def test_wiring_is_a_no_op_without_health_columns() -> None:
     plain = pd.DataFrame({"station_id": ["a"], "reason": [None], "pm2_5": [5.0], "outliers": [[]]})
     assert split_health(plain)[0] is plain and judge_outliers(plain, 3.72) is plain
     assert exclude_faulty(plain, plain) is plain and health_columns(plain) == (None, None)
+
+
+def test_bucket_matches_per_station_health_across_state_round_trips(registry: Registry) -> None:
+    rows = sequence()
+    other = [Row(r.ts_ms, {"temperature": r.values["temperature"] + 1}, 52.6, 13.5) for r in rows]
+    alone_a, alone_b = StationHealth("st-a", ctx(registry)), StationHealth("st-b", ctx(registry))
+    want_a, ev_a, _ = alone_a.process(rows, now_ms=T0)
+    want_b, ev_b, _ = alone_b.process(other, now_ms=T0)
+    bucket = HealthBucket(ctx(registry))
+    got, events = bucket.process({"st-a": rows[:55], "st-b": other[:30]}, now_ms=T0)
+    resumed = HealthBucket(ctx(registry), bucket.dumps())
+    got2, events2 = resumed.process({"st-a": rows[55:], "st-b": other[30:]}, now_ms=T0)
+    assert [(r.faults, r.baseline_z) for r in got["st-a"] + got2["st-a"]] == [(r.faults, r.baseline_z) for r in want_a]
+    assert [(r.faults, r.baseline_z) for r in got["st-b"] + got2["st-b"]] == [(r.faults, r.baseline_z) for r in want_b]
+    assert sorted(e.event_id for e in events + events2) == sorted(e.event_id for e in ev_a + ev_b)
+
+
+def test_bucket_opens_offline_for_a_silent_station_while_its_neighbour_sends(registry: Registry) -> None:
+    c = HealthContext(metrics=dict(registry.metrics), profile="city", offline=OfflineConfig(default_s=60))
+    bucket = HealthBucket(c)
+    bucket.process({"quiet": [Row(T0, {"temperature": 10.0})], "busy": [Row(T0, {"temperature": 11.0})]}, T0)
+    assert bucket.next_timer() == T0 + 60_000
+    _, events = bucket.process({"busy": [Row(T0 + 59_999, {"temperature": 11.1})]}, T0 + 59_999)
+    assert events == []  # one millisecond short of offline_after
+    _, events = bucket.process({"busy": [Row(T0 + 60_000, {"temperature": 11.2})]}, T0 + 60_000)
+    assert [(e.station_id, e.kind, e.state) for e in events] == [("quiet", AlertKind.STATION_OFFLINE, AlertState.OPEN)]
+    assert bucket.next_timer() == T0 + 120_000  # only busy's deadline is left: quiet is already offline
+    assert HealthBucket(c, bucket.dumps()).expire(T0 + 120_000)[0].station_id == "busy"
+    _, events = bucket.process({"quiet": [Row(T0 + 70_000, {"temperature": 10.2})]}, T0 + 70_000)
+    assert [(e.station_id, e.state) for e in events] == [("quiet", AlertState.RESOLVED)]
+
+
+def test_bucket_written_under_another_bucket_count_is_dropped(registry: Registry) -> None:
+    c = HealthContext(metrics=dict(registry.metrics), profile="city", buckets=32)
+    bucket = HealthBucket(c)
+    bucket.process({"st-1": [Row(T0, {"temperature": 10.0})]}, T0)
+    assert HealthBucket(c, bucket.dumps()).stations.keys() == {"st-1"}
+    moved = HealthBucket(HealthContext(metrics=dict(registry.metrics), profile="city", buckets=64), bucket.dumps())
+    assert moved.stations == {} and moved.next_timer() is None  # st-1 now hashes elsewhere: no stale offline alert

@@ -89,3 +89,7 @@ def test_faults_and_offline_in_a_stream(spark: Any, registry: Registry, tmp_path
                                          for e in ev))
     finally:
         query.stop()
+    # State checkpointed the cheap way (citysense_scorer.spark): a changelog per batch, snapshots only now and then.
+    state = [f.name for f in (tmp_path / "ckpt" / "state").rglob("*")]
+    changelogs, snapshots = sum(n.endswith(".changelog") for n in state), sum(n.endswith(".zip") for n in state)
+    assert changelogs > snapshots, state

@@ -257,6 +257,8 @@ SCHEMA = {
             "health": obj({
                 "enabled": BOOL,
                 "offlineAfterSeconds": {"type": "number", "exclusiveMinimum": 0},
+                "buckets": {"type": "integer", "minimum": 1, "maximum": 4096,
+                            "description": "state-store keys the stations are hashed into"},
                 "offlineGroups": {"type": "object", "additionalProperties": {"type": "number", "exclusiveMinimum": 0},
                                   "description": "offline_after per station-id glob"},
             }, ["enabled"]),

@@ -17,6 +17,10 @@ working directory /opt/spark/work-dir; driver and executors run the same image.
   value: {{ .enabled | quote }}
 - name: CITYSENSE_OFFLINE_AFTER_S
   value: {{ .offlineAfterSeconds | quote }}
+{{- with .buckets }}
+- name: CITYSENSE_HEALTH_BUCKETS
+  value: {{ . | quote }}
+{{- end }}
 {{- with .offlineGroups }}
 - name: CITYSENSE_OFFLINE_GROUPS
   value: {{ toJson . | quote }}

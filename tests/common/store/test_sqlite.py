@@ -19,7 +19,7 @@ from citysense_common.store import (
     StoreSettings,
     open_store,
 )
-from citysense_common.store.sqlite import migration_files, split_sql
+from citysense_common.store.sqlite import WRITER_CACHE_KIB, WRITER_WAL_PAGES, migration_files, split_sql
 
 WORKER = Path(__file__).with_name("_sqlite_worker.py")
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
@@ -86,6 +86,26 @@ def test_threads_share_one_store(tmp_path: Path) -> None:
     store.close()
     with pytest.raises(StoreError):
         store.ping()
+
+
+def test_only_writing_connections_get_the_large_cache(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "cache.db")
+    store.migrate()  # migrations write on this thread's connection
+    store.write_readings([EnrichedReading("w", T0, 0, {"x": 1.0})])
+    writer = store._conn()
+    assert writer.execute("PRAGMA cache_size").fetchone()[0] == -WRITER_CACHE_KIB
+    assert writer.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == WRITER_WAL_PAGES
+    seen: list[int] = []
+
+    def read() -> None:
+        assert len(store.read_readings("w", T0, T0 + timedelta(seconds=1)).items) == 1
+        seen.append(store._conn().execute("PRAGMA cache_size").fetchone()[0])
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    reader.join()
+    assert seen and seen[0] != -WRITER_CACHE_KIB  # readers (the API's many threads) keep SQLite's default
+    store.close()
 
 
 def test_an_invalid_batch_is_rejected_whole(tmp_path: Path) -> None:

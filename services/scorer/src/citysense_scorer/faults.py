@@ -107,6 +107,19 @@ def suspicious_limits(metric: Metric, profile: str, limit_sigma: float) -> tuple
                  if abs(lim - dist.mean) / dist.std > limit_sigma)
 
 
+_LIMITS: dict[tuple[int, str, float], dict[str, tuple[float, ...]]] = {}
+
+
+def _limits(metrics: dict[str, Metric], profile: str, limit_sigma: float) -> dict[str, tuple[float, ...]]:
+    """:func:`suspicious_limits` of every metric, computed once per registry (a detector is built per station and
+    micro-batch). Keyed by the registry dict's identity, which the health context holds for the query's life."""
+    key = (id(metrics), profile, limit_sigma)
+    cached = _LIMITS.get(key)
+    if cached is None or cached.keys() != metrics.keys():
+        cached = _LIMITS[key] = {name: suspicious_limits(m, profile, limit_sigma) for name, m in metrics.items()}
+    return cached
+
+
 class FaultDetector:
     """Fault state of one station; feed readings in event-time order."""
 
@@ -119,7 +132,7 @@ class FaultDetector:
         self.baseline_config = baseline_config
         self.tracks: dict[str, MetricTrack] = {}
         self.pm_run = 0
-        self._limits = {name: suspicious_limits(m, profile, config.limit_sigma) for name, m in metrics.items()}
+        self._limits = _limits(metrics, profile, config.limit_sigma)
         self._std: dict[str, float] = {}
 
     def _registry_std(self, name: str) -> float:
@@ -139,7 +152,8 @@ class FaultDetector:
                 continue
             track = self.tracks.setdefault(name, MetricTrack())
             for fault, holds, extra in self._metric_conditions(name, track, ts_ms, value, verdict):
-                conditions[(fault, name)] = (holds, value, extra)
+                if holds or track.open:  # otherwise nothing to open or count towards a resolve
+                    conditions[(fault, name)] = (holds, value, extra)
         pm25, pm10 = values.get("pm2_5"), values.get("pm10")
         if pm25 is not None and pm10 is not None and math.isfinite(pm25) and math.isfinite(pm10):
             bad = pm25 > pm10 + self.config.pm_tolerance_abs + self.config.pm_tolerance_rel * pm10

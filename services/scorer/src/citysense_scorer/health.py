@@ -1,18 +1,25 @@
-"""Station health: learned baselines, sensor faults, offline detection and exceedance forecasts for one station.
+"""Station health: learned baselines, sensor faults, offline detection and exceedance forecasts.
 
 :class:`StationHealth` combines the pure detectors (:mod:`baselines`, :mod:`faults`, :mod:`offline`,
-:mod:`forecast`) and serialises to one JSON document, which :mod:`citysense_scorer.health_spark` keeps per station
-in Spark's state store. One document per station (rather than one state row per metric) because every state access
-from a Python stateful processor is a round trip to the JVM: one get and one update per station per micro-batch.
+:mod:`forecast`) for one station and serialises to one JSON-able document. :class:`HealthBucket` holds the documents
+of all stations that hash to one state-store key; :mod:`citysense_scorer.health_spark` keeps one bucket document
+per key in Spark's state store.
+
+Why buckets rather than one key per station: every group a Python stateful processor handles costs the JVM a few
+milliseconds per micro-batch (Arrow round trips, state and timer calls over the state server), whatever its size.
+Keyed by station that was ~7 ms x 1,000 stations per batch and the scorer fell behind at 300 readings/s
+(bench/results/p1_profile_health_per_station.txt); keyed by a fixed number of buckets the cost per batch no longer
+grows with the number of stations, only the (cheap) Python work per reading does.
 """
 
 from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
 from citysense_common.contract import AlertEvent
 from citysense_common.registry import Metric, Registry
 from citysense_common.settings import CommonSettings
@@ -36,10 +43,10 @@ BASELINE_Z_PREFIX = "station:"  # key of the baseline z in EnrichedReading.zscor
 class HealthSettings(CommonSettings):
     """Station-health settings (environment prefix ``CITYSENSE_``)."""
 
-    # Off by default: the per-station stateful operator costs the JVM ~7 ms per station per micro-batch on 2 cores
-    # (bench/results/p1_profile.txt), so it keeps up with a few hundred stations, not with 1,000+ at 1 Hz.
-    health_enabled: bool = Field(default=False, description="run baselines, fault, offline and forecast detection "
-                                 "in the stream (CITYSENSE_HEALTH_ENABLED=true turns them on; small cities)")
+    health_enabled: bool = Field(default=True, description="run baselines, fault, offline and forecast detection "
+                                 "in the stream (CITYSENSE_HEALTH_ENABLED=false turns them off)")
+    health_buckets: int = Field(default=32, ge=1, le=4096, description="state-store keys the stations are hashed "
+                                "into; changing it starts the learned state afresh (baselines warm up again)")
     offline_after_s: float = Field(default=60, gt=0, description="silence before a station counts as offline")
     offline_groups: dict[str, float] = Field(
         default_factory=dict, description='per station group (glob on station_id): {"lora-*": 900}')
@@ -63,6 +70,7 @@ class HealthContext:
     offline: OfflineConfig = field(default_factory=OfflineConfig)
     forecast: ForecastConfig = field(default_factory=ForecastConfig)
     targets: tuple[ForecastTarget, ...] = ()
+    buckets: int = 32
 
     @classmethod
     def build(cls, registry: Registry, profile: str, settings: HealthSettings, rules: object | None = None,
@@ -77,6 +85,7 @@ class HealthContext:
             offline=OfflineConfig(default_s=settings.offline_after_s, groups=tuple(settings.offline_groups.items())),
             forecast=forecast,
             targets=tuple(targets_from_rules(rules, forecast, units)) if rules is not None else (),
+            buckets=settings.health_buckets,
         )
 
 
@@ -125,27 +134,38 @@ class StationHealth:
     def on_timer(self, now_ms: int) -> list[AlertEvent]:
         return self.offline.on_timer(now_ms)
 
+    def next_timer(self) -> int | None:
+        """When this station's silence would open an offline alert (None: already offline, or never heard from)."""
+        return _offline_deadline(self.offline.state.alert_id, self.offline.state.last_arrival_ms,
+                                 self.offline.after_ms)
+
     # -- state document ------------------------------------------------------------------------------------------
     def dumps(self) -> str:
+        return json.dumps(self.to_doc(), separators=(",", ":"), allow_nan=True)
+
+    @classmethod
+    def loads(cls, station_id: str, ctx: HealthContext, text: str | None) -> StationHealth:
+        return cls.from_doc(station_id, ctx, json.loads(text) if text else None)
+
+    def to_doc(self) -> dict[str, Any]:
         doc: dict[str, Any] = {
-            "tracks": {name: asdict(t) for name, t in self.faults.tracks.items()},
+            "tracks": {name: _track_doc(t) for name, t in self.faults.tracks.items()},
             "pm_run": self.faults.pm_run,
-            "offline": asdict(self.offline.state),
+            "offline": dict(vars(self.offline.state)),
         }
         if self.forecaster is not None:
             doc["forecast"] = {
                 "series": {m: {str(b): c for b, c in s.data.items()} for m, s in self.forecaster.series.items()},
-                "open": {r: asdict(o) for r, o in self.forecaster.open.items()},
+                "open": {r: dict(vars(o)) for r, o in self.forecaster.open.items()},
                 "last_eval_bucket": self.forecaster.last_eval_bucket,
             }
-        return json.dumps(doc, separators=(",", ":"), allow_nan=True)
+        return doc
 
     @classmethod
-    def loads(cls, station_id: str, ctx: HealthContext, text: str | None) -> StationHealth:
+    def from_doc(cls, station_id: str, ctx: HealthContext, doc: dict[str, Any] | None) -> StationHealth:
         health = cls(station_id, ctx)
-        if not text:
+        if not doc:
             return health
-        doc = json.loads(text)
         for name, t in doc.get("tracks", {}).items():
             track = MetricTrack(**{**t, "baseline": Baseline(**t["baseline"]),
                                    "open": {f: OpenFault(**o) for f, o in t["open"].items()}})
@@ -163,3 +183,71 @@ class StationHealth:
             health.forecaster.open = {r: OpenForecast(**o) for r, o in fc["open"].items()}
             health.forecaster.last_eval_bucket = fc["last_eval_bucket"]
         return health
+
+
+def _track_doc(track: MetricTrack) -> dict[str, Any]:
+    """``dataclasses.asdict`` of a track, written out: asdict deep-copies recursively and was a third of the
+    health operator's time per reading."""
+    doc = dict(vars(track))
+    doc["baseline"] = dict(vars(track.baseline))
+    doc["open"] = {fault: dict(vars(o)) for fault, o in track.open.items()}
+    return doc
+
+
+def _offline_deadline(alert_id: str | None, last_arrival_ms: int, after_ms: int) -> int | None:
+    return None if alert_id is not None or last_arrival_ms < 0 else last_arrival_ms + after_ms
+
+
+class HealthBucket:
+    """The health of every station hashed to one state-store key, as one document.
+
+    Stations without readings in a micro-batch stay as plain dicts (only their offline deadline is looked at), so a
+    batch costs JSON for the bucket plus detector work for the stations that did send. The document records the
+    bucket count it was written under: after ``health_buckets`` changes, stations hash elsewhere, and a stale copy
+    left here would report them offline while they are sending - such a document is dropped and learning restarts.
+    """
+
+    def __init__(self, ctx: HealthContext, text: str | None = None) -> None:
+        self.ctx = ctx
+        doc = orjson.loads(text) if text else {}
+        self.stations: dict[str, dict[str, Any]] = doc.get("stations", {}) if doc.get("buckets") == ctx.buckets else {}
+
+    def process(self, readings: dict[str, list[Row]], now_ms: int,
+                ) -> tuple[dict[str, list[RowResult]], list[AlertEvent]]:
+        """Readings by station (each in event-time order) arriving at ``now_ms`` -> per-row results by station and
+        the events, including offline alerts of the bucket's silent stations that are due."""
+        results: dict[str, list[RowResult]] = {}
+        events: list[AlertEvent] = []
+        for station, rows in readings.items():
+            health = StationHealth.from_doc(station, self.ctx, self.stations.get(station))
+            results[station], station_events, _ = health.process(rows, now_ms)
+            events.extend(station_events)
+            self.stations[station] = health.to_doc()
+        events.extend(self.expire(now_ms, skip=readings.keys()))
+        return results, events
+
+    def expire(self, now_ms: int, skip: Any = ()) -> list[AlertEvent]:
+        """Offline alerts for the stations whose silence reached ``offline_after`` by ``now_ms``."""
+        events: list[AlertEvent] = []
+        for station, doc in self.stations.items():
+            if station in skip:
+                continue
+            deadline = self._deadline(station, doc)
+            if deadline is not None and deadline <= now_ms:
+                health = StationHealth.from_doc(station, self.ctx, doc)
+                events.extend(health.on_timer(now_ms))
+                self.stations[station] = health.to_doc()
+        return events
+
+    def next_timer(self) -> int | None:
+        """The earliest offline deadline in the bucket (None when no station can go offline)."""
+        deadlines = [d for s, doc in self.stations.items() if (d := self._deadline(s, doc)) is not None]
+        return min(deadlines) if deadlines else None
+
+    def _deadline(self, station: str, doc: dict[str, Any]) -> int | None:
+        off = doc["offline"]
+        return _offline_deadline(off["alert_id"], off["last_arrival_ms"], self.ctx.offline.after_ms(station))
+
+    def dumps(self) -> str:
+        # orjson writes NaN as null; the one float that can be NaN (a track's pending jump value) is restored on load.
+        return orjson.dumps({"buckets": self.ctx.buckets, "stations": self.stations}).decode()

@@ -90,13 +90,16 @@ class EndOffsetProbe:
     The probe stays positioned one message before the end of each partition, so every fetch carries a fresh high
     watermark while transferring at most a few messages; when it falls behind it seeks forward instead of reading.
     Besides the source (which runs in a Python worker that Spark starts for it), the scorer's driver process keeps
-    one for its lag gauge (:class:`citysense_scorer.stream.ConsumerLag`), with a longer ``fetch_wait_ms``.
+    one for its lag gauge (:class:`citysense_scorer.stream.ConsumerLag`), with a longer ``fetch_wait_ms`` and a pause
+    of ``interval_s`` between rounds: a gauge scraped every few seconds does not need a fresh end every 50 ms, and
+    polling flat out at 10,000 readings/s cost the driver a sixth of its CPU (bench/results/p1_profile.txt).
     """
 
     def __init__(self, conf: dict[str, Any], topic: str, partitions: list[int], start: dict[int, int],
-                 fetch_wait_ms: int = 50) -> None:
+                 fetch_wait_ms: int = 50, interval_s: float = 0.0) -> None:
         from confluent_kafka import Consumer, TopicPartition
 
+        self._interval_s = interval_s
         self._topic = topic
         self._ends: dict[int, int] = {p: int(start.get(p, 0)) for p in partitions}
         self._fresh: set[int] = set()
@@ -126,6 +129,8 @@ class EndOffsetProbe:
             except Exception:  # keep probing: a transient broker error must not freeze the stream
                 log.exception("end-offset probe failed; retrying")
                 time.sleep(0.5)
+            if self._interval_s:
+                self._stop.wait(self._interval_s)
 
     def _poll_once(self) -> None:
         msgs = self._consumer.consume(num_messages=1000, timeout=0.1)

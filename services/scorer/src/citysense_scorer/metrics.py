@@ -14,6 +14,9 @@ BATCH_SECONDS = Histogram("citysense_scorer_batch_duration_seconds", "foreachBat
                           buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60))
 LAG = Gauge("citysense_scorer_consumer_lag_messages",
             "messages on the readings topic not yet processed (partition ends now - end of the last finished batch)")
+TRIGGER_PHASE = Gauge("citysense_scorer_trigger_phase_seconds", "wall time of the last micro-batch by phase "
+                      "(Spark's durationMs: triggerExecution = whole batch, addBatch = query + sink, walCommit, ...)",
+                      ["phase"])
 WATERMARK = Gauge("citysense_scorer_watermark_seconds", "event-time watermark (unix seconds)")
 REPLAYED = Counter("citysense_scorer_replayed_batches_total", "batches re-run after a restart")
 

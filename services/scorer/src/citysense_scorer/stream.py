@@ -161,7 +161,8 @@ def start_lag(settings: ScorerSettings) -> tuple[ConsumerLag, Any]:
     parts = partition_ids(conf, topic)
     # No committed batch yet: the query starts at the earliest retained offsets (startingOffsets=earliest).
     processed = committed_offsets(settings.checkpoint_dir / "spark", topic) or low_offsets(conf, topic, parts)
-    probe = EndOffsetProbe(conf, topic, parts, {p: processed.get(p, 0) for p in parts}, fetch_wait_ms=500)
+    probe = EndOffsetProbe(conf, topic, parts, {p: processed.get(p, 0) for p in parts}, fetch_wait_ms=500,
+                           interval_s=1.0)
     return ConsumerLag(topic, lambda: probe.ends(0) if probe.ready() else None, processed), probe
 
 
@@ -191,7 +192,10 @@ def run(settings: ScorerSettings) -> int:
     try:
         while not stop.is_set() and query.isActive:
             query.awaitTermination(1)
-            lag.update(query.lastProgress)
+            progress = query.lastProgress
+            lag.update(progress)
+            for phase, ms in ((progress or {}).get("durationMs") or {}).items():
+                m.TRIGGER_PHASE.labels(phase).set(ms / 1000)
             messages = lag.value()
             if messages is not None:
                 m.LAG.set(messages)

@@ -123,6 +123,8 @@ _READING_COLUMNS = (
 )
 _READING_INSERT = f"INSERT OR IGNORE INTO readings ({_READING_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)"
 _BIG_ENDIAN = sys.byteorder == "big"
+WRITER_CACHE_KIB = 32 * 1024
+WRITER_WAL_PAGES = 10_000
 
 
 def _pack_metrics(metrics: dict[str, float]) -> tuple[str, bytes]:
@@ -235,6 +237,15 @@ class SQLiteStore:
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
         conn = self._conn()
+        if getattr(self._local, "tuned", None) is not conn:
+            # Only connections that write: the scorer's batch touches one leaf page per station (readings are
+            # clustered by station), which overflowed the 2 MiB default cache at 1,000 stations, and each automatic
+            # WAL checkpoint (fsync) every 1,000 pages sat inside a COMMIT. Measured on 1,000 stations x 5 readings
+            # per batch: 95 -> 52 us per reading. Readers keep the default cache (the API has many threads).
+            conn.execute(f"PRAGMA cache_size = -{WRITER_CACHE_KIB}")
+            conn.execute(f"PRAGMA wal_autocheckpoint = {WRITER_WAL_PAGES}")
+            conn.execute(f"PRAGMA journal_size_limit = {WRITER_WAL_PAGES * 4096 * 2}")  # truncate after a checkpoint
+            self._local.tuned = conn
         try:
             conn.execute("BEGIN IMMEDIATE")
             try:
