@@ -11,7 +11,7 @@ import os
 import platform
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -44,8 +44,18 @@ def progress(message: str) -> None:
     print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
 
+def health_off() -> bool:
+    """A run with station health switched off (``CITYSENSE_HEALTH_ENABLED=false``; it is on by default)."""
+    return os.environ.get("CITYSENSE_HEALTH_ENABLED", "true").strip().lower() in ("false", "0", "no", "off")
+
+
 def write_result(name: str, figures: list[Figure], notes: str = "") -> Path:
+    """``bench/results/<name>.json``; a health-off run is kept beside the default one (``<name>_health_off``, figures
+    marked), so the summary shows what station health costs."""
     RESULTS.mkdir(parents=True, exist_ok=True)
+    if health_off():
+        name += "_health_off"
+        figures = [replace(f, name=f"{f.name} [health off]") for f in figures]
     doc = {"name": name, "recorded_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "machine": machine(),
            "figures": [asdict(f) for f in figures], "notes": notes}
     path = RESULTS / f"{name}.json"

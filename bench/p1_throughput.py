@@ -38,9 +38,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import pipeline as pl  # noqa: E402
-from harness import RESULTS, Figure, progress, write_result  # noqa: E402
+from harness import RESULTS, Figure, health_off, progress, write_result  # noqa: E402
 
-PROFILE = RESULTS / "p1_profile.txt"
+PROFILE = RESULTS / ("p1_profile_health_off.txt" if health_off() else "p1_profile.txt")
 
 
 def processed(samples: dict[str, float]) -> float:

@@ -15,7 +15,6 @@ version, so it emits the same events with the same ids (the sink's read-back ded
 
 from __future__ import annotations
 
-import gc
 import logging
 import math
 from collections.abc import Iterator, Sequence
@@ -37,6 +36,7 @@ from pyspark.sql.streaming.stateful_processor import (
 from pyspark.sql.types import ArrayType, DoubleType, MapType, StringType, StructField, StructType
 
 from citysense_scorer.health import BASELINE_Z_PREFIX, HealthBucket, HealthContext, Row
+from citysense_scorer.worker_gc import freeze_once
 
 log = logging.getLogger(__name__)
 STATE_PROVIDER = "org.apache.spark.sql.execution.streaming.state.RocksDBStateStoreProvider"
@@ -53,7 +53,7 @@ class StationHealthProcessor(StatefulProcessor):
         self.metric_names = [m for m in ctx.metrics if m in self.columns]
 
     def init(self, handle: StatefulProcessorHandle) -> None:
-        _freeze_worker_heap()
+        freeze_once()
         self.handle = handle
         self.doc = handle.getValueState("health", StructType([StructField("doc", StringType(), True)]))
 
@@ -127,21 +127,6 @@ def _verdict_json(faults: list[str], baseline_z: dict[str, float]) -> str | None
     if not faults and not baseline_z:
         return None  # the common case before warm-up; null is the cheapest value to hand back to the JVM
     return orjson.dumps({"faults": faults, "baseline_z": baseline_z}).decode()
-
-
-_FROZEN = False
-
-
-def _freeze_worker_heap() -> None:
-    """Move everything alive in this reused Python worker out of the garbage collector's reach, once.
-
-    PySpark's worker daemon runs a full ``gc.collect()`` after every task; with pandas, pyarrow and the detectors
-    loaded that was a quarter of the health operator's CPU (py-spy, P1 at 1,000 stations). What is alive at the
-    first task start (modules, the processor, the registry) lives as long as the worker anyway."""
-    global _FROZEN
-    if not _FROZEN:
-        gc.freeze()
-        _FROZEN = True
 
 
 def _plain(pdf: pd.DataFrame) -> pd.DataFrame:

@@ -357,6 +357,9 @@ class KafkaStreamReader(DataSourceStreamReader):
         ]
 
     def read(self, partition: KafkaRange) -> Iterator[pa.RecordBatch]:  # type: ignore[override]
+        from citysense_scorer.worker_gc import freeze_once
+
+        freeze_once()
         batches = read_range(self._conf(), partition)
         decoder = _decoder(self.options)
         return batches if decoder is None else decoder.decode_batches(batches)
