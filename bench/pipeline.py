@@ -156,6 +156,8 @@ class StackRun:
 
     def env(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("CITYSENSE_")}
+        if "CITYSENSE_HEALTH_ENABLED" in os.environ:  # the one stack setting a benchmark run may choose
+            env["CITYSENSE_HEALTH_ENABLED"] = os.environ["CITYSENSE_HEALTH_ENABLED"]
         env.update({
             "CITYSENSE_DATA_DIR": str(self.data_dir), "CITYSENSE_KAFKA_PORT": str(self.kafka_port),
             "CITYSENSE_API_PORT": str(self.api_port), "CITYSENSE_STATIONS": str(self.stations),
