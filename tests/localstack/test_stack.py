@@ -93,6 +93,19 @@ def test_stack_runs_and_stops_cleanly(tmp_path: Path, signum: int) -> None:
     assert not [m for pid in pids for m in group_members(pid)]  # no grandchildren left either
 
 
+def test_repeated_ctrl_c_still_stops_everything(tmp_path: Path) -> None:
+    """Two quick Ctrl-Cs (or `timeout -s INT`, which signals the child and its group) once deadlocked the launcher."""
+    proc, state, _ = start_stack(tmp_path, "simulator")
+    pids = all_pids(state)
+    for _ in range(10):
+        proc.send_signal(signal.SIGINT)
+        time.sleep(0.002)
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 0, out
+    assert out.count("received SIGINT; stopping") == 1
+    assert not [pid for pid in pids if alive(pid)]
+
+
 def test_children_die_with_a_killed_launcher(tmp_path: Path) -> None:
     proc, state, _ = start_stack(tmp_path, "simulator")
     pids = all_pids(state)
@@ -155,3 +168,18 @@ def test_full_stack_stops_without_orphans(tmp_path: Path) -> None:
         assert f"stopped {name}" in out
     assert not [pid for pid in pids if alive(pid)]
     assert not [m for pid in pids for m in group_members(pid)], out
+
+
+def test_stop_flag_set_from_a_signal_handler_wakes_a_waiter() -> None:
+    from citysense_localstack.stack import StopFlag
+
+    flag = StopFlag(poll_s=0.01)
+    assert flag.wait(0.05) is False
+    previous = signal.signal(signal.SIGALRM, lambda *_: flag.set())
+    try:
+        signal.setitimer(signal.ITIMER_REAL, 0.05, 0.001)  # a storm of signals, each one setting the flag again
+        assert flag.wait(10) is True
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+    assert flag.is_set()

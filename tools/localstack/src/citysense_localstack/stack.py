@@ -16,7 +16,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import threading
 import time
 import urllib.request
 from dataclasses import dataclass, field
@@ -100,7 +99,7 @@ class Stack:
         self.settings = settings
         self.data_dir = settings.data_dir.resolve()
         self.logs = self.data_dir / "logs"
-        self.stopping = threading.Event()
+        self.stopping = StopFlag()
         self.broker: LocalBroker | None = None
         self.components = plan(settings)
 
@@ -227,6 +226,28 @@ class Stack:
             log.info("stopped broker")
 
 
+class StopFlag:
+    """A stop request that signal handlers may set. Not a ``threading.Event``: its ``set`` takes a lock, and a second
+    Ctrl-C arriving while the first handler held that lock (handlers run in the main thread, between bytecodes)
+    deadlocked the launcher with every process still running. A plain attribute needs no lock; waiters poll it."""
+
+    def __init__(self, poll_s: float = 0.1) -> None:
+        self._set = False
+        self._poll_s = poll_s
+
+    def set(self) -> None:
+        self._set = True
+
+    def is_set(self) -> bool:
+        return self._set
+
+    def wait(self, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while not self._set and (left := deadline - time.monotonic()) > 0:
+            time.sleep(min(self._poll_s, left))
+        return self._set
+
+
 def load(**overrides: object) -> StackSettings:
     return load_settings(StackSettings, **overrides)
 
@@ -235,7 +256,8 @@ def up(settings: StackSettings) -> int:
     stack = Stack(settings)
 
     def on_signal(signum: int, _frame: object) -> None:
-        log.info("received %s; stopping", signal.Signals(signum).name)
+        if not stack.stopping.is_set():
+            log.info("received %s; stopping", signal.Signals(signum).name)
         stack.stopping.set()
 
     signal.signal(signal.SIGINT, on_signal)
