@@ -20,7 +20,8 @@ def test_stream_health_setting_reaches_driver_and_executors(default_docs) -> Non
     for role in ("driver", "executor"):  # the health operator runs on the executors, the sink on the driver
         env = env_of(spec[role])
         assert env["CITYSENSE_HEALTH_ENABLED"] == "true"  # on by default (see values.yaml)
-        assert env["CITYSENSE_HEALTH_BUCKETS"] == "32"
+        assert env["CITYSENSE_HEALTH_BUCKETS"] == "8"
+        assert env["CITYSENSE_SCORER_SHUFFLE_PARTITIONS"] == "2"  # 2 executors x 1 core
         assert env["CITYSENSE_OFFLINE_AFTER_S"] == "60"
         assert "CITYSENSE_OFFLINE_GROUPS" not in env  # no groups: the default applies to every station
 
@@ -29,7 +30,7 @@ def test_health_values_reach_the_scorer_settings(monkeypatch: pytest.MonkeyPatch
     from citysense_common.settings import load_settings
     from citysense_scorer.health import HealthSettings
 
-    docs = render(values={"scorer.health": {"enabled": False, "offlineAfterSeconds": 90, "buckets": 8,
+    docs = render(values={"scorer.health": {"enabled": False, "offlineAfterSeconds": 90, "buckets": 16,
                                             "offlineGroups": {"lora-*": 900}}})
     env = env_of(find(docs, "SparkApplication", STREAM)["spec"]["driver"])
     for name, value in env.items():
@@ -37,7 +38,17 @@ def test_health_values_reach_the_scorer_settings(monkeypatch: pytest.MonkeyPatch
             monkeypatch.setenv(name, value)
     health = load_settings(HealthSettings)
     assert (health.health_enabled, health.offline_after_s, health.offline_groups) == (False, 90.0, {"lora-*": 900.0})
-    assert health.health_buckets == 8
+    assert health.health_buckets == 16
+
+
+def test_state_partitions_follow_the_executor_cores(monkeypatch: pytest.MonkeyPatch) -> None:
+    from citysense_scorer.settings import scorer_settings
+
+    docs = render(values={"scorer.executor": {"instances": 3, "cores": 2}})
+    env = env_of(find(docs, "SparkApplication", STREAM)["spec"]["driver"])
+    assert env["CITYSENSE_SCORER_SHUFFLE_PARTITIONS"] == "6"
+    monkeypatch.setenv("CITYSENSE_SCORER_SHUFFLE_PARTITIONS", env["CITYSENSE_SCORER_SHUFFLE_PARTITIONS"])
+    assert scorer_settings().scorer_shuffle_partitions == 6
 
 
 @pytest.mark.parametrize(("values", "needle"), [

@@ -12,6 +12,9 @@ working directory /opt/spark/work-dir; driver and executors run the same image.
   value: {{ default "/var/lib/citysense/checkpoints" .Values.scorer.checkpoint.location | quote }}
 - name: PYSPARK_PYTHON
   value: /opt/venv/bin/python
+# One state partition per executor core: each partition costs the health operator a fixed amount per micro-batch.
+- name: CITYSENSE_SCORER_SHUFFLE_PARTITIONS
+  value: {{ mul .Values.scorer.executor.instances .Values.scorer.executor.cores | quote }}
 {{- with .Values.scorer.health }}
 - name: CITYSENSE_HEALTH_ENABLED
   value: {{ .enabled | quote }}

@@ -45,7 +45,7 @@ class HealthSettings(CommonSettings):
 
     health_enabled: bool = Field(default=True, description="run baselines, fault, offline and forecast detection "
                                  "in the stream (CITYSENSE_HEALTH_ENABLED=false turns them off)")
-    health_buckets: int = Field(default=32, ge=1, le=4096, description="state-store keys the stations are hashed "
+    health_buckets: int = Field(default=8, ge=1, le=4096, description="state-store keys the stations are hashed "
                                 "into; changing it starts the learned state afresh (baselines warm up again)")
     offline_after_s: float = Field(default=60, gt=0, description="silence before a station counts as offline")
     offline_groups: dict[str, float] = Field(
@@ -70,7 +70,7 @@ class HealthContext:
     offline: OfflineConfig = field(default_factory=OfflineConfig)
     forecast: ForecastConfig = field(default_factory=ForecastConfig)
     targets: tuple[ForecastTarget, ...] = ()
-    buckets: int = 32
+    buckets: int = 8
 
     @classmethod
     def build(cls, registry: Registry, profile: str, settings: HealthSettings, rules: object | None = None,
