@@ -20,7 +20,9 @@ class ScorerSettings(StoreSettings):
         "(needs the spark-sql-kafka jars on the classpath)",
     )
     scorer_spark_master: str = "local[2]"
-    scorer_shuffle_partitions: int = Field(default=2, ge=1, description="partitions of the health operator's state; one per core (4 on 2 cores made each micro-batch ~0.9 s slower with health on)")
+    scorer_shuffle_partitions: int = Field(
+        default=2, ge=1, description="partitions of the health operator's state; one per core (4 on 2 cores made "
+        "each micro-batch ~0.9 s slower with health on)")
     scorer_trigger_ms: int = Field(default=500, ge=0, description="micro-batch trigger interval; 0 = back to back")
     scorer_max_offsets_per_trigger: int = Field(default=200_000, ge=0, description="0 = unlimited")
     scorer_checkpoint_dir: Path | None = Field(default=None, description="default <data_dir>/checkpoints/scorer")
