@@ -173,7 +173,7 @@ def test_env_names_exist_in_the_services_settings() -> None:
             continue  # a service still being written; the e2e/report lists it
         fields |= set(getattr(settings_module, cls).model_fields)
     # Read by code outside the settings classes.
-    known_elsewhere = {"CITYSENSE_CONFIG_DIR", "CITYSENSE_RULES_FILE", "CITYSENSE_CHECKPOINT_DIR"}
+    known_elsewhere = {"CITYSENSE_CONFIG_DIR", "CITYSENSE_RULES_FILE"}
     unknown = set()
     for spec in pod_specs(render(CHART / "ci" / "production-values.yaml")).values():
         for container in spec["containers"]:
@@ -304,13 +304,27 @@ def test_scorer_spark_application(default_docs) -> None:
     assert pvc["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
 
 
-def test_scorer_object_storage_checkpoint_needs_no_pvc() -> None:
+def test_scorer_checkpoint_is_on_the_mounted_volume(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The scorer's own setting (not a name no code reads) points into the volume the driver and executors mount."""
+    from citysense_scorer.settings import scorer_settings
+
     docs = render(CHART / "ci" / "production-values.yaml")
-    assert not [d for d in docs if d["kind"] == "PersistentVolumeClaim"]
+    pvc = find(docs, "PersistentVolumeClaim", "citysense-scorer-checkpoint")
+    assert pvc["spec"]["accessModes"] == ["ReadWriteMany"] and pvc["spec"]["storageClassName"] == "cephfs"
     spec = find(docs, "SparkApplication", "citysense-scorer")["spec"]
-    assert spec["sparkConf"]["spark.sql.streaming.checkpointLocation"] == "s3a://citysense-checkpoints/scorer"
-    assert env_of(spec["driver"])["CITYSENSE_CHECKPOINT_DIR"] == "s3a://citysense-checkpoints/scorer"
-    assert spec["hadoopConf"]["fs.s3a.path.style.access"] == "true"
+    assert "spark.sql.streaming.checkpointLocation" not in spec["sparkConf"]
+    volumes = {v["name"]: v for v in spec["volumes"]}
+    assert volumes["data"]["persistentVolumeClaim"]["claimName"] == "citysense-scorer-checkpoint"
+    for role in ("driver", "executor"):
+        env = env_of(spec[role])
+        for name, value in env.items():
+            if name.startswith("CITYSENSE_") and isinstance(value, str):
+                monkeypatch.setenv(name, value)
+        mounts = {m["mountPath"]: m["name"] for m in spec[role]["volumeMounts"]}
+        checkpoint = scorer_settings().checkpoint_dir
+        assert [path for path, name in mounts.items() if name == "data" and checkpoint.is_relative_to(path)], role
+    assert spec["sparkConf"]["spark.sql.shuffle.partitions"] == "6"  # 6 executors x 1 core, as the env says
+    assert env_of(spec["driver"])["CITYSENSE_SCORER_SHUFFLE_PARTITIONS"] == "6"
     assert spec["image"].startswith("registry.example.org/citysense/scorer:0.1.0@sha256:")
 
 

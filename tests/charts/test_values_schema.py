@@ -36,7 +36,7 @@ BAD_VALUES = [
     ("bad service type", {"alertApi.service.type": "External"}, "type"),
     ("spark memory without unit", {"scorer.executor.memory": "1024"}, "memory"),
     ("bad cron", {"scorer.batch.schedule": "daily"}, "schedule"),
-    ("checkpoint on http", {"scorer.checkpoint.location": "http://bucket"}, "location"),
+    ("object-storage checkpoint", {"scorer.checkpoint.location": "s3a://bucket"}, "additional properties"),
     ("bad access mode", {"scorer.checkpoint.persistentVolumeClaim.accessModes": ["ReadWriteSometimes"]}, "accessModes"),
     ("webhook network not a CIDR", {"alertApi.webhookAllowedNetworks": ["internal"]}, "webhookAllowedNetworks"),
     ("metric without range", {"config.metrics.metrics.co2": {"unit": "ppm", "profiles": {}}}, "range"),

@@ -242,7 +242,6 @@ SCHEMA = {
                              "coreLimit": QUANTITY, "memory": SPARK_MEMORY, "memoryOverhead": SPARK_MEMORY},
                             ["instances", "cores", "coreLimit", "memory"]),
             "checkpoint": obj({
-                "location": {"type": "string", "pattern": r"^$|^(s3a|gs|abfss|hdfs|file)://"},
                 "persistentVolumeClaim": obj({
                     "existingClaim": STR,
                     "accessModes": {"type": "array", "minItems": 1, "uniqueItems": True,

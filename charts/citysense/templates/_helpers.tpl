@@ -243,7 +243,7 @@ Scaling checks that the schema cannot express (it sees one value at a time). Ren
 {{- if and .Values.alertApi.enabled .Values.alertApi.podDisruptionBudget.enabled (not .Values.alertApi.autoscaling.enabled) (ge (int .Values.alertApi.podDisruptionBudget.maxUnavailable) (int .Values.alertApi.replicas)) (gt (int .Values.alertApi.replicas) 1) -}}
 {{- fail (printf "alertApi.podDisruptionBudget.maxUnavailable (%d) must be below alertApi.replicas (%d) or the PDB protects nothing" (int .Values.alertApi.podDisruptionBudget.maxUnavailable) (int .Values.alertApi.replicas)) -}}
 {{- end -}}
-{{- if and .Values.scorer.enabled (not .Values.scorer.checkpoint.location) (has "ReadWriteOnce" .Values.scorer.checkpoint.persistentVolumeClaim.accessModes) (has "ReadWriteMany" .Values.scorer.checkpoint.persistentVolumeClaim.accessModes) -}}
+{{- if and .Values.scorer.enabled (has "ReadWriteOnce" .Values.scorer.checkpoint.persistentVolumeClaim.accessModes) (has "ReadWriteMany" .Values.scorer.checkpoint.persistentVolumeClaim.accessModes) -}}
 {{- fail "scorer.checkpoint.persistentVolumeClaim.accessModes: choose ReadWriteOnce or ReadWriteMany, not both" -}}
 {{- end -}}
 {{- if and (eq .Values.cassandra.replication.strategy "NetworkTopologyStrategy") (not .Values.cassandra.replication.datacenters) -}}

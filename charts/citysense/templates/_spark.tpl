@@ -8,8 +8,9 @@ working directory /opt/spark/work-dir; driver and executors run the same image.
 {{- define "citysense.spark.env" -}}
 {{ include "citysense.commonEnv" . }}
 {{ include "citysense.storeEnv" . }}
-- name: CITYSENSE_CHECKPOINT_DIR
-  value: {{ default "/var/lib/citysense/checkpoints" .Values.scorer.checkpoint.location | quote }}
+# On the checkpoint volume (see citysense.spark.volumes); the batch job's copy points at its scratch volume, unused.
+- name: CITYSENSE_SCORER_CHECKPOINT_DIR
+  value: /var/lib/citysense/checkpoints/scorer
 - name: PYSPARK_PYTHON
   value: /opt/venv/bin/python
 # One state partition per executor core: each partition costs the health operator a fixed amount per micro-batch.
@@ -55,7 +56,7 @@ working directory /opt/spark/work-dir; driver and executors run the same image.
 - name: config
   configMap:
     name: {{ include "citysense.configMapName" . }}
-{{- if and $stream (not .Values.scorer.checkpoint.location) }}
+{{- if $stream }}
 - name: data
   persistentVolumeClaim:
     claimName: {{ include "citysense.checkpointClaimName" . }}
@@ -106,10 +107,7 @@ sparkConf:
   spark.metrics.namespace: citysense
   spark.metrics.conf.*.sink.prometheusServlet.class: org.apache.spark.metrics.sink.PrometheusServlet
   spark.metrics.conf.*.sink.prometheusServlet.path: /metrics/prometheus
-  spark.sql.shuffle.partitions: {{ $.Values.kafka.topics.readings.partitions | quote }}
-  {{- with $v.checkpoint.location }}
-  spark.sql.streaming.checkpointLocation: {{ . | quote }}
-  {{- end }}
+  spark.sql.shuffle.partitions: {{ mul $v.executor.instances $v.executor.cores | quote }}
   {{- range $key, $value := $v.sparkConf }}
   {{ $key }}: {{ $value | toString | quote }}
   {{- end }}
