@@ -103,3 +103,16 @@ def test_the_newest_reading_weighs_half_again_as_much_as_the_oldest() -> None:
 def test_history_shorter_than_two_is_refused() -> None:
     with pytest.raises(ValueError, match="at least 2"):
         SensorField(SEED_METRICS, "seed", 1, EngineParams(history=1))
+
+
+def test_pm2_5_never_exceeds_pm10() -> None:
+    """PM10 includes PM2.5; independent draws crossed for minutes and the scorer flagged healthy stations' sensors."""
+    city = load_registry().profile_metrics("city")
+    names = [m.name for m in city]
+    field = SensorField(city, "city", 200, EngineParams(outlier_probability=0.0), np.random.default_rng(8))
+    values = np.array([field.tick() for _ in range(1500)])
+    fine, coarse = values[:, :, names.index("pm2_5")], values[:, :, names.index("pm10")]
+    assert (fine <= coarse).all()
+    assert (fine < coarse).mean() > 0.5  # a bound, not a copy: PM2.5 still varies on its own
+    direct = np.tensordot(field.weights, field._ordered_history(), axes=(0, 0))
+    assert np.allclose(field.wsum, direct, rtol=1e-4)  # the bounded value is what entered the history

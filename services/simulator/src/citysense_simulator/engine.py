@@ -4,7 +4,9 @@ Per sensor: the next value is the weighted average of its last ``history`` true 
 from 1 for the oldest to 1.5 for the newest) plus N(0, σ). With probability ``recalibration_rate`` the value is
 pulled back towards μ by ``recalibration_strength`` of its distance. Incidental outliers of ``outlier_sigma`` σ
 appear with ``outlier_probability``; they are what the sensor reports, not what the air does, so they are not fed
-back into the history. Values are clamped to the metric's physical range (never mirrored with abs()).
+back into the history. Values are clamped to the metric's physical range (never mirrored with abs()), and PM2.5
+never exceeds PM10 (PM10 includes it; drawn independently the two crossed for minutes and the scorer rightly called
+the healthy stations' PM sensors faulty).
 
 The weighted average is kept incrementally: with positions k = 0 (oldest) .. H-1 and weights w_k = 1 + δk,
 δ = 0.5/(H-1), pushing x_new and dropping x_old changes the weighted sum W and plain sum S by
@@ -44,6 +46,9 @@ class SensorField:
         self.lo = np.array([m.range.min for m in metrics], dtype=np.float64)
         self.hi = np.array([m.range.max for m in metrics], dtype=np.float64)
         self.stations = stations
+        # (PM2.5 column, PM10 column) when both are simulated: the fine fraction is part of the coarse one.
+        self.pm_pair = (self.names.index("pm2_5"), self.names.index("pm10")) \
+            if {"pm2_5", "pm10"} <= set(self.names) else None
         h = self.params.history
         if h < 2:
             raise ValueError("history must be at least 2 readings")
@@ -77,6 +82,9 @@ class SensorField:
         recalibrate = self.rng.random(shape) < p.recalibration_rate
         value = np.where(recalibrate, self.mu + (value - self.mu) * (1.0 - p.recalibration_strength), value)
         value = np.clip(value, self.lo, self.hi)
+        if self.pm_pair is not None:
+            fine, coarse = self.pm_pair
+            value[:, fine] = np.minimum(value[:, fine], value[:, coarse])
 
         x_old = self.history[self.head].astype(np.float64)
         self.wsum += -x_old - self.delta * (self.sum - x_old) + 1.5 * value
