@@ -45,8 +45,12 @@ def progress(message: str) -> None:
 
 
 def health_off() -> bool:
-    """A run with station health switched off (``CITYSENSE_HEALTH_ENABLED=false``; it is on by default)."""
-    return os.environ.get("CITYSENSE_HEALTH_ENABLED", "true").strip().lower() in ("false", "0", "no", "off")
+    """A run with station health switched off (``CITYSENSE_HEALTH_ENABLED=false``; it is on by default), read by
+    the scorer's own settings so the bench and the stack agree on every spelling of false."""
+    from citysense_common.settings import load_settings
+    from citysense_scorer.health import HealthSettings
+
+    return not load_settings(HealthSettings).health_enabled
 
 
 def write_result(name: str, figures: list[Figure], notes: str = "") -> Path:

@@ -5,6 +5,11 @@ SPARK_HOME=/opt/spark, /opt/entrypoint.sh handling the `driver` and `executor` c
 working directory /opt/spark/work-dir; driver and executors run the same image.
 */}}
 
+{{/* One state partition per executor core: each partition costs the health operator a fixed amount per batch. */}}
+{{- define "citysense.spark.statePartitions" -}}
+{{- mul .Values.scorer.executor.instances .Values.scorer.executor.cores -}}
+{{- end -}}
+
 {{- define "citysense.spark.env" -}}
 {{ include "citysense.commonEnv" . }}
 {{ include "citysense.storeEnv" . }}
@@ -13,9 +18,8 @@ working directory /opt/spark/work-dir; driver and executors run the same image.
   value: /var/lib/citysense/checkpoints/scorer
 - name: PYSPARK_PYTHON
   value: /opt/venv/bin/python
-# One state partition per executor core: each partition costs the health operator a fixed amount per micro-batch.
 - name: CITYSENSE_SCORER_SHUFFLE_PARTITIONS
-  value: {{ mul .Values.scorer.executor.instances .Values.scorer.executor.cores | quote }}
+  value: {{ include "citysense.spark.statePartitions" . | quote }}
 {{- with .Values.scorer.health }}
 - name: CITYSENSE_HEALTH_ENABLED
   value: {{ .enabled | quote }}
@@ -107,7 +111,7 @@ sparkConf:
   spark.metrics.namespace: citysense
   spark.metrics.conf.*.sink.prometheusServlet.class: org.apache.spark.metrics.sink.PrometheusServlet
   spark.metrics.conf.*.sink.prometheusServlet.path: /metrics/prometheus
-  spark.sql.shuffle.partitions: {{ mul $v.executor.instances $v.executor.cores | quote }}
+  spark.sql.shuffle.partitions: {{ include "citysense.spark.statePartitions" $ | quote }}
   {{- range $key, $value := $v.sparkConf }}
   {{ $key }}: {{ $value | toString | quote }}
   {{- end }}

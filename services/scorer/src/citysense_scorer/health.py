@@ -14,7 +14,6 @@ grows with the number of stations, only the (cheap) Python work per reading does
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, field
 from typing import Any
@@ -134,19 +133,7 @@ class StationHealth:
     def on_timer(self, now_ms: int) -> list[AlertEvent]:
         return self.offline.on_timer(now_ms)
 
-    def next_timer(self) -> int | None:
-        """When this station's silence would open an offline alert (None: already offline, or never heard from)."""
-        return _offline_deadline(self.offline.state.alert_id, self.offline.state.last_arrival_ms,
-                                 self.offline.after_ms)
-
-    # -- state document ------------------------------------------------------------------------------------------
-    def dumps(self) -> str:
-        return json.dumps(self.to_doc(), separators=(",", ":"), allow_nan=True)
-
-    @classmethod
-    def loads(cls, station_id: str, ctx: HealthContext, text: str | None) -> StationHealth:
-        return cls.from_doc(station_id, ctx, json.loads(text) if text else None)
-
+    # -- state document (written by HealthBucket.dumps) ----------------------------------------------------------
     def to_doc(self) -> dict[str, Any]:
         doc: dict[str, Any] = {
             "tracks": {name: _track_doc(t) for name, t in self.faults.tracks.items()},

@@ -20,7 +20,7 @@ from citysense_scorer.kafka_source import KafkaDataSource
 FS_CHECKPOINT_MANAGER = "org.apache.spark.sql.execution.streaming.checkpointing.FileSystemBasedCheckpointFileManager"
 
 
-def build_session(master: str, *, shuffle_partitions: int = 2, app_name: str = "citysense-scorer") -> SparkSession:
+def build_session(master: str, *, shuffle_partitions: int, app_name: str = "citysense-scorer") -> SparkSession:
     ensure_java()
     # Workers must run the same interpreter as the driver (the venv with confluent-kafka and pyarrow).
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
