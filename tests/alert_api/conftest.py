@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import threading
 import time
@@ -87,14 +88,14 @@ class LiveServer:
         assert producer.flush(10) == 0
 
 
-@pytest.fixture
-def live_server(api_settings: ApiSettings, store: Store) -> Iterator[LiveServer]:
+@contextlib.contextmanager
+def running_api(settings: ApiSettings, store: Store) -> Iterator[LiveServer]:
     """The API on a real uvicorn server on a free loopback port (SSE and the browser need a real socket)."""
-    ensure_topics(api_settings.bootstrap, [TopicSpec(api_settings.alerts_topic, 1)])
+    ensure_topics(settings.bootstrap, [TopicSpec(settings.alerts_topic, 1)])
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    config = uvicorn.Config(create_app(api_settings, TOKEN, store=store), host="127.0.0.1", port=port,
+    config = uvicorn.Config(create_app(settings, TOKEN, store=store), host="127.0.0.1", port=port,
                             log_level="warning", log_config=None)
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
@@ -103,9 +104,17 @@ def live_server(api_settings: ApiSettings, store: Store) -> Iterator[LiveServer]
     while not server.started:
         assert time.monotonic() < deadline, "uvicorn did not start"
         time.sleep(0.05)
-    yield LiveServer(f"http://127.0.0.1:{port}", store, api_settings)
-    server.should_exit = True
-    thread.join(10)
+    try:
+        yield LiveServer(f"http://127.0.0.1:{port}", store, settings)
+    finally:
+        server.should_exit = True
+        thread.join(10)
+
+
+@pytest.fixture
+def live_server(api_settings: ApiSettings, store: Store) -> Iterator[LiveServer]:
+    with running_api(api_settings, store) as server:
+        yield server
 
 
 def alert_event(station_id: str = "st-bad", message: str = "PM2.5 hazardous") -> AlertEvent:

@@ -17,6 +17,7 @@ from starlette.responses import FileResponse
 
 from citysense_alert_api.auth import TokenChecker
 from citysense_alert_api.metrics import ApiMetrics, MetricsMiddleware
+from citysense_alert_api.page_cache import PageCache
 from citysense_alert_api.problems import ProblemDetails, install_problem_handlers, problem_responses
 from citysense_alert_api.routes import alerts, ops, stations, subscriptions
 from citysense_alert_api.routes.ops import BrokerProbe
@@ -62,7 +63,9 @@ def create_app(settings: ApiSettings, token: str, store: Store | None = None) ->
                   docs_url="/docs", redoc_url=None, openapi_url="/openapi.json")
     app.state.settings = settings
     app.state.token_checker = TokenChecker(token)
-    app.state.broadcaster = AlertBroadcaster(settings, max_clients=settings.stream_max_clients)
+    app.state.alert_pages = PageCache(settings.api_alert_cache_s)
+    app.state.broadcaster = AlertBroadcaster(settings, max_clients=settings.stream_max_clients,
+                                             on_message=app.state.alert_pages.invalidate)
     app.state.test_publisher = TestRequestPublisher(settings)
     app.state.broker_probe = BrokerProbe(settings)
     app.state.metrics = ApiMetrics()

@@ -23,6 +23,11 @@ class ApiSettings(WebhookSettings):
     )
     stream_max_clients: int = Field(default=1000, ge=1)
     readiness_timeout_s: float = Field(default=2.0, gt=0)
+    api_alert_cache_s: float = Field(
+        default=1.0, ge=0, le=60,
+        description="longest time a cached GET /v1/alerts page is served when no alert event arrives to drop it "
+                    "(pages are dropped as soon as this process's alert stream sees any event); 0 = no cache",
+    )
 
 
 def build_settings(**overrides: object) -> ApiSettings:

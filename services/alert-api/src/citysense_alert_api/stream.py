@@ -13,6 +13,7 @@ import logging
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from citysense_common.contract import AlertEvent
@@ -33,8 +34,11 @@ class StreamClient:
 
 
 class AlertBroadcaster:
-    def __init__(self, settings: CommonSettings, max_clients: int = 1000) -> None:
+    def __init__(self, settings: CommonSettings, max_clients: int = 1000,
+                 on_message: Callable[[], None] | None = None) -> None:
+        """``on_message`` runs on the reader thread for every message read (the alert-page cache's invalidate)."""
         self._settings = settings
+        self._on_message = on_message
         self._max_clients = max_clients
         self._clients: set[StreamClient] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -96,6 +100,8 @@ class AlertBroadcaster:
                 msg = consumer.poll(0.5)
                 if msg is None or msg.error():
                     continue
+                if self._on_message is not None:
+                    self._on_message()  # an alert changed: the store already holds it (written before produced)
                 _, ts_ms = msg.timestamp()
                 if ts_ms and ts_ms < self._started_ms - _START_SLACK_MS:
                     continue
