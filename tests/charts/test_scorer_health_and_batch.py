@@ -113,3 +113,17 @@ def test_values_document_both() -> None:
     text = (CHART / "values.yaml").read_text(encoding="utf-8")
     assert "citysense-scorer batch --day yesterday" in text
     assert "health:" in text and "CITYSENSE_HEALTH_ENABLED" in text
+
+
+def test_scorer_pods_give_memory_back_like_the_local_scorer(default_docs) -> None:  # noqa: ANN001
+    """The chart repeats citysense_scorer.spark's memory settings (a pod's JVM starts before any scorer code runs);
+    this keeps the two copies equal."""
+    from citysense_scorer.spark import JVM_MEMORY_OPTIONS, LEAN_MEMORY_ENV
+
+    for kind, name in (("SparkApplication", STREAM), ("ScheduledSparkApplication", BATCH)):
+        doc = find(default_docs, kind, name)["spec"]
+        spec = doc.get("template", doc)
+        for role in ("driver", "executor"):
+            env = env_of(spec[role])
+            assert {k: env.get(k) for k in LEAN_MEMORY_ENV} == LEAN_MEMORY_ENV, (name, role)
+            assert spec["sparkConf"][f"spark.{role}.extraJavaOptions"] == JVM_MEMORY_OPTIONS

@@ -20,6 +20,13 @@ working directory /opt/spark/work-dir; driver and executors run the same image.
   value: /opt/venv/bin/python
 - name: CITYSENSE_SCORER_SHUFFLE_PARTITIONS
   value: {{ include "citysense.spark.statePartitions" . | quote }}
+# Give memory back after each micro-batch (the values of citysense_scorer.spark.LEAN_MEMORY_ENV; see there).
+- name: MALLOC_MMAP_THRESHOLD_
+  value: "131072"
+- name: MALLOC_TRIM_THRESHOLD_
+  value: "131072"
+- name: ARROW_DEFAULT_MEMORY_POOL
+  value: system
 {{- with .Values.scorer.health }}
 - name: CITYSENSE_HEALTH_ENABLED
   value: {{ .enabled | quote }}
@@ -112,6 +119,9 @@ sparkConf:
   spark.metrics.conf.*.sink.prometheusServlet.class: org.apache.spark.metrics.sink.PrometheusServlet
   spark.metrics.conf.*.sink.prometheusServlet.path: /metrics/prometheus
   spark.sql.shuffle.partitions: {{ include "citysense.spark.statePartitions" $ | quote }}
+  # G1 returns heap it no longer needs (citysense_scorer.spark.JVM_MEMORY_OPTIONS).
+  spark.driver.extraJavaOptions: "-XX:MaxHeapFreeRatio=20 -XX:MinHeapFreeRatio=5 -XX:G1PeriodicGCInterval=5000"
+  spark.executor.extraJavaOptions: "-XX:MaxHeapFreeRatio=20 -XX:MinHeapFreeRatio=5 -XX:G1PeriodicGCInterval=5000"
   {{- range $key, $value := $v.sparkConf }}
   {{ $key }}: {{ $value | toString | quote }}
   {{- end }}
