@@ -176,7 +176,7 @@ def main() -> int:
         r = results[name]
         figures.append(Figure("P5", f"{label} p50", r["p50_us"] / 1000, "ms", "—", None, r))
         figures.append(Figure("P5", f"{label} p99", r["p99_us"] / 1000, "ms", "<= 25 ms", r["p99_us"] <= 25_000, r))
-    figures.append(Figure("P5", "API requests/s achieved (offered ~2,000)", achieved, "req/s", ">= 2,000",
+    figures.append(Figure("P5", "API requests/s achieved (offered ~2,000)", achieved, "req/s", ">= 95 % of offered",
                           achieved >= 0.95 * args.rate))
     for name, label in LABELS.items():
         r = uncached[name]

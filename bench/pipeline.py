@@ -3,8 +3,8 @@
 - :class:`StackRun` starts ``citysense-stack up`` in a temporary data dir on free loopback ports and stops it with
   Ctrl-C (SIGINT), then SIGKILLs whatever is left in its process groups;
 - :func:`scrape` reads a Prometheus text endpoint into ``{"name{labels}": value}``;
-- :func:`stack_rss` sums VmRSS of every live process in the stack's process groups (the scorer's JVM and Spark's
-  Python workers included);
+- :meth:`StackRun.rss` sums the memory of every live process in the stack's process groups (the scorer's JVM and
+  Spark's Python workers included), as VmRSS (:func:`rss_bytes`) or as PSS (:func:`pss_bytes`);
 - :class:`WebhookReceiver` is a loopback HTTP server that verifies Standard Webhooks signatures and timestamps
   each delivery;
 - :class:`ProbeProducer` sends readings for dedicated probe stations and records when each was produced, keyed by
@@ -26,7 +26,7 @@ import tempfile
 import threading
 import time
 import urllib.request
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -67,6 +67,19 @@ def rss_bytes(pid: int) -> int:
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
             if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        pass
+    return 0
+
+
+def pss_bytes(pid: int) -> int:
+    """Proportional set size: resident pages, each shared page divided among the processes sharing it. Summed over
+    processes it is the memory they occupy together; a VmRSS sum counts a page shared by N forked processes (Spark's
+    Python daemon and its workers share the interpreter and pandas/pyarrow) N times."""
+    try:
+        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+            if line.startswith("Pss:"):
                 return int(line.split()[1]) * 1024
     except (FileNotFoundError, ProcessLookupError, PermissionError):
         pass
@@ -211,8 +224,9 @@ class StackRun:
     def pids(self) -> list[int]:
         return group_members(self.pgids())
 
-    def rss(self) -> dict[str, int]:
-        """RSS by component (launcher, broker, scorer incl. JVM and Python workers, ...) and the total."""
+    def rss(self, measure: Callable[[int], int] = rss_bytes) -> dict[str, int]:
+        """Memory by component (launcher, broker, scorer incl. JVM and Python workers, ...) and the total; VmRSS
+        unless ``measure`` is :func:`pss_bytes`."""
         state = self.refresh_state()
         names = {state.get("launcher"): "launcher", state.get("broker"): "broker",
                  **{pid: name for name, pid in state.get("components", {}).items()}}
@@ -222,7 +236,7 @@ class StackRun:
             if not fields:
                 continue
             name = names.get(int(fields[2]), "other")
-            out[name] = out.get(name, 0) + rss_bytes(pid)
+            out[name] = out.get(name, 0) + measure(pid)
         out["total"] = sum(out.values())
         return out
 

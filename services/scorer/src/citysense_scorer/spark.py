@@ -53,7 +53,8 @@ def lean_memory() -> None:
         pa.set_memory_pool(pa.system_memory_pool())
 
 
-def build_session(master: str, *, shuffle_partitions: int, app_name: str = "citysense-scorer") -> SparkSession:
+def build_session(master: str, *, shuffle_partitions: int, driver_memory: str,
+                  app_name: str = "citysense-scorer") -> SparkSession:
     ensure_java()
     # Workers must run the same interpreter as the driver (the venv with confluent-kafka and pyarrow).
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
@@ -68,7 +69,7 @@ def build_session(master: str, *, shuffle_partitions: int, app_name: str = "city
         .config("spark.sql.session.timeZone", "UTC")
         .config("spark.sql.execution.arrow.pyspark.enabled", "true")
         .config("spark.python.worker.reuse", "true")
-        .config("spark.driver.memory", "1g")
+        .config("spark.driver.memory", driver_memory)
         .config("spark.driver.extraJavaOptions", JVM_MEMORY_OPTIONS)  # local mode: the driver JVM starts here
         # Streaming: keep the offset/commit logs short; the job never needs old batches.
         .config("spark.sql.streaming.minBatchesToRetain", "20")

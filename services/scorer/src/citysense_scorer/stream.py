@@ -184,7 +184,8 @@ def run(settings: ScorerSettings) -> int:
     signal.signal(signal.SIGINT, on_signal)
     sink = build_sink(settings)
     lag, probe = start_lag(settings)
-    spark = build_session(settings.scorer_spark_master, shuffle_partitions=settings.scorer_shuffle_partitions)
+    spark = build_session(settings.scorer_spark_master, shuffle_partitions=settings.scorer_shuffle_partitions,
+                          driver_memory=settings.scorer_driver_memory)
     query = start_query(spark, settings, sink)
     log.info("scorer running: %s -> store, %s, %s; checkpoint %s; metrics :%d", settings.readings_topic,
              settings.alerts_topic, settings.dlq_topic, settings.checkpoint_dir, settings.scorer_metrics_port)
