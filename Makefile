@@ -34,7 +34,7 @@ generate: contracts  ## regenerate every checked-in generated file (schemas, cha
 	@$(BIN)/python charts/citysense/scripts/sync-config.py
 
 lint: $(STAMP)  ## ruff over the code
-	@$(BIN)/ruff check libs services tools tests
+	@$(BIN)/ruff check libs services tools tests bench
 
 clean:  ## remove local state (.citysense) — keeps the environment
 	rm -rf .citysense
