@@ -63,27 +63,26 @@ def group_members(pgids: Iterable[int]) -> list[int]:
     return out
 
 
-def rss_bytes(pid: int) -> int:
+def _proc_kib_field(path: str, field: str) -> int:
+    """Bytes of a ``<field> <n> kB`` line of a /proc file (0 when the process is gone)."""
     try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
+        for line in Path(path).read_text().splitlines():
+            if line.startswith(field):
                 return int(line.split()[1]) * 1024
     except (FileNotFoundError, ProcessLookupError, PermissionError):
         pass
     return 0
+
+
+def rss_bytes(pid: int) -> int:
+    return _proc_kib_field(f"/proc/{pid}/status", "VmRSS:")
 
 
 def pss_bytes(pid: int) -> int:
     """Proportional set size: resident pages, each shared page divided among the processes sharing it. Summed over
     processes it is the memory they occupy together; a VmRSS sum counts a page shared by N forked processes (Spark's
     Python daemon and its workers share the interpreter and pandas/pyarrow) N times."""
-    try:
-        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
-            if line.startswith("Pss:"):
-                return int(line.split()[1]) * 1024
-    except (FileNotFoundError, ProcessLookupError, PermissionError):
-        pass
-    return 0
+    return _proc_kib_field(f"/proc/{pid}/smaps_rollup", "Pss:")
 
 
 def cmdline(pid: int) -> str:
