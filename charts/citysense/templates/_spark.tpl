@@ -120,8 +120,9 @@ sparkConf:
   spark.metrics.conf.*.sink.prometheusServlet.path: /metrics/prometheus
   spark.sql.shuffle.partitions: {{ include "citysense.spark.statePartitions" $ | quote }}
   # G1 returns heap it no longer needs (citysense_scorer.spark.JVM_MEMORY_OPTIONS).
-  spark.driver.extraJavaOptions: "-XX:MaxHeapFreeRatio=20 -XX:MinHeapFreeRatio=5 -XX:G1PeriodicGCInterval=5000"
-  spark.executor.extraJavaOptions: "-XX:MaxHeapFreeRatio=20 -XX:MinHeapFreeRatio=5 -XX:G1PeriodicGCInterval=5000"
+  {{- $jvmMemory := "-XX:MaxHeapFreeRatio=20 -XX:MinHeapFreeRatio=5 -XX:G1PeriodicGCInterval=5000" }}
+  spark.driver.extraJavaOptions: {{ $jvmMemory | quote }}
+  spark.executor.extraJavaOptions: {{ $jvmMemory | quote }}
   {{- range $key, $value := $v.sparkConf }}
   {{ $key }}: {{ $value | toString | quote }}
   {{- end }}
