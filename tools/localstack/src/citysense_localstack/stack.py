@@ -255,9 +255,12 @@ def load(**overrides: object) -> StackSettings:
 def up(settings: StackSettings) -> int:
     stack = Stack(settings)
 
+    received: list[int] = []
+
     def on_signal(signum: int, _frame: object) -> None:
-        if not stack.stopping.is_set():
-            log.info("received %s; stopping", signal.Signals(signum).name)
+        # No logging here: a second Ctrl-C can interrupt this handler between its check and its log call, which
+        # printed "stopping" twice. The main flow reports the first signal once.
+        received.append(signum)
         stack.stopping.set()
 
     signal.signal(signal.SIGINT, on_signal)
@@ -274,5 +277,11 @@ def up(settings: StackSettings) -> int:
         log.error("could not start the stack: %s", exc)
         return 1
     finally:
+        if received:
+            log.info("received %s; stopping", signal.Signals(received[0]).name)
         stack.shutdown()
+        # Interpreter shutdown puts the default handlers back, so a Ctrl-C still in flight after a clean stop
+        # would kill the launcher with -SIGINT. Everything is stopped by now: ignore further stop requests.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
     return 0
