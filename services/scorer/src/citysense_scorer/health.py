@@ -18,6 +18,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import orjson
 from citysense_common.contract import AlertEvent
 from citysense_common.registry import Metric, Registry
@@ -25,6 +26,7 @@ from citysense_common.settings import CommonSettings
 from pydantic import Field
 
 from citysense_scorer.baselines import Baseline, BaselineConfig
+from citysense_scorer.fault_batch import observe_batch
 from citysense_scorer.faults import FaultConfig, FaultDetector, MetricTrack, OpenFault
 from citysense_scorer.forecast import (
     Buckets,
@@ -100,6 +102,36 @@ class Row:
 class RowResult:
     faults: list[str]
     baseline_z: dict[str, float]
+
+
+@dataclass(frozen=True)
+class BatchColumns:
+    """A bucket's readings of one micro-batch as columns: rows grouped by station (``stations[i]`` owns rows
+    ``starts[i]:ends[i]``, in event-time order), ``values`` rows x ``names`` (NaN: metric absent), lat/lon NaN when
+    the reading has no location."""
+
+    stations: list[str]
+    starts: np.ndarray
+    ends: np.ndarray
+    ts_ms: np.ndarray
+    values: np.ndarray
+    names: list[str]
+    lat: np.ndarray
+    lon: np.ndarray
+
+
+def row_result(names: list[str], faults: np.ndarray, zs: np.ndarray) -> RowResult:
+    """One reading's verdict as :meth:`StationHealth.process` gives it (faults sorted, z rounded to 4 places)."""
+    return RowResult(sorted(names[j] for j in np.flatnonzero(faults)),
+                     {names[j]: round(float(zs[j]), 4) for j in np.flatnonzero(~np.isnan(zs))})
+
+
+def _nan(value: float | None) -> float:
+    return math.nan if value is None else value
+
+
+def _opt(value: float) -> float | None:
+    return None if math.isnan(value) else float(value)
 
 
 class StationHealth:
@@ -202,16 +234,70 @@ class HealthBucket:
     def process(self, readings: dict[str, list[Row]], now_ms: int,
                 ) -> tuple[dict[str, list[RowResult]], list[AlertEvent]]:
         """Readings by station (each in event-time order) arriving at ``now_ms`` -> per-row results by station and
-        the events, including offline alerts of the bucket's silent stations that are due."""
+        the events, including offline alerts of the bucket's silent stations that are due. (Row objects in and out:
+        :meth:`process_columns` does the work.)"""
+        names = list(self.ctx.metrics)
+        rows = [r for station_rows in readings.values() for r in station_rows]
+        ends = np.cumsum([len(station_rows) for station_rows in readings.values()], dtype=np.int64)
+        batch = BatchColumns(
+            stations=list(readings), starts=ends - [len(r) for r in readings.values()], ends=ends,
+            ts_ms=np.array([r.ts_ms for r in rows], np.int64),
+            values=np.array([[_nan(r.values.get(m)) for m in names] for r in rows], np.float64).reshape(-1, len(names)),
+            names=names, lat=np.array([math.nan if r.lat is None else r.lat for r in rows], np.float64),
+            lon=np.array([math.nan if r.lon is None else r.lon for r in rows], np.float64))
+        faults, zs, events = self.process_columns(batch, now_ms)
         results: dict[str, list[RowResult]] = {}
-        events: list[AlertEvent] = []
-        for station, rows in readings.items():
-            health = StationHealth.from_doc(station, self.ctx, self.stations.get(station))
-            results[station], station_events, _ = health.process(rows, now_ms)
-            events.extend(station_events)
-            self.stations[station] = health.to_doc()
-        events.extend(self.expire(now_ms, skip=readings.keys()))
+        for i, station in enumerate(batch.stations):
+            results[station] = [row_result(names, faults[r], zs[r]) for r in range(batch.starts[i], batch.ends[i])]
         return results, events
+
+    def process_columns(self, batch: BatchColumns, now_ms: int) -> tuple[np.ndarray, np.ndarray, list[AlertEvent]]:
+        """The micro-batch as columns -> (faults: rows x metrics bool, baseline z: rows x metrics float, NaN where
+        none, events). Events come station by station as :meth:`StationHealth.process` orders them (offline
+        resolves, then each reading's fault events, then forecasts), then the offline alerts of silent stations.
+        The fault detectors run column-wise (:mod:`citysense_scorer.fault_batch`); same results as
+        :meth:`StationHealth.process` station by station."""
+        healths = [StationHealth.from_doc(s, self.ctx, self.stations.get(s)) for s in batch.stations]
+        before: list[list[AlertEvent]] = []
+        last_locs: list[tuple[float | None, float | None]] = []
+        fallback: dict[int, tuple[float | None, float | None]] = {}
+        for i, health in enumerate(healths):
+            a, b = int(batch.starts[i]), int(batch.ends[i])
+            located = np.flatnonzero(~np.isnan(batch.lat[a:b]))
+            last = a + int(located[-1]) if len(located) else None
+            loc = (float(batch.lat[last]), _opt(batch.lon[last])) if last is not None else (None, None)
+            events, _ = health.offline.on_readings(now_ms, int(batch.ts_ms[a:b].max()), *loc)
+            before.append(events)
+            last_locs.append(loc)
+            fallback[i] = (health.offline.state.lat, health.offline.state.lon)
+        station_of = np.repeat(np.arange(len(healths)), batch.ends - batch.starts)
+
+        def locate(row: int) -> tuple[float | None, float | None]:
+            # Readings may omit the location; events carry the station's last known one.
+            lat = batch.lat[row]
+            return (float(lat), _opt(batch.lon[row])) if not math.isnan(lat) else fallback[int(station_of[row])]
+
+        verdict = observe_batch([h.faults for h in healths], batch.starts, batch.ends, batch.ts_ms, batch.values,
+                                batch.names, locate)
+        events: list[AlertEvent] = []
+        for i, health in enumerate(healths):
+            a, b = int(batch.starts[i]), int(batch.ends[i])
+            events.extend(before[i])
+            for row in range(a, b):
+                events.extend(verdict.events.get(row, ()))
+            if health.forecaster is not None:
+                for metric, series in health.forecaster.series.items():
+                    if metric not in batch.names:
+                        continue
+                    j = batch.names.index(metric)
+                    usable = ~np.isnan(batch.values[a:b, j]) & ~verdict.faults[a:b, j]
+                    for ts, value in zip(batch.ts_ms[a:b][usable].tolist(), batch.values[a:b, j][usable].tolist(),
+                                         strict=True):
+                        series.add(ts, value)
+                events.extend(health.forecaster.evaluate(int(batch.ts_ms[a:b].max()), *last_locs[i]))
+            self.stations[batch.stations[i]] = health.to_doc()
+        events.extend(self.expire(now_ms, skip=set(batch.stations)))
+        return verdict.faults, verdict.baseline_z, events
 
     def expire(self, now_ms: int, skip: Any = ()) -> list[AlertEvent]:
         """Offline alerts for the stations whose silence reached ``offline_after`` by ``now_ms``."""

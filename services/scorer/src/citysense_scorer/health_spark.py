@@ -35,7 +35,7 @@ from pyspark.sql.streaming.stateful_processor import (
 )
 from pyspark.sql.types import ArrayType, DoubleType, MapType, StringType, StructField, StructType
 
-from citysense_scorer.health import BASELINE_Z_PREFIX, HealthBucket, HealthContext, Row
+from citysense_scorer.health import BASELINE_Z_PREFIX, BatchColumns, HealthBucket, HealthContext, row_result
 from citysense_scorer.worker_gc import freeze_once
 
 log = logging.getLogger(__name__)
@@ -71,6 +71,8 @@ class StationHealthProcessor(StatefulProcessor):
     def handleInputRows(self, key: Any, rows: Iterator[pd.DataFrame],
                         timerValues: TimerValues) -> Iterator[pd.DataFrame]:
         pdf = pd.concat(list(rows), ignore_index=True)
+        if pdf.empty:
+            return
         if key[0] == DEAD_LETTER_KEY:
             for name in (VERDICT, "health_event"):
                 pdf[name] = None
@@ -81,22 +83,17 @@ class StationHealthProcessor(StatefulProcessor):
         codes, stations = pd.factorize(pdf["station_id"])
         order = np.lexsort((pdf["seq"].to_numpy(), ts_ms, codes))  # by station, then event time
         pdf, ts_ms, codes = pdf.iloc[order].reset_index(drop=True), ts_ms[order], codes[order]
-        values = pdf[self.metric_names].to_numpy(dtype="float64")
-        lats, lons = pdf["lat"].to_numpy(dtype="float64"), pdf["lon"].to_numpy(dtype="float64")
-        batch = [
-            Row(int(ts_ms[i]), {n: float(v) for n, v in zip(self.metric_names, values[i], strict=True)
-                                if not math.isnan(v)},
-                None if math.isnan(lats[i]) else float(lats[i]), None if math.isnan(lons[i]) else float(lons[i]))
-            for i in range(len(pdf))
-        ]
         bounds = np.flatnonzero(np.diff(codes)) + 1
-        starts, ends = np.concatenate(([0], bounds)), np.concatenate((bounds, [len(pdf)]))
-        readings = {str(stations[codes[a]]): batch[a:b] for a, b in zip(starts, ends, strict=True)}
+        batch = BatchColumns(
+            stations=[str(stations[c]) for c in codes[np.concatenate(([0], bounds))]],
+            starts=np.concatenate(([0], bounds)).astype(np.int64),
+            ends=np.concatenate((bounds, [len(pdf)])).astype(np.int64), ts_ms=ts_ms,
+            values=pdf[self.metric_names].to_numpy(dtype="float64"), names=self.metric_names,
+            lat=pdf["lat"].to_numpy(dtype="float64"), lon=pdf["lon"].to_numpy(dtype="float64"))
         bucket = self._load()
-        results, events = bucket.process(readings, timerValues.getCurrentProcessingTimeInMs())
+        faults, zs, events = bucket.process_columns(batch, timerValues.getCurrentProcessingTimeInMs())
         self._save(bucket)
-        ordered = [r for station in readings for r in results[station]]  # same order as the sorted rows
-        pdf[VERDICT] = [_verdict_json(r.faults, r.baseline_z) for r in ordered]
+        pdf[VERDICT] = verdict_json(self.metric_names, faults, zs)
         pdf["health_event"] = None
         yield _plain(pdf[self.columns])
         if events:
@@ -123,10 +120,14 @@ class StationHealthProcessor(StatefulProcessor):
         pass
 
 
-def _verdict_json(faults: list[str], baseline_z: dict[str, float]) -> str | None:
-    if not faults and not baseline_z:
-        return None  # the common case before warm-up; null is the cheapest value to hand back to the JVM
-    return orjson.dumps({"faults": faults, "baseline_z": baseline_z}).decode()
+def verdict_json(names: list[str], faults: np.ndarray, zs: np.ndarray) -> list[str | None]:
+    """Per row, its faults and baseline z as the JSON the JVM parses back (null when there are neither: the common
+    case before warm-up, and null is the cheapest value to hand back)."""
+    out: list[str | None] = [None] * len(faults)
+    for i in np.flatnonzero(faults.any(axis=1) | ~np.isnan(zs).all(axis=1)):
+        result = row_result(names, faults[i], zs[i])
+        out[i] = orjson.dumps({"faults": result.faults, "baseline_z": result.baseline_z}).decode()
+    return out
 
 
 def _plain(pdf: pd.DataFrame) -> pd.DataFrame:
