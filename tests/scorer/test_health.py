@@ -9,7 +9,7 @@ from citysense_common.registry import Registry
 from citysense_scorer.baselines import BaselineConfig
 from citysense_scorer.forecast import ForecastTarget
 from citysense_scorer.health import HealthBucket, HealthContext, Row, StationHealth
-from citysense_scorer.health_spark import baseline_zscores, mask_faulty, split_health
+from citysense_scorer.health_spark import mask_faulty, split_health
 from citysense_scorer.offline import OfflineConfig
 
 T0 = 1_767_225_600_000
@@ -63,7 +63,7 @@ def test_offline_through_the_composite(registry: Registry) -> None:
 
 def test_mask_faulty_nulls_values_and_heat_index() -> None:
     frame = pd.DataFrame({"temperature": [30.0, 31.0], "pm2_5": [5.0, 6.0], "heat_index": [33.0, 34.0]})
-    faults = pd.Series([["temperature"], None])
+    faults = pd.DataFrame({"fault_temperature": [True, False], "fault_pm2_5": [False, False]})
     out = mask_faulty(frame, faults)
     assert np.isnan(out.loc[0, "temperature"]) and np.isnan(out.loc[0, "heat_index"])
     assert out.loc[0, "pm2_5"] == 5.0 and out.loc[1].tolist() == [31.0, 6.0, 34.0]
@@ -77,32 +77,36 @@ def test_split_health_and_baseline_keys(registry: Registry) -> None:
                         "health_event": [None, event.to_json().decode()]})
     rest, events = split_health(pdf)
     assert len(rest) == 1 and [e.event_id for e in events] == [event.event_id]
-    assert baseline_zscores([("pm2_5", 1.5)]) == {"station:pm2_5": 1.5}
-    assert baseline_zscores({"pm2_5": 1.5}) == {"station:pm2_5": 1.5}
 
 
 def test_sink_helpers_on_arrow_shaped_columns() -> None:
     import pyarrow as pa
-    from citysense_scorer.health_wiring import exclude_faulty, health_columns, judge_outliers
+    from citysense_scorer.health_wiring import exclude_faulty, expand_health, health_columns, judge_outliers
 
     table = pa.table({
-        "station_id": ["a", "a", "b"],
-        "pm2_5": [900.0, 40.0, 30.0],
-        "temperature": [20.0, 20.0, 21.0],
-        "heat_index": [20.5, 20.5, 21.5],
-        "outliers": [["pm2_5"], ["pm2_5"], ["pm2_5"]],
-        "faults": pa.array([["pm2_5"], [], None], pa.list_(pa.string())),
-        "baseline_z": pa.array([[], [("pm2_5", 1.2)], [("pm2_5", 9.0)]], pa.map_(pa.string(), pa.float64())),
+        "station_id": ["a", "a", "b", "c"],
+        "pm2_5": [900.0, 40.0, 30.0, 20.0],
+        "temperature": [20.0, 20.0, 21.0, 22.0],
+        "heat_index": [20.5, 20.5, 21.5, 22.5],
+        "outliers": [["pm2_5"], ["pm2_5"], ["pm2_5"], None],
+        "faults": pa.array([["pm2_5", "temperature"], [], None, ["not-a-metric"]], pa.list_(pa.string())),
+        "baseline_z": pa.array([[], [("pm2_5", 1.2)], [("pm2_5", 9.0), ("temperature", -0.5)], None],
+                               pa.map_(pa.string(), pa.float64())),
     })
-    good = table.to_pandas()
+    expanded = expand_health(table, ["temperature", "pm2_5"])
+    assert "faults" not in expanded.column_names and "baseline_z" not in expanded.column_names
+    good = expanded.to_pandas()
+    assert good["fault_pm2_5"].tolist() == [True, False, False, False]
+    assert good["fault_temperature"].tolist() == [True, False, False, False]  # an unknown name flags nothing
+    np.testing.assert_array_equal(good["z_station:pm2_5"], [np.nan, 1.2, 9.0, np.nan])
+    np.testing.assert_array_equal(good["z_station:temperature"], [np.nan, np.nan, -0.5, np.nan])
     judged = judge_outliers(good, 3.72)
     # faulty: a fault, not an outlier; usual for the station: not an outlier; unusual for both: outlier
-    assert [list(o) for o in judged["outliers"]] == [[], [], ["pm2_5"]]
+    assert [None if o is None else list(o) for o in judged["outliers"]] == [[], [], ["pm2_5"], None]
     frame = exclude_faulty(good[["station_id", "pm2_5", "temperature", "heat_index"]], good)
-    assert np.isnan(frame.loc[0, "pm2_5"]) and frame.loc[1, "pm2_5"] == 40.0 and frame.loc[0, "temperature"] == 20.0
-    faults, extra_z = health_columns(good)
-    assert faults == [["pm2_5"], [], []]
-    assert extra_z == [{}, {"station:pm2_5": 1.2}, {"station:pm2_5": 9.0}]
+    assert np.isnan(frame.loc[0, "pm2_5"]) and np.isnan(frame.loc[0, "heat_index"])
+    assert frame.loc[1, "pm2_5"] == 40.0 and frame.loc[1, "temperature"] == 20.0
+    assert health_columns(good) == [["pm2_5", "temperature"], [], [], []]
 
 
 def test_wiring_is_a_no_op_without_health_columns() -> None:
@@ -110,7 +114,7 @@ def test_wiring_is_a_no_op_without_health_columns() -> None:
 
     plain = pd.DataFrame({"station_id": ["a"], "reason": [None], "pm2_5": [5.0], "outliers": [[]]})
     assert split_health(plain)[0] is plain and judge_outliers(plain, 3.72) is plain
-    assert exclude_faulty(plain, plain) is plain and health_columns(plain) == (None, None)
+    assert exclude_faulty(plain, plain) is plain and health_columns(plain) is None
 
 
 def test_bucket_matches_per_station_health_across_state_round_trips(registry: Registry) -> None:

@@ -1,9 +1,10 @@
 """The few calls that plug station health into the scorer's query (:mod:`stream`) and sink (:mod:`sink`).
 
 Stream side: :func:`health_stream` adds the health operator after scoring (no-op with
-``CITYSENSE_HEALTH_ENABLED=false``). Sink side, per micro-batch: :func:`split_health` takes the event rows out,
+``CITYSENSE_HEALTH_ENABLED=false``). Sink side, per micro-batch: :func:`expand_health` turns the verdict columns
+into one fault flag and one baseline z column per metric, :func:`split_health` takes the event rows out,
 :func:`judge_outliers` applies the station's own normal to the outlier verdict, :func:`exclude_faulty` keeps faulty
-values out of the threshold engine, :func:`health_columns` gives the stored faults and baseline z-scores, and
+values out of the threshold engine, :func:`health_columns` gives the stored faults, and
 :func:`apply_station_status` records offline/active.
 """
 
@@ -14,6 +15,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 from citysense_common.registry import Registry
 from citysense_common.settings import load_settings
@@ -21,16 +23,18 @@ from citysense_common.settings import load_settings
 from citysense_scorer.health import HealthContext, HealthSettings
 from citysense_scorer.health_spark import (
     STATE_PROVIDER,
+    STATION_Z_PREFIX,
     apply_station_status,
     attach_health,
-    baseline_zscores,
-    faulty_metrics,
+    expand_health,
+    fault_columns,
+    fault_matrix,
     mask_faulty,
     split_health,
 )
 
-__all__ = ["CheckpointMismatch", "apply_station_status", "check_checkpoint", "health_columns", "exclude_faulty",
-           "health_stream", "judge_outliers", "split_health"]
+__all__ = ["STATION_Z_PREFIX", "CheckpointMismatch", "apply_station_status", "check_checkpoint", "exclude_faulty",
+           "expand_health", "health_columns", "health_stream", "judge_outliers", "split_health"]
 
 PROVIDER_CONF = "spark.sql.streaming.stateStore.providerClass"
 HEALTH_OPERATOR = "transformWithStateInPandasExec"
@@ -100,32 +104,38 @@ def health_stream(scored: Any, settings: Any, registry: Registry) -> Any:
 
 def exclude_faulty(frame: pd.DataFrame, good: pd.DataFrame) -> pd.DataFrame:
     """The engine frame with every faulty value nulled (faulty readings never feed threshold aggregates)."""
-    return mask_faulty(frame, good["faults"]) if "faults" in good and len(frame) else frame
+    return mask_faulty(frame, good) if fault_columns(good) and len(frame) else frame
 
 
 def judge_outliers(good: pd.DataFrame, z_bound: float) -> pd.DataFrame:
     """Outlier = beyond ``z_bound`` against the registry distribution *and*, once the station's baseline is warm,
     against the station's own normal too: a station whose normal differs from the profile stops raising outliers
-    all day, while a value unusual for both still counts. A faulty value is never an outlier (it is a fault)."""
-    if "baseline_z" not in good or good.empty:
+    all day, while a value unusual for both still counts. A faulty value is never an outlier (it is a fault).
+    Only rows with registry outliers are looked at (few: the verdict columns are read for those rows alone)."""
+    names = fault_columns(good)
+    if not names or good.empty:
         return good
-    good = good.copy()
+    outliers = good["outliers"].tolist()
+    rows = [i for i, o in enumerate(outliers) if o is not None and len(o)]
+    if not rows:
+        return good
+    column = {name: j for j, name in enumerate(names)}
+    faults = fault_matrix(good.iloc[rows], names)
+    own = good.iloc[rows][[f"{STATION_Z_PREFIX}{n}" for n in names]].to_numpy(dtype="float64")
+    for k, i in enumerate(rows):
+        outliers[i] = [m for m in outliers[i] if (j := column.get(m)) is None
+                       or (not faults[k, j] and (math.isnan(own[k, j]) or abs(own[k, j]) > z_bound))]
+    return good.assign(outliers=outliers)
 
-    def verdict(outliers: Any, baseline: Any, faults: Any) -> list[str]:
-        own = dict(baseline.items() if isinstance(baseline, dict) else (baseline or []))
-        bad = set(faulty_metrics(faults))
-        return [m for m in list(outliers) if m not in bad and (m not in own or abs(own[m]) > z_bound)]
 
-    good["outliers"] = [verdict(o, b, f) for o, b, f in zip(good["outliers"], good["baseline_z"], good["faults"],
-                                                            strict=True)]
-    return good
-
-
-def health_columns(good: pd.DataFrame) -> tuple[list[list[str]] | None, list[dict[str, float]] | None]:
-    """Per valid row (in order): the metrics flagged faulty and the z-scores against the station's own baseline
-    (``station:<metric>``), for the stored reading; (None, None) without the health operator."""
-    if "faults" not in good:
-        return None, None
-    faults = [faulty_metrics(f) for f in good["faults"]]
-    extra = [{k: v for k, v in baseline_zscores(b).items() if not math.isnan(v)} for b in good["baseline_z"]]
-    return faults, extra
+def health_columns(good: pd.DataFrame) -> list[list[str]] | None:
+    """Per valid row (in order): the metrics flagged faulty, for the stored reading (sorted); None without the
+    health operator. (The baseline z-scores travel as ``z_station:<metric>`` columns beside the registry ones.)"""
+    names = fault_columns(good)
+    if not names:
+        return None
+    faults = fault_matrix(good, names)
+    out: list[list[str]] = [[] for _ in range(len(good))]
+    for i in np.flatnonzero(faults.any(axis=1)):
+        out[i] = sorted(names[j] for j in np.flatnonzero(faults[i]))
+    return out

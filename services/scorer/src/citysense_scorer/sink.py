@@ -45,8 +45,10 @@ from citysense_scorer import metrics as m
 from citysense_scorer.engine import AlertEngine, BatchInput
 from citysense_scorer.engine_log import EngineLog
 from citysense_scorer.health_wiring import (
+    STATION_Z_PREFIX,
     apply_station_status,
     exclude_faulty,
+    expand_health,
     health_columns,
     judge_outliers,
     split_health,
@@ -88,7 +90,7 @@ class BatchSink:
     def process(self, table: pa.Table, batch_id: int) -> None:
         # Consumes the table: each Arrow column is freed as soon as it is converted, so a 200,000-reading batch does
         # not hold both copies at once (the driver's peak memory).
-        pdf = table.to_pandas(self_destruct=True, split_blocks=True)
+        pdf = expand_health(table, self.metric_names).to_pandas(self_destruct=True, split_blocks=True)
         del table
         pdf, health_events = split_health(pdf)  # station-health events ride on their own rows
         bad = pdf[pdf["reason"].notna()]
@@ -146,16 +148,16 @@ class BatchSink:
         outliers = good["outliers"]
         frame["n_outliers"] = outliers.map(len)
         frame["outlier_names"] = outliers.map(lambda v: ",".join(v))
-        zcols = [c for c in good.columns if c.startswith("z_")]
+        zcols = [f"z_{n}" for n in self.metric_names if f"z_{n}" in good]  # the registry z, not the station's
         frame["zmax"] = good[zcols].abs().max(axis=1) if zcols else np.nan
         return frame
 
     def _reading_batch(self, good: pd.DataFrame, received_at: datetime) -> ReadingBatch:
         """The batch's valid readings as columns, with both z-scores and any sensor faults."""
         names = self.metric_names
-        zcols = [f"z_{n}" for n in names if f"z_{n}" in good]
+        # registry z, then the z against the station's own baseline (stored as station:<metric>)
+        zcols = [f"{prefix}{n}" for prefix in ("z_", STATION_Z_PREFIX) for n in names if f"{prefix}{n}" in good]
         n = len(good)
-        faults, extra_z = health_columns(good)
         return ReadingBatch(
             station_id=good["station_id"].tolist(),
             ts_ms=good["ts_ms"].to_numpy(dtype="int64"), seq=good["seq"].to_numpy(dtype="int64"),
@@ -164,7 +166,7 @@ class BatchSink:
             outliers=good["outliers"].tolist(), z_names=tuple(c[2:] for c in zcols),
             zscores=np.round(good[zcols].to_numpy(dtype="float64").reshape(n, len(zcols)), 4),
             late=good["late"].to_numpy(dtype=bool), ingested_at=received_at,
-            faults=faults, extra_zscores=extra_z,
+            faults=health_columns(good),
         )
 
     def _dead_letters(self, bad: pd.DataFrame, received_at: datetime) -> list[tuple[str | None, bytes, str]]:

@@ -20,8 +20,8 @@ from citysense_common.store.base import EnrichedReading
 
 @dataclass(frozen=True)
 class ReadingBatch:
-    """``n`` readings. Missing values are NaN in the float columns; ``extra_zscores`` (optional, per row) adds
-    z-scores under other names (e.g. a station's own baseline, ``station:<metric>``)."""
+    """``n`` readings. Missing values are NaN in the float columns (a z-score that is NaN is absent from that
+    reading: e.g. ``station:<metric>``, the z against the station's own baseline, before it is learned)."""
 
     station_id: Sequence[str]
     ts_ms: np.ndarray  # int64, event time in ms since the epoch (UTC)
@@ -36,7 +36,6 @@ class ReadingBatch:
     late: np.ndarray  # bool
     ingested_at: datetime | None = None
     faults: Sequence[Sequence[str]] | None = None
-    extra_zscores: Sequence[dict[str, float]] | None = None
 
     def __len__(self) -> int:
         return len(self.station_id)
@@ -45,8 +44,6 @@ class ReadingBatch:
         """The same readings as objects (backends without a column-wise write path, and tests)."""
         for i in range(len(self)):
             zs = {n: float(v) for n, v in zip(self.z_names, self.zscores[i], strict=True) if not math.isnan(v)}
-            if self.extra_zscores is not None:
-                zs.update(self.extra_zscores[i])
             lat, lon = float(self.lat[i]), float(self.lon[i])
             yield EnrichedReading(
                 station_id=self.station_id[i],

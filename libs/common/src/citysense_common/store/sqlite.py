@@ -100,22 +100,19 @@ def _json_list(names: Sequence[str]) -> str | None:
 def _zscore_json(batch: ReadingBatch) -> list[str | None]:
     """The ``zscores`` JSON object per row (None when a row has none), as ``write_readings`` writes it."""
     z = batch.zscores
-    if not batch.z_names or not len(z):
-        base: list[dict[str, float]] = [{} for _ in range(len(batch))]
-    else:
-        keys = np.array(batch.z_names, dtype=object)
-        present = ~np.isnan(z)
-        rows = z.tolist()
-        if batch.extra_zscores is None and present.all():
-            # The common case: one template for every row ('%r' of a float is its JSON spelling).
-            template = "{" + ",".join(f"{orjson.dumps(k).decode()}:%r" for k in batch.z_names) + "}"
-            return [template % tuple(row) for row in rows]
-        base = [dict(zip(keys[p].tolist(), np.asarray(row)[p].tolist(), strict=True))
-                for row, p in zip(rows, present, strict=True)]
-    if batch.extra_zscores is not None:
-        for row, extra in zip(base, batch.extra_zscores, strict=True):
-            row.update(extra)
-    return [orjson.dumps(row).decode() if row else None for row in base]
+    present = ~np.isnan(z)
+    used = present.any(axis=0)  # e.g. the station baselines' z before they are learned: absent in every row
+    if not used.any():
+        return [None] * len(batch)
+    keys = np.array(batch.z_names, dtype=object)[used]
+    z, present = z[:, used], present[:, used]
+    rows = z.tolist()
+    if present.all():
+        # The common case: one template for every row ('%r' of a float is its JSON spelling).
+        template = "{" + ",".join(f"{orjson.dumps(k).decode()}:%r" for k in keys) + "}"
+        return [template % tuple(row) for row in rows]
+    return [orjson.dumps(dict(zip(keys[p].tolist(), np.asarray(row)[p].tolist(), strict=True))).decode()
+            if p.any() else None for row, p in zip(rows, present, strict=True)]
 
 
 _READING_COLUMNS = (
