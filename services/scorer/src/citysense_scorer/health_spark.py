@@ -4,8 +4,10 @@
 rows plus three columns - ``faults`` (metrics flagged faulty), ``baseline_z`` (z against the station's learned
 normal, after warm-up) and ``health_event`` (null on readings) - and extra rows that carry one alert event each
 (sensor faults, offline, forecasts; ``health_event`` set, every other column null). Dead letters pass through
-untouched. The sink then calls :func:`split_health` to separate the two, :func:`mask_faulty` so faulty values never
-reach threshold aggregates, and :func:`apply_station_status` to keep the stations' active/offline status.
+untouched. The sink then calls :func:`expand_health` to turn the two verdict columns into one fault flag and one
+baseline-z column per metric, :func:`split_health` to separate readings from events, :func:`mask_faulty` so faulty
+values never reach threshold aggregates, and :func:`apply_station_status` to keep the stations' active/offline
+status. The detectors themselves run column-wise over each bucket's batch (:mod:`citysense_scorer.fault_batch`).
 
 State lives in Spark's state store (RocksDB provider, required by transformWithState) and survives restarts through
 the checkpoint. The query runs in ``ProcessingTime`` mode so a no-data micro-batch runs every trigger and the offline
