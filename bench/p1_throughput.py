@@ -28,9 +28,7 @@ from __future__ import annotations
 
 import argparse
 import collections
-import os
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -45,30 +43,6 @@ PROFILE = RESULTS / ("p1_profile_health_off.txt" if health_off() else "p1_profil
 
 def processed(samples: dict[str, float]) -> float:
     return pl.metric(samples, "citysense_scorer_rows_total")
-
-
-def start_simulator(run: pl.StackRun, stations: int, rate_hz: float, port: int, tag: str) -> subprocess.Popen:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CITYSENSE_")}
-    env.update({"CITYSENSE_KAFKA_BOOTSTRAP": run.bootstrap, "CITYSENSE_STATIONS": str(stations),
-                "CITYSENSE_RATE_HZ": f"{rate_hz:g}", "CITYSENSE_INSTANCE_ID": tag,
-                "CITYSENSE_SIMULATOR_METRICS_PORT": str(port), "CITYSENSE_LOG_LEVEL": "WARNING"})
-    log = open(run.data_dir / "logs" / f"simulator-{tag}.log", "ab")  # noqa: SIM115 - handed to the child
-    return subprocess.Popen([str(pl.BIN / "citysense-simulator"), "run"], env=env, stdout=log,
-                            stderr=subprocess.STDOUT, start_new_session=True)
-
-
-def stop_group(proc: subprocess.Popen, timeout: float = 20) -> None:
-    if proc.poll() is None:
-        try:
-            os.killpg(proc.pid, signal.SIGTERM)
-            proc.wait(timeout)
-        except (ProcessLookupError, subprocess.TimeoutExpired):
-            pass
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-    proc.wait()
 
 
 def drain(run: pl.StackRun, target: float, timeout: float) -> float:
@@ -161,7 +135,7 @@ def run_rung(run: pl.StackRun, rate: float, stations: int, window: float, index:
     port = pl.free_port()
     base = processed(pl.scrape(run.scorer_metrics_port))
     cpu0 = run.cpu_seconds("scorer")
-    sim = start_simulator(run, stations, rate / stations, port, "bench-0")
+    sim = pl.start_simulator(run, stations, rate / stations, port, "bench-0")
     spy = None
     samples: list[tuple[float, float, float]] = []  # (t, delivered, processed since base)
     try:
@@ -188,7 +162,7 @@ def run_rung(run: pl.StackRun, rate: float, stations: int, window: float, index:
         rss = run.rss()
         scorer_cpu = run.cpu_seconds("scorer") - cpu0
     finally:
-        stop_group(sim)
+        pl.stop_group(sim)
     delivered_total = samples[-1][1] if samples else 0.0
     lag = [(t, d - p) for t, d, p in samples]
     half = window / 2
@@ -235,11 +209,11 @@ def main() -> int:
     profile_note = "no profile"
     with pl.StackRun(stations=0, components="scorer") as run:
         progress("P1 stack up (broker + scorer); waiting for the scorer's first micro-batch")
-        warm = start_simulator(run, 10, 1, pl.free_port(), "warm")
+        warm = pl.start_simulator(run, 10, 1, pl.free_port(), "warm")
         try:
             run.wait_scorer_running()
         finally:
-            stop_group(warm)
+            pl.stop_group(warm)
         drain(run, float("inf"), timeout=10)
         for i, rate in enumerate(rates):
             last_chance = i == len(rates) - 1

@@ -1,7 +1,9 @@
 """P2, P3, P6: alert latency through the API and the webhook, and the stack's memory, at 5,000 readings/s.
 
 The whole local stack runs (broker, scorer, alert API, notifier, simulator at --stations x --rate-hz readings/s as
-background load). Once the scorer has caught up with the start-up backlog, --probes probe stations (ids
+background load). The simulator starts once the scorer runs micro-batches (started with the stack, it would build a
+minute of backlog during the scorer's JVM start, and latency would measure draining that, not the steady state);
+after --settle seconds of load and once the scorer's lag is below 2 s of input, --probes probe stations (ids
 ``probe-NNN``, placed far outside the simulated city so one bbox query finds them all) start one after another,
 --spacing seconds apart; each sends PM2.5 = 500 µg/m³ (all other registry metrics normal) at 1 Hz until its alert is
 both readable and delivered, or --probe-timeout passes. The rule ``pm25-acute-1m`` (1-minute mean, ``for: 5s``)
@@ -238,13 +240,15 @@ def main() -> int:
     parser.add_argument("--poll-ms", type=float, default=20)
     parser.add_argument("--probe-timeout", type=float, default=60)
     parser.add_argument("--catch-up-timeout", type=float, default=180)
+    parser.add_argument("--settle", type=float, default=30, help="seconds of load before the probes start")
     args = parser.parse_args()
     rate = args.stations * args.rate_hz
     load0 = pl.load_avg()
-    with pl.StackRun(stations=args.stations, rate_hz=args.rate_hz) as run:
+    with pl.StackRun(stations=args.stations, rate_hz=args.rate_hz, load_after_scorer=True) as run:
         progress(f"P2/P3/P6 stack up: {args.stations} stations x {args.rate_hz:g} Hz = {rate:,.0f} readings/s; "
-                 "waiting for the scorer")
-        run.wait_scorer_running()
+                 "waiting for the scorer, then starting the load")
+        run.start_load()
+        time.sleep(args.settle)  # the load's first ticks and the micro-batch size they lead to
         behind = wait_caught_up(run, rate, args.catch_up_timeout)
         progress(f"  scorer lag {behind:,.0f} readings; {args.probes} probes, one every {args.spacing:g}s")
         result = measure(run, args.probes, args.spacing, args.poll_ms, args.probe_timeout)

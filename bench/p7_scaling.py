@@ -80,9 +80,10 @@ def throughput_window(run: pl.StackRun, rate: float, window: float, max_wait: fl
 def one_size(stations: int, rate: float, window: float, max_wait: float, probes: int, spacing: float,
              catch_up: float, probe_timeout: float) -> dict:
     rate_hz = rate / stations
-    with pl.StackRun(stations=stations, rate_hz=rate_hz, extra_env={"CITYSENSE_HISTORY": "30"}) as run:
-        progress(f"P7 {stations:,} stations x {rate_hz:g} Hz: stack up, waiting for the scorer")
-        run.wait_scorer_running()
+    with pl.StackRun(stations=stations, rate_hz=rate_hz, extra_env={"CITYSENSE_HISTORY": "30"},
+                     load_after_scorer=True) as run:
+        progress(f"P7 {stations:,} stations x {rate_hz:g} Hz: stack up, waiting for the scorer, then the load")
+        run.start_load()
         behind = wait_caught_up(run, rate, catch_up)
         progress(f"  lag {behind:,.0f} after the catch-up wait; throughput window {window:.0f}s")
         tput = throughput_window(run, rate, window, max_wait)

@@ -131,6 +131,33 @@ def metric(samples: dict[str, float], name: str, **labels: str) -> float:
     return sum(v for k, v in samples.items() if k == name or k.startswith(name + "{"))
 
 
+# ---- load generator ---------------------------------------------------------------------------------------------
+def start_simulator(run: StackRun, stations: int, rate_hz: float, port: int, tag: str,
+                    extra: dict[str, str] | None = None) -> subprocess.Popen:
+    """``citysense-simulator run`` against the run's broker, in its own process group, logging to the run's logs."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CITYSENSE_")}
+    env.update({"CITYSENSE_KAFKA_BOOTSTRAP": run.bootstrap, "CITYSENSE_STATIONS": str(stations),
+                "CITYSENSE_RATE_HZ": f"{rate_hz:g}", "CITYSENSE_INSTANCE_ID": tag,
+                "CITYSENSE_SIMULATOR_METRICS_PORT": str(port), "CITYSENSE_LOG_LEVEL": "WARNING", **(extra or {})})
+    log = open(run.data_dir / "logs" / f"simulator-{tag}.log", "ab")  # noqa: SIM115 - handed to the child
+    return subprocess.Popen([str(BIN / "citysense-simulator"), "run"], env=env, stdout=log,
+                            stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def stop_group(proc: subprocess.Popen, timeout: float = 20) -> None:
+    if proc.poll() is None:
+        try:
+            os.killpg(proc.pid, signal.SIGTERM)
+            proc.wait(timeout)
+        except (ProcessLookupError, subprocess.TimeoutExpired):
+            pass
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    proc.wait()
+
+
 # ---- the stack --------------------------------------------------------------------------------------------------
 @dataclass
 class StackRun:
@@ -143,6 +170,10 @@ class StackRun:
     extra_env: dict[str, str] = field(default_factory=dict)
     start_timeout: float = 240.0
     keep_dir: bool = False
+    # Start the simulator only once the scorer runs (start_load). The launcher starts it right after the scorer's
+    # process, whose JVM then takes a minute to start: a backlog of a minute of input that a scorer running near its
+    # capacity drains for many minutes, so latency figures would measure that start-up and not the steady state.
+    load_after_scorer: bool = False
 
     def __post_init__(self) -> None:
         self.tmp = Path(tempfile.mkdtemp(prefix="citysense-bench-"))
@@ -151,6 +182,7 @@ class StackRun:
         self.scorer_metrics_port, self.simulator_metrics_port = free_port(), free_port()
         self.notifier_metrics_port = free_port()
         self.proc: subprocess.Popen | None = None
+        self.simulator: subprocess.Popen | None = None  # with load_after_scorer
         self.state: dict = {}
         self.output: list[str] = []
 
@@ -166,6 +198,22 @@ class StackRun:
     def token(self) -> str:
         return (self.data_dir / "api-token").read_text().strip()
 
+    @property
+    def launched_components(self) -> str:
+        names = self.components.split(",")
+        return ",".join(n for n in names if n != "simulator" or not self.load_after_scorer)
+
+    def start_load(self) -> None:
+        """With ``load_after_scorer``: wait until the scorer runs micro-batches (a few warm-up readings get its
+        first one going), then start the simulator at the run's stations and rate, on the run's metrics port."""
+        warm = start_simulator(self, 10, 1, free_port(), "warm")
+        try:
+            self.wait_scorer_running()
+        finally:
+            stop_group(warm)
+        self.simulator = start_simulator(self, self.stations, self.rate_hz, self.simulator_metrics_port, "load",
+                                         extra={k: v for k, v in self.extra_env.items() if k != "CITYSENSE_COMPONENTS"})
+
     def env(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("CITYSENSE_")}
         if "CITYSENSE_HEALTH_ENABLED" in os.environ:  # the one stack setting a benchmark run may choose
@@ -173,7 +221,7 @@ class StackRun:
         env.update({
             "CITYSENSE_DATA_DIR": str(self.data_dir), "CITYSENSE_KAFKA_PORT": str(self.kafka_port),
             "CITYSENSE_API_PORT": str(self.api_port), "CITYSENSE_STATIONS": str(self.stations),
-            "CITYSENSE_RATE_HZ": str(self.rate_hz), "CITYSENSE_COMPONENTS": self.components,
+            "CITYSENSE_RATE_HZ": str(self.rate_hz), "CITYSENSE_COMPONENTS": self.launched_components,
             "CITYSENSE_SCENARIOS": json.dumps(self.scenarios),
             "CITYSENSE_SCORER_METRICS_PORT": str(self.scorer_metrics_port),
             "CITYSENSE_SIMULATOR_METRICS_PORT": str(self.simulator_metrics_port),
@@ -217,7 +265,7 @@ class StackRun:
     def pgids(self) -> set[int]:
         state = self.refresh_state()
         ids = {state.get("launcher"), state.get("broker"), state.get("object_store"),
-               *state.get("components", {}).values()}
+               *state.get("components", {}).values(), self.simulator.pid if self.simulator else None}
         return {int(i) for i in ids if i}
 
     def pids(self) -> list[int]:
@@ -271,6 +319,9 @@ class StackRun:
                            + self.log_errors("scorer") + "\nlauncher:\n" + "".join(self.output[-10:]))
 
     def stop(self) -> None:
+        if self.simulator is not None:
+            stop_group(self.simulator)
+            self.simulator = None
         if self.proc is None:
             return
         groups = self.pgids() | {self.proc.pid}
