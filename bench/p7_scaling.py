@@ -3,7 +3,8 @@
 The total input rate is held at --rate readings/s (default 5,000, the P2 load) at every size: rate_hz = rate /
 stations (50 Hz at 100 stations ... 0.05 Hz at 100,000, i.e. one tick of 100,000 readings every 20 s). What grows is
 the state (per-station windows, baselines, alert slots, station rows), so any change in cost is the city's size,
-not its traffic. Per size, one full stack run (broker, scorer, API, notifier, simulator):
+not its traffic. Per size, one full stack run (broker, scorer, API, notifier; the simulator starts once the scorer
+runs, and --settle s of load pass before anything is measured):
 - throughput: the scorer's rows/s between two micro-batch completions at least --window s apart (offered vs
   scored, lag sampled every second) and its cost over the same span, scorer CPU seconds (driver + JVM + Python
   workers) per 1,000 readings; 2 cores / that cost = the CPU-bound capacity estimate (readings/s the scorer
@@ -77,13 +78,14 @@ def throughput_window(run: pl.StackRun, rate: float, window: float, max_wait: fl
     return out
 
 
-def one_size(stations: int, rate: float, window: float, max_wait: float, probes: int, spacing: float,
-             catch_up: float, probe_timeout: float) -> dict:
+def one_size(stations: int, rate: float, window: float, max_wait: float, settle: float, probes: int,
+             spacing: float, catch_up: float, probe_timeout: float) -> dict:
     rate_hz = rate / stations
     with pl.StackRun(stations=stations, rate_hz=rate_hz, extra_env={"CITYSENSE_HISTORY": "30"},
                      load_after_scorer=True) as run:
         progress(f"P7 {stations:,} stations x {rate_hz:g} Hz: stack up, waiting for the scorer, then the load")
         run.start_load()
+        time.sleep(settle)  # past the first micro-batches (JIT, every station's state created): steady state
         behind = wait_caught_up(run, rate, catch_up)
         progress(f"  lag {behind:,.0f} after the catch-up wait; throughput window {window:.0f}s")
         tput = throughput_window(run, rate, window, max_wait)
@@ -123,6 +125,7 @@ def main() -> int:
     parser.add_argument("--window", type=float, default=30, help="least span between the first and last "
                         "micro-batch completion the throughput is measured over")
     parser.add_argument("--window-max-wait", type=float, default=240)
+    parser.add_argument("--settle", type=float, default=60, help="seconds of load before the throughput window")
     parser.add_argument("--probes", type=int, default=8)
     parser.add_argument("--spacing", type=float, default=1.5)
     parser.add_argument("--catch-up-timeout", type=float, default=60)
@@ -136,8 +139,8 @@ def main() -> int:
             progress(f"P7 skipping {stations} stations: {args.rate / stations:g} Hz > the simulator's 100 Hz")
             continue
         try:
-            row = one_size(stations, args.rate, args.window, args.window_max_wait, args.probes, args.spacing,
-                           args.catch_up_timeout, args.probe_timeout)
+            row = one_size(stations, args.rate, args.window, args.window_max_wait, args.settle, args.probes,
+                           args.spacing, args.catch_up_timeout, args.probe_timeout)
         except RuntimeError as exc:  # one size failing (e.g. the scorer never started) must not lose the others
             progress(f"  -> {stations:,}: FAILED: {str(exc)[:2000]}")
             failed.append({"stations": stations, "error": str(exc)[:2000]})
