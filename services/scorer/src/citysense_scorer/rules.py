@@ -23,7 +23,6 @@ class RulesError(ValueError):
 
 
 @functools.lru_cache(maxsize=256)  # the engine asks for every rule's window on every evaluation
-@functools.lru_cache(maxsize=256)  # rules ask for their windows per station and slice, in the engine's hot loop
 def duration_ms(text: str) -> int:
     match = _DURATION.match(text.strip())
     if not match:
