@@ -209,11 +209,7 @@ def main() -> int:
     profile_note = "no profile"
     with pl.StackRun(stations=0, components="scorer") as run:
         progress("P1 stack up (broker + scorer); waiting for the scorer's first micro-batch")
-        warm = pl.start_simulator(run, 10, 1, pl.free_port(), "warm")
-        try:
-            run.wait_scorer_running()
-        finally:
-            pl.stop_group(warm)
+        run.warm_up_scorer()
         drain(run, float("inf"), timeout=10)
         for i, rate in enumerate(rates):
             last_chance = i == len(rates) - 1

@@ -203,16 +203,21 @@ class StackRun:
         names = self.components.split(",")
         return ",".join(n for n in names if n != "simulator" or not self.load_after_scorer)
 
-    def start_load(self) -> None:
-        """With ``load_after_scorer``: wait until the scorer runs micro-batches (a few warm-up readings get its
-        first one going), then start the simulator at the run's stations and rate, on the run's metrics port."""
+    def warm_up_scorer(self) -> None:
+        """Until the scorer runs micro-batches, with a few readings from 10 stations to get the first one going (a
+        scorer without the health operator runs no batch on an empty topic)."""
         warm = start_simulator(self, 10, 1, free_port(), "warm")
         try:
             self.wait_scorer_running()
         finally:
             stop_group(warm)
+
+    def start_load(self) -> None:
+        """With ``load_after_scorer``: once the scorer runs, the simulator at the run's stations and rate, on the
+        run's metrics port."""
+        self.warm_up_scorer()
         self.simulator = start_simulator(self, self.stations, self.rate_hz, self.simulator_metrics_port, "load",
-                                         extra={k: v for k, v in self.extra_env.items() if k != "CITYSENSE_COMPONENTS"})
+                                         extra=self.extra_env)
 
     def env(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("CITYSENSE_")}
