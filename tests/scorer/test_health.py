@@ -90,8 +90,8 @@ def test_sink_helpers_on_arrow_shaped_columns() -> None:
         "heat_index": [20.5, 20.5, 21.5, 22.5],
         "outliers": [["pm2_5"], ["pm2_5"], ["pm2_5"], None],
         "faults": pa.array([["pm2_5", "temperature"], [], None, ["not-a-metric"]], pa.list_(pa.string())),
-        "baseline_z": pa.array([[], [("pm2_5", 1.2)], [("pm2_5", 9.0), ("temperature", -0.5)], None],
-                               pa.map_(pa.string(), pa.float64())),
+        "baseline_z": pa.array([[], [("pm2_5", 1.2), ("temperature", None)], [("pm2_5", 9.0), ("temperature", -0.5)],
+                                None], pa.map_(pa.string(), pa.float64())),
     })
     expanded = expand_health(table, ["temperature", "pm2_5"])
     assert "faults" not in expanded.column_names and "baseline_z" not in expanded.column_names

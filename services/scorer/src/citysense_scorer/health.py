@@ -243,8 +243,8 @@ class HealthBucket:
             stations=list(readings), starts=ends - [len(r) for r in readings.values()], ends=ends,
             ts_ms=np.array([r.ts_ms for r in rows], np.int64),
             values=np.array([[_nan(r.values.get(m)) for m in names] for r in rows], np.float64).reshape(-1, len(names)),
-            names=names, lat=np.array([math.nan if r.lat is None else r.lat for r in rows], np.float64),
-            lon=np.array([math.nan if r.lon is None else r.lon for r in rows], np.float64))
+            names=names, lat=np.array([_nan(r.lat) for r in rows], np.float64),
+            lon=np.array([_nan(r.lon) for r in rows], np.float64))
         faults, zs, events = self.process_columns(batch, now_ms)
         results: dict[str, list[RowResult]] = {}
         for i, station in enumerate(batch.stations):
@@ -260,7 +260,7 @@ class HealthBucket:
         healths = [StationHealth.from_doc(s, self.ctx, self.stations.get(s)) for s in batch.stations]
         before: list[list[AlertEvent]] = []
         last_locs: list[tuple[float | None, float | None]] = []
-        fallback: dict[int, tuple[float | None, float | None]] = {}
+        fallback: list[tuple[float | None, float | None]] = []
         for i, health in enumerate(healths):
             a, b = int(batch.starts[i]), int(batch.ends[i])
             located = np.flatnonzero(~np.isnan(batch.lat[a:b]))
@@ -269,7 +269,7 @@ class HealthBucket:
             events, _ = health.offline.on_readings(now_ms, int(batch.ts_ms[a:b].max()), *loc)
             before.append(events)
             last_locs.append(loc)
-            fallback[i] = (health.offline.state.lat, health.offline.state.lon)
+            fallback.append((health.offline.state.lat, health.offline.state.lon))
         station_of = np.repeat(np.arange(len(healths)), batch.ends - batch.starts)
 
         def locate(row: int) -> tuple[float | None, float | None]:
@@ -279,6 +279,7 @@ class HealthBucket:
 
         verdict = observe_batch([h.faults for h in healths], batch.starts, batch.ends, batch.ts_ms, batch.values,
                                 batch.names, locate)
+        column = {name: j for j, name in enumerate(batch.names)}
         events: list[AlertEvent] = []
         for i, health in enumerate(healths):
             a, b = int(batch.starts[i]), int(batch.ends[i])
@@ -287,9 +288,8 @@ class HealthBucket:
                 events.extend(verdict.events.get(row, ()))
             if health.forecaster is not None:
                 for metric, series in health.forecaster.series.items():
-                    if metric not in batch.names:
+                    if (j := column.get(metric)) is None:
                         continue
-                    j = batch.names.index(metric)
                     usable = ~np.isnan(batch.values[a:b, j]) & ~verdict.faults[a:b, j]
                     for ts, value in zip(batch.ts_ms[a:b][usable].tolist(), batch.values[a:b, j][usable].tolist(),
                                          strict=True):

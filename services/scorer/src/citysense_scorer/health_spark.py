@@ -220,25 +220,28 @@ def expand_health(table: pa.Table, names: Sequence[str]) -> pa.Table:
     n, index = table.num_rows, pa.array(list(names), pa.string())
     faults, zs = np.zeros((n, len(names)), bool), np.full((n, len(names)), np.nan)
     listed = table.column("faults").combine_chunks()
-    metric = pc.index_in(pc.list_flatten(listed), value_set=index).to_numpy(zero_copy_only=False)
-    row = pc.list_parent_indices(listed).to_numpy()
-    known = ~np.isnan(metric.astype("float64"))
-    faults[row[known], metric[known].astype(np.int64)] = True
+    row, col, _ = _cells(listed, pc.list_flatten(listed), index)
+    faults[row, col] = True
     # As a list of (key, value) structs: the list kernels handle slices and nulls (they have no map kernels).
     pairs = table.column("baseline_z").combine_chunks().cast(
         pa.list_(pa.struct([("key", pa.string()), ("value", pa.float64())])))
     entries = pc.list_flatten(pairs)
-    metric = pc.index_in(entries.field("key"), value_set=index).to_numpy(zero_copy_only=False)
-    row = pc.list_parent_indices(pairs).to_numpy()
-    value = entries.field("value").to_numpy(zero_copy_only=False).astype("float64")
-    known = ~np.isnan(metric.astype("float64")) & ~np.isnan(value)
-    zs[row[known], metric[known].astype(np.int64)] = value[known]
+    row, col, known = _cells(pairs, entries.field("key"), index)
+    zs[row, col] = entries.field("value").to_numpy(zero_copy_only=False).astype("float64")[known]  # null -> NaN
     table = table.drop_columns(["faults", "baseline_z"])
     for j, name in enumerate(names):
         table = table.append_column(f"{FAULT_PREFIX}{name}", pa.array(faults[:, j]))
     for j, name in enumerate(names):
         table = table.append_column(f"{STATION_Z_PREFIX}{name}", pa.array(zs[:, j]))
     return table
+
+
+def _cells(lists: pa.Array, names: pa.Array, index: pa.Array) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(row, column) of every flattened entry of ``lists`` whose name (``names``, aligned with the flattened entries)
+    is in ``index``, and the mask of those entries among all flattened ones."""
+    position = pc.index_in(names, value_set=index).to_numpy(zero_copy_only=False).astype("float64")  # NaN: unknown
+    known = ~np.isnan(position)
+    return pc.list_parent_indices(lists).to_numpy()[known], position[known].astype(np.int64), known
 
 
 def fault_matrix(frame: pd.DataFrame, names: Sequence[str]) -> np.ndarray:
