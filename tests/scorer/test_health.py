@@ -110,11 +110,20 @@ def test_sink_helpers_on_arrow_shaped_columns() -> None:
 
 
 def test_wiring_is_a_no_op_without_health_columns() -> None:
-    from citysense_scorer.health_wiring import exclude_faulty, health_columns, judge_outliers, split_health
+    import pyarrow as pa
+    from citysense_scorer.health_wiring import (
+        exclude_faulty,
+        expand_health,
+        health_columns,
+        judge_outliers,
+        split_health,
+    )
 
     plain = pd.DataFrame({"station_id": ["a"], "reason": [None], "pm2_5": [5.0], "outliers": [[]]})
     assert split_health(plain)[0] is plain and judge_outliers(plain, 3.72) is plain
     assert exclude_faulty(plain, plain) is plain and health_columns(plain) is None
+    table = pa.Table.from_pandas(plain)
+    assert expand_health(table, ["pm2_5"]) is table
 
 
 def test_bucket_matches_per_station_health_across_state_round_trips(registry: Registry) -> None:

@@ -7,6 +7,7 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
+import numpy as np
 import pytest
 from citysense_common.store import (
     AlertQuery,
@@ -109,6 +110,22 @@ def test_reading_batch_writes_what_write_readings_writes(store: Store) -> None:
             for i in range(3)]
     store.write_reading_batch(ReadingBatch.of(full))
     assert sorted(store.read_readings("st-c", at(0), at(10)).items, key=lambda r: r.seq) == full
+
+
+def test_reading_batch_z_column_absent_in_every_row_is_not_stored(store: Store) -> None:
+    """The scorer hands over a station-baseline z column for every metric, NaN in every row until the baseline is
+    learned: such a column stores nothing, and the rows keep the z-scores they do have."""
+    common = dict(ingested_at=at(9.5))
+    full = [EnrichedReading("st-d", at(i), i, {"pm2_5": 1.5 * i}, zscores={"pm2_5": 0.1 * i}, **common)
+            for i in range(3)]
+    batch = ReadingBatch.of(full)
+    unlearned = np.full((3, 1), np.nan)
+    store.write_reading_batch(replace(batch, z_names=(*batch.z_names, "station:pm2_5"),
+                                      zscores=np.hstack((batch.zscores, unlearned))))
+    assert sorted(store.read_readings("st-d", at(0), at(10)).items, key=lambda r: r.seq) == full
+    bare = [replace(r, station_id="st-e", zscores={}) for r in full]
+    store.write_reading_batch(replace(ReadingBatch.of(bare), z_names=("station:pm2_5",), zscores=unlearned))
+    assert sorted(store.read_readings("st-e", at(0), at(10)).items, key=lambda r: r.seq) == bare
 
 
 def test_naive_datetimes_are_utc(store: Store) -> None:
