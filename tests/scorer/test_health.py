@@ -79,27 +79,20 @@ def test_split_health_and_baseline_keys(registry: Registry) -> None:
     assert len(rest) == 1 and [e.event_id for e in events] == [event.event_id]
 
 
-def test_sink_helpers_on_arrow_shaped_columns() -> None:
-    import pyarrow as pa
-    from citysense_scorer.health_wiring import exclude_faulty, expand_health, health_columns, judge_outliers
+def test_sink_helpers_on_the_operator_columns() -> None:
+    from citysense_scorer.health_wiring import exclude_faulty, health_columns, judge_outliers
 
-    table = pa.table({
+    good = pd.DataFrame({  # as the health operator's rows reach the sink (see health_spark.attach_health)
         "station_id": ["a", "a", "b", "c"],
         "pm2_5": [900.0, 40.0, 30.0, 20.0],
         "temperature": [20.0, 20.0, 21.0, 22.0],
         "heat_index": [20.5, 20.5, 21.5, 22.5],
         "outliers": [["pm2_5"], ["pm2_5"], ["pm2_5"], None],
-        "faults": pa.array([["pm2_5", "temperature"], [], None, ["not-a-metric"]], pa.list_(pa.string())),
-        "baseline_z": pa.array([[], [("pm2_5", 1.2), ("temperature", None)], [("pm2_5", 9.0), ("temperature", -0.5)],
-                                None], pa.map_(pa.string(), pa.float64())),
+        "fault_temperature": [True, False, False, False],
+        "fault_pm2_5": [True, False, False, False],
+        "z_station:temperature": [np.nan, np.nan, -0.5, np.nan],
+        "z_station:pm2_5": [np.nan, 1.2, 9.0, np.nan],
     })
-    expanded = expand_health(table, ["temperature", "pm2_5"])
-    assert "faults" not in expanded.column_names and "baseline_z" not in expanded.column_names
-    good = expanded.to_pandas()
-    assert good["fault_pm2_5"].tolist() == [True, False, False, False]
-    assert good["fault_temperature"].tolist() == [True, False, False, False]  # an unknown name flags nothing
-    np.testing.assert_array_equal(good["z_station:pm2_5"], [np.nan, 1.2, 9.0, np.nan])
-    np.testing.assert_array_equal(good["z_station:temperature"], [np.nan, np.nan, -0.5, np.nan])
     judged = judge_outliers(good, 3.72)
     # faulty: a fault, not an outlier; usual for the station: not an outlier; unusual for both: outlier
     assert [None if o is None else list(o) for o in judged["outliers"]] == [[], [], ["pm2_5"], None]
@@ -110,20 +103,11 @@ def test_sink_helpers_on_arrow_shaped_columns() -> None:
 
 
 def test_wiring_is_a_no_op_without_health_columns() -> None:
-    import pyarrow as pa
-    from citysense_scorer.health_wiring import (
-        exclude_faulty,
-        expand_health,
-        health_columns,
-        judge_outliers,
-        split_health,
-    )
+    from citysense_scorer.health_wiring import exclude_faulty, health_columns, judge_outliers, split_health
 
     plain = pd.DataFrame({"station_id": ["a"], "reason": [None], "pm2_5": [5.0], "outliers": [[]]})
     assert split_health(plain)[0] is plain and judge_outliers(plain, 3.72) is plain
     assert exclude_faulty(plain, plain) is plain and health_columns(plain) is None
-    table = pa.Table.from_pandas(plain)
-    assert expand_health(table, ["pm2_5"]) is table
 
 
 def test_bucket_matches_per_station_health_across_state_round_trips(registry: Registry) -> None:

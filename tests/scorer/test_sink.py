@@ -73,7 +73,7 @@ def test_hostile_values_reach_the_dlq_bounded_and_the_batch_succeeds(spark, regi
             (b"\xff-key", b"[1]", settings.readings_topic, 0, 2, ms),
             (b"st-ok", reading("st-ok"), settings.readings_topic, 0, 3, ms)]
     raw = pa.RecordBatch.from_pylist([dict(zip(RAW_NAMES, row, strict=True)) for row in rows], schema=RAW_SCHEMA)
-    decoder = Decoder(registry, settings.profile, settings.scorer_z_bound, 300)
+    decoder = Decoder(registry, 300)
     scored = spark.createDataFrame(pa.Table.from_batches([decoder.decode_batch(raw)]))
     sink = build_sink(settings)
     try:

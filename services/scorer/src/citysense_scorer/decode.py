@@ -1,4 +1,4 @@
-"""Decode, validate and score readings inside the Spark source task: Kafka message bytes -> one typed row each.
+"""Decode and validate readings inside the Spark source task: Kafka message bytes -> one typed row each.
 
 Why here and not in Spark SQL: validating a JSON reading with SQL expressions (a VARIANT per message plus ~40 checks)
 cost the JVM ~100 µs of CPU per reading, the scorer's bottleneck. In the Python task that reads the Kafka partition,
@@ -15,14 +15,12 @@ Two paths, one set of rules:
 The fast path is an optimisation only: for every input it either declines or agrees with the reference exactly
 (tests/scorer/test_decode.py checks both on a table of cases and on generated documents).
 
-Per-reading scoring is vectorised per record batch: z-scores against the profile's distribution, the ``outliers``
-list (|z| above the bound, registry order) and the derived heat index.
+The registry scores (z, outliers, heat index) are computed later, in the sink (:mod:`citysense_scorer.scores`).
 """
 
 from __future__ import annotations
 
 import hashlib
-import math
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -67,23 +65,16 @@ class DecodedRow:
 
 
 class Decoder:
-    """Turns raw Kafka records into the scorer's typed, scored rows (see :data:`decoded_arrow_schema`)."""
+    """Turns raw Kafka records into the scorer's typed rows (see :data:`decoded_arrow_schema`)."""
 
-    def __init__(self, registry: Registry, profile: str, z_bound: float, future_tolerance_s: float) -> None:
+    def __init__(self, registry: Registry, future_tolerance_s: float) -> None:
         self.registry = registry
         self.names = list(registry.metrics)
         self.index = {wire: i for i, m in enumerate(registry.metrics.values()) for wire in (m.name, *m.aliases)}
         self.lo = [m.range.min for m in registry.metrics.values()]
         self.hi = [m.range.max for m in registry.metrics.values()]
-        self.scored = [name for name in self.names if profile in registry.metrics[name].profiles]
-        dists = [registry.metrics[name].profiles[profile] for name in self.scored]
-        self.scored_idx = np.array([self.names.index(n) for n in self.scored], dtype=np.int64)
-        self.mean = np.array([d.mean for d in dists], dtype="float64")
-        self.std = np.array([d.std for d in dists], dtype="float64")
-        self.z_bound = z_bound
         self.future_us = int(future_tolerance_s * 1_000_000)
-        self.schema = decoded_arrow_schema(registry, profile)
-        self._heat = "temperature" in self.index and "humidity" in self.index
+        self.schema = decoded_arrow_schema(registry)
 
     # -- one message ---------------------------------------------------------------------------------------------
     def fast(self, raw: bytes, now_us: int) -> DecodedRow | None:
@@ -161,7 +152,7 @@ class Decoder:
 
     # -- a record batch ------------------------------------------------------------------------------------------
     def decode_batch(self, batch: pa.RecordBatch) -> pa.RecordBatch:
-        """Raw Kafka columns (key, value, topic, partition, offset, timestamp_ms) -> decoded, scored columns."""
+        """Raw Kafka columns (key, value, topic, partition, offset, timestamp_ms) -> decoded columns."""
         n = batch.num_rows
         values = batch.column("value").to_pylist()
         stamps = batch.column("timestamp_ms").to_numpy(zero_copy_only=False)
@@ -211,34 +202,16 @@ class Decoder:
             pa.array(lat, pa.float64()), pa.array(lon, pa.float64()),
         ]
         columns += [pa.array(matrix[:, j], pa.float64(), from_pandas=True) for j in range(width)]
-        columns += self._scores(matrix)
         return pa.RecordBatch.from_arrays(columns, schema=self.schema)
 
     def decode_batches(self, batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         for batch in batches:
             yield self.decode_batch(batch)
 
-    def _scores(self, matrix: np.ndarray) -> list[pa.Array]:
-        """z_<metric> columns, the outliers list and the heat index for a (rows x metrics) value matrix."""
-        vals = matrix[:, self.scored_idx]
-        z = (vals - self.mean) / self.std
-        with np.errstate(invalid="ignore"):
-            flagged = np.abs(z) > self.z_bound  # NaN compares False: a missing metric is never an outlier
-        offsets = np.concatenate([[0], np.cumsum(flagged.sum(axis=1))]).astype("int32")
-        names = np.array(self.scored, dtype=object)[np.nonzero(flagged)[1]]
-        outliers = pa.ListArray.from_arrays(pa.array(offsets, pa.int32()), pa.array(list(names), pa.string()))
-        cols = [pa.array(z[:, j], pa.float64(), from_pandas=True) for j in range(len(self.scored))]
-        if self._heat:
-            heat = heat_index_c_array(matrix[:, self.index["temperature"]], matrix[:, self.index["humidity"]])
-        else:
-            heat = np.full(len(matrix), np.nan)
-        return [*cols, outliers, pa.array(heat, pa.float64(), from_pandas=True)]
 
-
-def decoded_arrow_schema(registry: Registry, profile: str) -> pa.Schema:
-    """Columns of a decoded row: source position, dead-letter verdict, the reading, and its scores."""
+def decoded_arrow_schema(registry: Registry) -> pa.Schema:
+    """Columns of a decoded row: source position, dead-letter verdict and the reading."""
     names = list(registry.metrics)
-    scored = [n for n in names if profile in registry.metrics[n].profiles]
     return pa.schema([
         ("key", pa.string()), ("topic", pa.string()), ("partition", pa.int32()), ("offset", pa.int64()),
         ("timestamp_ms", pa.int64()),
@@ -247,43 +220,10 @@ def decoded_arrow_schema(registry: Registry, profile: str) -> pa.Schema:
         ("station_id", pa.string()), ("ts", pa.timestamp("us", tz="UTC")), ("seq", pa.int64()),
         ("lat", pa.float64()), ("lon", pa.float64()),
         *[(n, pa.float64()) for n in names],
-        *[(f"z_{n}", pa.float64()) for n in scored],
-        ("outliers", pa.list_(pa.string())), ("heat_index", pa.float64()),
     ])
 
 
-def decoded_spark_schema(registry: Registry, profile: str):  # -> StructType (pyspark imported lazily)
-    from pyspark.sql.pandas.types import from_arrow_schema
-
-    return from_arrow_schema(decoded_arrow_schema(registry, profile))
-
-
 @lru_cache(maxsize=8)
-def decoder_for(registry_json: str, profile: str, z_bound: float, future_tolerance_s: float) -> Decoder:
+def decoder_for(registry_json: str, future_tolerance_s: float) -> Decoder:
     """One decoder per Python worker and configuration (workers are reused across micro-batches)."""
-    return Decoder(parse_registry(orjson.loads(registry_json)), profile, z_bound, future_tolerance_s)
-
-
-def heat_index_c_array(temperature_c: np.ndarray, humidity: np.ndarray) -> np.ndarray:
-    """NWS heat index (Rothfusz regression with the NWS adjustments) in °C; NaN where an input is missing.
-    https://www.wpc.ncep.noaa.gov/html/heatindex_equation.shtml"""
-    t = temperature_c * 9 / 5 + 32
-    rh = humidity
-    simple = 0.5 * (t + 61.0 + (t - 68.0) * 1.2 + rh * 0.094)
-    full = (-42.379 + 2.04901523 * t + 10.14333127 * rh - 0.22475541 * t * rh
-            - 0.00683783 * t * t - 0.05481717 * rh * rh + 0.00122874 * t * t * rh
-            + 0.00085282 * t * rh * rh - 0.00000199 * t * t * rh * rh)
-    with np.errstate(invalid="ignore"):
-        dry = (rh < 13) & (t >= 80) & (t <= 112)
-        full = full - np.where(dry, ((13 - rh) / 4) * np.sqrt(np.clip((17 - np.abs(t - 95)) / 17, 0, None)), 0)
-        humid = (rh > 85) & (t >= 80) & (t <= 87)
-        full = full + np.where(humid, ((rh - 85) / 10) * ((87 - t) / 5), 0)
-        hi = np.where((simple + t) / 2 < 80, simple, full)
-    return (hi - 32) * 5 / 9
-
-
-def heat_index_c(temperature_c: float, humidity: float) -> float:
-    """Scalar heat index in °C (the API and tests)."""
-    if math.isnan(temperature_c) or math.isnan(humidity):
-        return math.nan
-    return float(heat_index_c_array(np.array([temperature_c]), np.array([humidity]))[0])
+    return Decoder(parse_registry(orjson.loads(registry_json)), future_tolerance_s)

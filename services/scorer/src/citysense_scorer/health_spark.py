@@ -1,13 +1,14 @@
 """Spark adapter for station health: ``transformWithStateInPandas`` keyed by station bucket, processing-time timers.
 
 :func:`attach_health` takes the scorer's validated+scored frame (valid rows and dead letters) and returns the same
-rows plus three columns - ``faults`` (metrics flagged faulty), ``baseline_z`` (z against the station's learned
-normal, after warm-up) and ``health_event`` (null on readings) - and extra rows that carry one alert event each
-(sensor faults, offline, forecasts; ``health_event`` set, every other column null). Dead letters pass through
-untouched. The sink then calls :func:`expand_health` to turn the two verdict columns into one fault flag and one
-baseline-z column per metric, :func:`split_health` to separate readings from events, :func:`mask_faulty` so faulty
-values never reach threshold aggregates, and :func:`apply_station_status` to keep the stations' active/offline
-status. The detectors themselves run column-wise over each bucket's batch (:mod:`citysense_scorer.fault_batch`).
+rows plus, per metric, ``fault_<metric>`` (the value is faulty) and ``z_station:<metric>`` (z against the station's
+learned normal after warm-up, NaN before), and ``health_event`` (null on readings), and extra rows that carry one
+alert event each (sensor faults, offline, forecasts; ``health_event`` set, every other column null). Dead letters
+pass through with their columns; readings come out without the Kafka position and dead-letter columns (null: the
+sink reads those of dead letters only). The sink then calls :func:`split_health` to separate readings from events,
+:func:`mask_faulty` so faulty values never reach threshold aggregates, and :func:`apply_station_status` to keep the
+stations' active/offline status. The detectors themselves run column-wise over each bucket's batch
+(:mod:`citysense_scorer.fault_batch`).
 
 State lives in Spark's state store (RocksDB provider, required by transformWithState) and survives restarts through
 the checkpoint. The query runs in ``ProcessingTime`` mode so a no-data micro-batch runs every trigger and the offline
@@ -22,10 +23,7 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
-import orjson
 import pandas as pd
-import pyarrow as pa
-import pyarrow.compute as pc
 from citysense_common.contract import AlertEvent, AlertKind, AlertState
 from citysense_common.store.base import NotFound, Store
 from pyspark.sql import DataFrame
@@ -36,13 +34,15 @@ from pyspark.sql.streaming.stateful_processor import (
     StatefulProcessorHandle,
     TimerValues,
 )
-from pyspark.sql.types import ArrayType, DoubleType, MapType, StringType, StructField, StructType
+from pyspark.sql.types import BooleanType, DoubleType, StringType, StructField, StructType
 
-from citysense_scorer.health import BASELINE_Z_PREFIX, BatchColumns, HealthBucket, HealthContext, row_result
+from citysense_scorer.health import BASELINE_Z_PREFIX, BatchColumns, HealthBucket, HealthContext
 from citysense_scorer.worker_gc import freeze_once
 
 log = logging.getLogger(__name__)
 STATE_PROVIDER = "org.apache.spark.sql.execution.streaming.state.RocksDBStateStoreProvider"
+FAULT_PREFIX = "fault_"  # one bool column per metric, True where the reading's value is faulty
+STATION_Z_PREFIX = "z_" + BASELINE_Z_PREFIX  # and one float column per metric, z against the station's baseline
 
 
 class StationHealthProcessor(StatefulProcessor):
@@ -54,6 +54,8 @@ class StationHealthProcessor(StatefulProcessor):
         self.ctx = ctx
         self.columns = list(columns)
         self.metric_names = [m for m in ctx.metrics if m in self.columns]
+        self.fault_columns = [f"{FAULT_PREFIX}{m}" for m in self.metric_names]
+        self.z_columns = [f"{STATION_Z_PREFIX}{m}" for m in self.metric_names]
 
     def init(self, handle: StatefulProcessorHandle) -> None:
         freeze_once()
@@ -77,7 +79,7 @@ class StationHealthProcessor(StatefulProcessor):
         if pdf.empty:
             return
         if key[0] == DEAD_LETTER_KEY:
-            for name in (VERDICT, "health_event"):
+            for name in (*self.fault_columns, *self.z_columns, "health_event"):
                 pdf[name] = None
             yield _plain(pdf[self.columns])
             return
@@ -96,8 +98,11 @@ class StationHealthProcessor(StatefulProcessor):
         bucket = self._load()
         faults, zs, events = bucket.process_columns(batch, timerValues.getCurrentProcessingTimeInMs())
         self._save(bucket)
-        pdf[VERDICT] = verdict_json(self.metric_names, faults, zs)
-        pdf["health_event"] = None
+        # The verdict as plain columns: pandas hands them to Arrow as whole arrays (a per-row JSON or list column
+        # cost a Python object per reading here and a parser per reading in the JVM).
+        verdict = {name: faults[:, j] for j, name in enumerate(self.fault_columns)}
+        verdict.update({name: zs[:, j] for j, name in enumerate(self.z_columns)})
+        pdf = pdf.assign(**verdict, health_event=None)
         yield _plain(pdf[self.columns])
         if events:
             yield self._event_rows(events)
@@ -123,16 +128,6 @@ class StationHealthProcessor(StatefulProcessor):
         pass
 
 
-def verdict_json(names: list[str], faults: np.ndarray, zs: np.ndarray) -> list[str | None]:
-    """Per row, its faults and baseline z as the JSON the JVM parses back (null when there are neither: the common
-    case before warm-up, and null is the cheapest value to hand back)."""
-    out: list[str | None] = [None] * len(faults)
-    for i in np.flatnonzero(faults.any(axis=1) | ~np.isnan(zs).all(axis=1)):
-        result = row_result(names, faults[i], zs[i])
-        out[i] = orjson.dumps({"faults": result.faults, "baseline_z": result.baseline_z}).decode()
-    return out
-
-
 def _plain(pdf: pd.DataFrame) -> pd.DataFrame:
     """Columns pyspark 4.3's pandas->Arrow conversion of transformWithStateInPandas output chokes on become object
     columns: Arrow-backed extension columns (pandas 3 strings) and all-null columns (a string column whose values
@@ -151,8 +146,7 @@ def _plain(pdf: pd.DataFrame) -> pd.DataFrame:
 DEAD_LETTER_KEY = " dead letters"  # group keys no station id can be (a space is not allowed in station ids)
 BUCKET_PREFIX = " bucket "
 # No leading underscore in these names: pyspark rebuilds the groups with itertuples, which renames such fields.
-PACKED = "packed_columns"  # every column the detectors do not read, as JSON (see attach_health)
-VERDICT = "verdict_json"  # faults and baseline z of a reading, as JSON
+PACKED = "packed_columns"  # a dead letter's columns the detectors do not read, as JSON (see attach_health)
 
 
 def attach_health(scored: DataFrame, ctx: HealthContext) -> DataFrame:
@@ -162,34 +156,33 @@ def attach_health(scored: DataFrame, ctx: HealthContext) -> DataFrame:
     group of their own that passes through untouched - so the micro-batch reads Kafka once (two branches joined by a
     union would each read the source).
 
-    Only what the detectors read crosses into Python as columns; every other column travels as one JSON string
-    (``to_json`` before, ``from_json`` after, both in the JVM), and the per-row verdict comes back as one JSON string
-    too. PySpark 4.3 hands a transformWithStateInPandas group to Python row by row (``itertuples`` and a DataFrame
-    rebuilt per group), so its cost grows with the number of columns: 40 columns made the operator ~0.8 ms per
-    reading; packed, it is a third of that.
+    Only what the detectors read crosses into Python as columns. PySpark 4.3 hands a transformWithStateInPandas
+    group to Python row by row (``itertuples`` and a DataFrame rebuilt per group), so its cost grows with the number
+    of columns: 40 columns made the operator ~0.8 ms per reading. The other columns (Kafka position, dead-letter
+    reason and payload) matter for dead letters alone, so only a dead letter carries them, as one JSON string
+    (``to_json`` before, ``from_json`` after, both in the JVM); packed for every reading, the JSON was ~15 % of the
+    JVM's CPU. The verdict comes back as plain columns (see :meth:`StationHealthProcessor.handleInputRows`).
     """
     scored.sparkSession.conf.set("spark.sql.streaming.stateStore.providerClass", STATE_PROVIDER)
     own = [c for c in ("station_id", "ts", "seq", "lat", "lon", *ctx.metrics) if c in scored.columns]
     rest = [c for c in scored.columns if c not in own]
-    inner = StructType([*(scored.schema[c] for c in own), StructField(PACKED, StringType(), True),
-                        StructField(VERDICT, StringType(), True), StructField("health_event", StringType(), True)])
+    metrics = [m for m in ctx.metrics if m in own]
+    verdict = [*(StructField(f"{FAULT_PREFIX}{m}", BooleanType(), True) for m in metrics),
+               *(StructField(f"{STATION_Z_PREFIX}{m}", DoubleType(), True) for m in metrics)]
+    inner = StructType([*(scored.schema[c] for c in own), StructField(PACKED, StringType(), True), *verdict,
+                        StructField("health_event", StringType(), True)])
     bucket = F.concat(F.lit(BUCKET_PREFIX), F.pmod(F.xxhash64("station_id"), F.lit(ctx.buckets)).cast("string"))
-    key = F.when(F.col("station_id").isNull(), F.lit(DEAD_LETTER_KEY)).otherwise(bucket)
-    packed = scored.select(key.alias("health_key"), *own, F.to_json(F.struct(*rest)).alias(PACKED))
+    dead = F.col("station_id").isNull()
+    key = F.when(dead, F.lit(DEAD_LETTER_KEY)).otherwise(bucket)
+    packed = scored.select(key.alias("health_key"), *own, F.when(dead, F.to_json(F.struct(*rest))).alias(PACKED))
     out = packed.groupBy("health_key").transformWithStateInPandas(
         statefulProcessor=StationHealthProcessor(ctx, inner.fieldNames()), outputStructType=inner,
         outputMode="Append", timeMode="ProcessingTime")
     rest_schema = StructType([scored.schema[c] for c in rest])
-    verdict_schema = StructType([StructField("faults", ArrayType(StringType()), True),
-                                 StructField("baseline_z", MapType(StringType(), DoubleType()), True)])
-    out = out.select(*own, F.from_json(PACKED, rest_schema).alias("_rest"),
-                     F.from_json(VERDICT, verdict_schema).alias("_verdict"), "health_event")
-    station = F.col("station_id").isNotNull()  # readings and event rows: empty rather than null when clean
-    faults = F.when(station, F.coalesce("_verdict.faults", F.array().cast(ArrayType(StringType()))))
-    baseline = F.when(station, F.coalesce("_verdict.baseline_z",
-                                          F.create_map().cast(MapType(StringType(), DoubleType()))))
+    out = out.select(*own, F.from_json(PACKED, rest_schema).alias("_rest"), *(F.col(f"`{f.name}`") for f in verdict),
+                     "health_event")
     return out.select(*(F.col(c) if c in own else F.col(f"_rest.{c}").alias(c) for c in scored.columns),
-                      faults.alias("faults"), baseline.alias("baseline_z"), "health_event")
+                      *(F.col(f"`{f.name}`") for f in verdict), "health_event")
 
 
 # -- sink side (pandas, driver) --------------------------------------------------------------------------------------
@@ -202,46 +195,6 @@ def split_health(pdf: pd.DataFrame) -> tuple[pd.DataFrame, list[AlertEvent]]:
     events = [AlertEvent.model_validate_json(text) for text in pdf.loc[carrier, "health_event"]]
     events.sort(key=lambda e: (e.event_time, e.station_id, e.state != AlertState.RESOLVED))
     return pdf[~carrier].reset_index(drop=True), events
-
-
-FAULT_PREFIX = "fault_"  # sink side: one bool column per metric, True where the reading's value is faulty
-STATION_Z_PREFIX = "z_" + BASELINE_Z_PREFIX  # and one float column per metric, z against the station's baseline
-
-
-def expand_health(table: pa.Table, names: Sequence[str]) -> pa.Table:
-    """The operator's per-row ``faults`` (list of metrics) and ``baseline_z`` (map metric -> z) as plain columns:
-    ``fault_<metric>`` (bool) and ``z_station:<metric>`` (float, NaN without a verdict), one per metric in ``names``.
-
-    Done on the Arrow columns before pandas sees them, with no Python per row: as pandas objects (a list and a
-    list of pairs per row) the sink's helpers spent ~25 % of its time walking them. Rows without health (dead
-    letters, event rows) get no faults and NaN."""
-    if "faults" not in table.column_names:
-        return table
-    n, index = table.num_rows, pa.array(list(names), pa.string())
-    faults, zs = np.zeros((n, len(names)), bool), np.full((n, len(names)), np.nan)
-    listed = table.column("faults").combine_chunks()
-    row, col, _ = _cells(listed, pc.list_flatten(listed), index)
-    faults[row, col] = True
-    # As a list of (key, value) structs: the list kernels handle slices and nulls (they have no map kernels).
-    pairs = table.column("baseline_z").combine_chunks().cast(
-        pa.list_(pa.struct([("key", pa.string()), ("value", pa.float64())])))
-    entries = pc.list_flatten(pairs)
-    row, col, known = _cells(pairs, entries.field("key"), index)
-    zs[row, col] = entries.field("value").to_numpy(zero_copy_only=False).astype("float64")[known]  # null -> NaN
-    table = table.drop_columns(["faults", "baseline_z"])
-    for j, name in enumerate(names):
-        table = table.append_column(f"{FAULT_PREFIX}{name}", pa.array(faults[:, j]))
-    for j, name in enumerate(names):
-        table = table.append_column(f"{STATION_Z_PREFIX}{name}", pa.array(zs[:, j]))
-    return table
-
-
-def _cells(lists: pa.Array, names: pa.Array, index: pa.Array) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(row, column) of every flattened entry of ``lists`` whose name (``names``, aligned with the flattened entries)
-    is in ``index``, and the mask of those entries among all flattened ones."""
-    position = pc.index_in(names, value_set=index).to_numpy(zero_copy_only=False).astype("float64")  # NaN: unknown
-    known = ~np.isnan(position)
-    return pc.list_parent_indices(lists).to_numpy()[known], position[known].astype(np.int64), known
 
 
 def fault_matrix(frame: pd.DataFrame, names: Sequence[str]) -> np.ndarray:

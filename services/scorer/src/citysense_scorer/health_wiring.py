@@ -1,8 +1,8 @@
 """The few calls that plug station health into the scorer's query (:mod:`stream`) and sink (:mod:`sink`).
 
 Stream side: :func:`health_stream` adds the health operator after scoring (no-op with
-``CITYSENSE_HEALTH_ENABLED=false``). Sink side, per micro-batch: :func:`expand_health` turns the verdict columns
-into one fault flag and one baseline z column per metric, :func:`split_health` takes the event rows out,
+``CITYSENSE_HEALTH_ENABLED=false``), which gives each reading one fault flag and one baseline z column per metric.
+Sink side, per micro-batch: :func:`split_health` takes the event rows out,
 :func:`judge_outliers` applies the station's own normal to the outlier verdict, :func:`exclude_faulty` keeps faulty
 values out of the threshold engine, :func:`health_columns` gives the stored faults, and
 :func:`apply_station_status` records offline/active.
@@ -26,7 +26,6 @@ from citysense_scorer.health_spark import (
     STATION_Z_PREFIX,
     apply_station_status,
     attach_health,
-    expand_health,
     fault_columns,
     fault_matrix,
     mask_faulty,
@@ -34,7 +33,7 @@ from citysense_scorer.health_spark import (
 )
 
 __all__ = ["STATION_Z_PREFIX", "CheckpointMismatch", "apply_station_status", "check_checkpoint", "exclude_faulty",
-           "expand_health", "health_columns", "health_stream", "judge_outliers", "split_health"]
+           "health_columns", "health_stream", "judge_outliers", "split_health"]
 
 PROVIDER_CONF = "spark.sql.streaming.stateStore.providerClass"
 HEALTH_OPERATOR = "transformWithStateInPandasExec"

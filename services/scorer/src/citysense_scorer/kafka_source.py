@@ -306,15 +306,14 @@ def _batch(cols: dict[str, list], rng: KafkaRange) -> pa.RecordBatch:
 
 
 def _decoder(options: dict[str, str]) -> Any:
-    """With the ``registry`` option (registry JSON, plus ``profile``, ``z_bound``, ``future_tolerance_s``) the
-    source decodes, validates and scores every message in the reading task (:mod:`citysense_scorer.decode`) and
-    yields decoded rows; without it, raw Kafka rows."""
+    """With the ``registry`` option (registry JSON, plus ``future_tolerance_s``) the source decodes and validates
+    every message in the reading task (:mod:`citysense_scorer.decode`) and yields decoded rows; without it, raw
+    Kafka rows."""
     if not options.get("registry"):
         return None
     from citysense_scorer.decode import decoder_for
 
-    return decoder_for(options["registry"], options.get("profile", "city"), float(options.get("z_bound", "3.72")),
-                       float(options.get("future_tolerance_s", "300")))
+    return decoder_for(options["registry"], float(options.get("future_tolerance_s", "300")))
 
 
 class KafkaStreamReader(DataSourceStreamReader):

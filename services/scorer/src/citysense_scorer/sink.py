@@ -48,12 +48,12 @@ from citysense_scorer.health_wiring import (
     STATION_Z_PREFIX,
     apply_station_status,
     exclude_faulty,
-    expand_health,
     health_columns,
     judge_outliers,
     split_health,
 )
 from citysense_scorer.rules import DERIVED_METRICS
+from citysense_scorer.scores import RegistryScorer
 from citysense_scorer.settings import ScorerSettings
 
 log = logging.getLogger(__name__)
@@ -72,6 +72,7 @@ class BatchSink:
         self.log = engine_log
         self.store = store
         self.metric_names = list(registry.metrics)
+        self.scores = RegistryScorer(registry, settings.profile, settings.scorer_z_bound)
         self.producer = Producer(producer_config(settings))
         self._positions: dict[str, dict[int, int]] = {}
 
@@ -90,11 +91,11 @@ class BatchSink:
     def process(self, table: pa.Table, batch_id: int) -> None:
         # Consumes the table: each Arrow column is freed as soon as it is converted, so a 200,000-reading batch does
         # not hold both copies at once (the driver's peak memory).
-        pdf = expand_health(table, self.metric_names).to_pandas(self_destruct=True, split_blocks=True)
+        pdf = table.to_pandas(self_destruct=True, split_blocks=True)
         del table
         pdf, health_events = split_health(pdf)  # station-health events ride on their own rows
         bad = pdf[pdf["reason"].notna()]
-        good = judge_outliers(pdf[pdf["reason"].isna()].copy(), self.settings.scorer_z_bound)
+        good = judge_outliers(self.scores.add_to(pdf[pdf["reason"].isna()]), self.settings.scorer_z_bound)
         good["ts_ms"] = (good["ts"].astype("datetime64[ms, UTC]").astype("int64")) if len(good) else pd.Series(
             dtype="int64")
         replay = self.log.has(batch_id)

@@ -25,7 +25,7 @@ log = logging.getLogger(__name__)
 
 
 def source_frame(spark: Any, settings: ScorerSettings) -> Any:
-    """Decoded, validated, scored rows (see :mod:`citysense_scorer.decode`) from the configured source."""
+    """Decoded, validated rows (see :mod:`citysense_scorer.decode`) from the configured source."""
     registry = settings.registry()
     if settings.scorer_source == "kafka":
         from citysense_scorer.decode import Decoder
@@ -41,7 +41,7 @@ def source_frame(spark: Any, settings: ScorerSettings) -> Any:
             reader = reader.option("maxOffsetsPerTrigger", settings.scorer_max_offsets_per_trigger)
         raw = reader.load().selectExpr("key", "value", "topic", "partition", "offset",
                                        "unix_millis(timestamp) AS timestamp_ms")
-        decoder = Decoder(registry, settings.profile, settings.scorer_z_bound, settings.scorer_future_tolerance_s)
+        decoder = Decoder(registry, settings.scorer_future_tolerance_s)
         from pyspark.sql.pandas.types import from_arrow_schema
 
         return raw.mapInArrow(decoder.decode_batches, from_arrow_schema(decoder.schema))
@@ -53,8 +53,6 @@ def source_frame(spark: Any, settings: ScorerSettings) -> Any:
             .option("kafka_options", json.dumps(settings.kafka_options))
             .option("max_offsets_per_trigger", str(settings.scorer_max_offsets_per_trigger))
             .option("registry", registry.model_dump_json())
-            .option("profile", settings.profile)
-            .option("z_bound", str(settings.scorer_z_bound))
             .option("future_tolerance_s", str(settings.scorer_future_tolerance_s))
             .load())
 
