@@ -160,8 +160,8 @@ def attach_health(scored: DataFrame, ctx: HealthContext) -> DataFrame:
     group to Python row by row (``itertuples`` and a DataFrame rebuilt per group), so its cost grows with the number
     of columns: 40 columns made the operator ~0.8 ms per reading. The other columns (Kafka position, dead-letter
     reason and payload) matter for dead letters alone, so only a dead letter carries them, as one JSON string
-    (``to_json`` before, ``from_json`` after, both in the JVM); packed for every reading, the JSON was ~15 % of the
-    JVM's CPU. The verdict comes back as plain columns (see :meth:`StationHealthProcessor.handleInputRows`).
+    (``to_json`` before, ``from_json`` after, both in the JVM); packed for every reading, that JSON was ~25 % of the
+    JVM's CPU (JFR). The verdict comes back as plain columns (see :meth:`StationHealthProcessor.handleInputRows`).
     """
     scored.sparkSession.conf.set("spark.sql.streaming.stateStore.providerClass", STATE_PROVIDER)
     own = [c for c in ("station_id", "ts", "seq", "lat", "lon", *ctx.metrics) if c in scored.columns]
