@@ -3,6 +3,7 @@
 Layout under the checkpoint dir (``<data_dir>/checkpoints/scorer`` by default)::
 
     spark/                 Spark's own checkpoint (offsets, commits, sources)
+    sink-wal/<batch>.arrow a collected micro-batch until the overlapped sink finished it (sink_overlap)
     engine/log/<batch>     the batch's engine input and the alert events it produced (pickle, atomic rename)
     engine/snap/<batch>    the full engine state after <batch> (every N batches)
     engine/done/<batch>    written after every event/dead letter of <batch> was acknowledged by Kafka; holds the

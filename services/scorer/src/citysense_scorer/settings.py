@@ -39,6 +39,9 @@ class ScorerSettings(StoreSettings):
                                       "this much event time (a replay is evaluated as it happened)")
     scorer_outlier_cooldown_s: float = Field(default=600, ge=0, description="at most one outlier alert per station per")
     scorer_metrics_port: int = Field(default=9464, ge=0, le=65535, description="Prometheus port; 0 = disabled")
+    scorer_sink_overlap: bool = Field(
+        default=True, description="write micro-batch N to the store while Spark computes N+1 (N kept in a "
+        "write-ahead file until done); false = Spark waits for the sink")
     scorer_snapshot_every: int = Field(default=50, ge=1, description="engine state snapshot every N batches")
     rules_file: Path | None = Field(default=None, description="threshold rules; default config/rules.yaml")
 

@@ -78,9 +78,14 @@ class BatchSink:
 
     # ------------------------------------------------------------------------------------------------------------
     def __call__(self, df: Any, batch_id: int) -> None:
+        """The inline ``foreachBatch`` function (the scorer runs :meth:`run` overlapped, see
+        :mod:`citysense_scorer.sink_overlap`)."""
+        self.run(df.toArrow(), batch_id)
+
+    def run(self, table: pa.Table, batch_id: int) -> None:
         started = time.monotonic()
         try:
-            self.process(df.toArrow(), batch_id)
+            self.process(table, batch_id)
             m.BATCHES.labels("ok").inc()
         except Exception:
             m.BATCHES.labels("failed").inc()

@@ -20,6 +20,7 @@ from citysense_scorer.engine_log import EngineLog
 from citysense_scorer.rules import duration_ms, load_rules
 from citysense_scorer.settings import ScorerSettings
 from citysense_scorer.sink import BatchSink
+from citysense_scorer.sink_overlap import OverlappedSink, SinkWal
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +58,7 @@ def source_frame(spark: Any, settings: ScorerSettings) -> Any:
             .load())
 
 
-def start_query(spark: Any, settings: ScorerSettings, sink: BatchSink) -> Any:
+def start_query(spark: Any, settings: ScorerSettings, sink: Callable[[Any, int], None]) -> Any:
     from citysense_scorer.health_wiring import health_stream
 
     registry = settings.registry()
@@ -78,13 +79,31 @@ def build_sink(settings: ScorerSettings) -> BatchSink:
                          eval_step_ms=int(settings.scorer_eval_step_s * 1000))
     ckpt = settings.checkpoint_dir
     if not (ckpt / "spark" / "offsets").exists():
-        # A fresh Spark checkpoint starts at batch 0 again: engine state of an older checkpoint would not match.
+        # A fresh Spark checkpoint starts at batch 0 again: engine state and unfinished batches of an older
+        # checkpoint would not match.
         EngineLog.reset(ckpt / "engine")
+        SinkWal.reset(sink_wal_dir(settings))
     engine_log = EngineLog(ckpt / "engine", snapshot_every=settings.scorer_snapshot_every)
     engine_log.recover(engine)
     log.info("engine recovered at batch %d (%d series, %d alert slots); rules: %s", engine.state.version,
              len(engine.state.series), len(engine.state.slots), ", ".join(r.id for r in rules.rules))
     return BatchSink(settings, registry, engine, engine_log, open_store(settings))
+
+
+def sink_wal_dir(settings: ScorerSettings) -> Path:
+    return settings.checkpoint_dir / "sink-wal"
+
+
+def foreach_batch(settings: ScorerSettings,
+                  sink: BatchSink) -> tuple[Callable[[Any, int], None], OverlappedSink | None]:
+    """The query's ``foreachBatch`` function and, when the sink runs overlapped (the default), its
+    :class:`OverlappedSink` after it finished the batches a previous run left unfinished."""
+    if not settings.scorer_sink_overlap:
+        return sink, None
+    overlapped = OverlappedSink(sink.run, SinkWal(sink_wal_dir(settings)))
+    if done := overlapped.recover():
+        log.info("finished %d batch(es) left in the sink's write-ahead files", done)
+    return overlapped, overlapped
 
 
 class ConsumerLag:
@@ -181,16 +200,21 @@ def run(settings: ScorerSettings) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     sink = build_sink(settings)
+    batch_fn, overlapped = foreach_batch(settings, sink)
     lag, probe = start_lag(settings)
     spark = build_session(settings.scorer_spark_master, shuffle_partitions=settings.scorer_shuffle_partitions,
                           driver_memory=settings.scorer_driver_memory)
-    query = start_query(spark, settings, sink)
+    query = start_query(spark, settings, batch_fn)
     log.info("scorer running: %s -> store, %s, %s; checkpoint %s; metrics :%d", settings.readings_topic,
              settings.alerts_topic, settings.dlq_topic, settings.checkpoint_dir, settings.scorer_metrics_port)
     failure = None
     try:
         while not stop.is_set() and query.isActive:
             query.awaitTermination(1)
+            if overlapped is not None and (error := overlapped.failure()) is not None:
+                # Spark would only hear of it at the next micro-batch, which an idle stream may never start.
+                failure = error
+                break
             progress = query.lastProgress
             lag.update(progress)
             for phase, ms in ((progress or {}).get("durationMs") or {}).items():
@@ -198,14 +222,17 @@ def run(settings: ScorerSettings) -> int:
             messages = lag.value()
             if messages is not None:
                 m.LAG.set(messages)
-        failure = None if stop.is_set() else query.exception()
+        if failure is None and not stop.is_set():
+            failure = query.exception()
     except Exception:
         # SIGTERM to the process group also reaches the JVM, whose shutdown hook stops Spark under us; that is a
         # requested stop, and safe: every batch effect is idempotent and unfinished batches re-run from the checkpoint.
         if not stop.is_set():
             raise
     finally:
-        for step in (query.stop, lambda: sink.producer.flush(30), sink.store.close, spark.stop, probe.close):
+        # The batch in the sink finishes before the store closes (or stays in its write-ahead file after 60 s).
+        drain = (lambda: overlapped.close(60)) if overlapped is not None else (lambda: None)
+        for step in (query.stop, drain, lambda: sink.producer.flush(30), sink.store.close, spark.stop, probe.close):
             with contextlib.suppress(Exception):
                 step()
     if failure is not None:
