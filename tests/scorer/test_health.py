@@ -147,3 +147,30 @@ def test_bucket_written_under_another_bucket_count_is_dropped(registry: Registry
     assert HealthBucket(c, bucket.dumps()).stations.keys() == {"st-1"}
     moved = HealthBucket(HealthContext(metrics=dict(registry.metrics), profile="city", buckets=64), bucket.dumps())
     assert moved.stations == {} and moved.next_timer() is None  # st-1 now hashes elsewhere: no stale offline alert
+
+
+def test_a_bucket_kept_between_batches_matches_one_reloaded_each_batch(registry: Registry) -> None:
+    """The worker keeps its bucket objects between micro-batches (health_spark); reusing them must give exactly what
+    reading the stored document each batch gives: verdicts, events, offline alerts and the document itself."""
+    rows = sequence()
+    other = [Row(r.ts_ms, {"temperature": r.values["temperature"] + 1}, 52.6, 13.5) for r in rows]
+    kept, text, events = HealthBucket(ctx(registry)), None, []
+    for start in range(0, len(rows), 7):
+        batch = {"st-a": rows[start:start + 7]}
+        if start < 50:  # st-b falls silent after 50 readings
+            batch["st-b"] = other[start:start + 7]
+        now = rows[start].ts_ms + 500
+        reloaded_bucket = HealthBucket(ctx(registry), text)
+        want, want_events = reloaded_bucket.process(batch, now)
+        got, got_events = kept.process(batch, now)
+        assert got == want
+        assert [e.event_id for e in got_events] == [e.event_id for e in want_events]
+        events += got_events
+        text = reloaded_bucket.dumps()
+        assert kept.dumps() == text
+    assert {(e.kind, e.state) for e in events} == {(AlertKind.SENSOR_FAULT, AlertState.OPEN)}  # st-a's flatline
+    later = rows[-1].ts_ms + 61_000
+    timers = HealthBucket(ctx(registry), text).expire(later)
+    assert [e.event_id for e in kept.expire(later)] == [e.event_id for e in timers]
+    assert {(e.station_id, e.kind) for e in timers} == {("st-a", AlertKind.STATION_OFFLINE),
+                                                       ("st-b", AlertKind.STATION_OFFLINE)}

@@ -98,3 +98,131 @@ def test_faults_and_offline_in_a_stream(spark: Any, registry: Registry, tmp_path
     state = [f.name for f in (tmp_path / "ckpt" / "state").rglob("*")]
     changelogs, snapshots = sum(n.endswith(".changelog") for n in state), sum(n.endswith(".zip") for n in state)
     assert changelogs > snapshots, state
+
+
+# -- the bucket a worker keeps between micro-batches (no Spark: the state handle is the boundary) -----------------
+
+class ValueStateDouble:
+    def __init__(self) -> None:
+        self.value: tuple | None = None
+
+    def exists(self) -> bool:
+        return self.value is not None
+
+    def get(self) -> tuple:
+        assert self.value is not None
+        return self.value
+
+    def update(self, value: tuple) -> None:
+        self.value = value
+
+    def clear(self) -> None:
+        self.value = None
+
+
+class HandleDouble:
+    def __init__(self) -> None:
+        self.state = ValueStateDouble()
+        self.timers: set[int] = set()
+
+    def getValueState(self, name: str, schema: Any) -> ValueStateDouble:  # noqa: N802 - Spark's name
+        return self.state
+
+    def listTimers(self) -> list[int]:  # noqa: N802
+        return sorted(self.timers)
+
+    def registerTimer(self, ms: int) -> None:  # noqa: N802
+        self.timers.add(ms)
+
+    def deleteTimer(self, ms: int) -> None:  # noqa: N802
+        self.timers.discard(ms)
+
+
+class Clock:
+    def __init__(self, ms: int) -> None:
+        self.ms = ms
+
+    def getCurrentProcessingTimeInMs(self) -> int:  # noqa: N802
+        return self.ms
+
+
+def processor(registry: Registry) -> tuple[Any, HandleDouble]:
+    from citysense_scorer.health_spark import FAULT_PREFIX, PACKED, STATION_Z_PREFIX, StationHealthProcessor
+
+    metrics = ["temperature", "pm2_5", "pm10"]
+    ctx = HealthContext(metrics={m: registry.metrics[m] for m in metrics}, profile="city")
+    columns = ["station_id", "ts", "seq", "lat", "lon", *metrics, PACKED, *(FAULT_PREFIX + m for m in metrics),
+               *(STATION_Z_PREFIX + m for m in metrics), "health_event"]
+    proc, handle = StationHealthProcessor(ctx, columns), HandleDouble()
+    proc.init(handle)
+    return proc, handle
+
+
+def group(start: int, n: int = 40) -> pd.DataFrame:
+    frame = pd.DataFrame(rows("st-a", [20.0] * n, start) + rows("st-b", [10.0 + (i % 5) for i in range(n)], start))
+    frame["packed_columns"] = None
+    return frame[["station_id", "ts", "seq", "lat", "lon", "temperature", "pm2_5", "pm10", "packed_columns"]]
+
+
+def batch(proc: Any, start: int) -> tuple[pd.DataFrame, list[str]]:
+    """(the readings with their verdict columns, the events' JSON)."""
+    key = (" bucket 0",)
+    now = int((T0 + timedelta(seconds=start + 40)).timestamp() * 1000)
+    readings, *event_rows = proc.handleInputRows(key, iter([group(start)]), Clock(now))
+    return readings, [e for frame in event_rows for e in frame["health_event"]]
+
+
+def test_the_worker_reuses_the_bucket_it_wrote_and_reads_any_other(registry: Registry, monkeypatch) -> None:  # noqa: ANN001
+    from citysense_scorer import health_spark
+
+    reads: list[bool] = []  # one entry per bucket built from the state (True: from a stored document)
+
+    class CountingBucket(health_spark.HealthBucket):
+        def __init__(self, ctx: HealthContext, text: str | None = None) -> None:
+            reads.append(text is not None)
+            super().__init__(ctx, text)
+
+    kept: dict = {}
+    monkeypatch.setattr(health_spark, "HealthBucket", CountingBucket)
+    monkeypatch.setattr(health_spark, "_KEPT", kept)
+    proc, handle = processor(registry)
+    cold, cold_handle = processor(registry)  # the same batches with nothing kept: read from the state every time
+
+    warm_reads, events = [], []
+    for start in (0, 40, 80):
+        before = len(reads)
+        got = batch(proc, start)
+        warm_reads.append(reads[before:])
+        mine = dict(kept)
+        kept.clear()
+        want = batch(cold, start)
+        kept.clear()
+        kept.update(mine)
+        pd.testing.assert_frame_equal(got[0], want[0])
+        assert got[1] == want[1]
+        events += got[1]
+        assert handle.state.value[0].split("\n", 1)[1] == cold_handle.state.value[0].split("\n", 1)[1]
+        assert handle.timers == cold_handle.timers
+    assert warm_reads == [[False], [], []]  # a new bucket for the first batch, then the kept one, never parsed
+    assert reads.count(True) == 2  # while the cold side parsed the stored JSON for batches 2 and 3
+    assert got[0]["fault_temperature"].any()  # st-a's frozen temperature: flagged from the 30th reading on
+    assert any('"fault-flatline.temperature"' in e for e in events)
+
+    # a document this worker did not write (another worker, or an older state version Spark re-runs from)
+    handle.state.value = ("someone-else\n" + handle.state.value[0].split("\n", 1)[1],)
+    before = len(reads)
+    batch(proc, 120)
+    assert reads[before:] == [True]
+
+    # a batch that fails half-way leaves no kept bucket behind: the next batch reads the stored state
+    def broken(*args: Any) -> None:
+        raise RuntimeError("boom")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(CountingBucket, "process_columns", broken)
+        with pytest.raises(RuntimeError, match="boom"):
+            batch(proc, 160)
+    assert " bucket 0" not in kept
+    before = len(reads)
+    batch(proc, 160)
+    assert reads[before:] == [True]

@@ -230,6 +230,17 @@ class HealthBucket:
         self.ctx = ctx
         doc = orjson.loads(text) if text else {}
         self.stations: dict[str, dict[str, Any]] = doc.get("stations", {}) if doc.get("buckets") == ctx.buckets else {}
+        # Detector objects of the stations handled so far, kept in step with their documents, so a bucket the
+        # worker keeps between micro-batches (health_spark) does not rebuild them from the documents each batch.
+        self.live: dict[str, StationHealth] = {}
+
+    def _health(self, station: str) -> StationHealth:
+        health = self.live.get(station)
+        return health if health is not None else StationHealth.from_doc(station, self.ctx, self.stations.get(station))
+
+    def _keep(self, station: str, health: StationHealth) -> None:
+        self.live[station] = health
+        self.stations[station] = health.to_doc()
 
     def process(self, readings: dict[str, list[Row]], now_ms: int,
                 ) -> tuple[dict[str, list[RowResult]], list[AlertEvent]]:
@@ -257,7 +268,7 @@ class HealthBucket:
         resolves, then each reading's fault events, then forecasts), then the offline alerts of silent stations.
         The fault detectors run column-wise (:mod:`citysense_scorer.fault_batch`); same results as
         :meth:`StationHealth.process` station by station."""
-        healths = [StationHealth.from_doc(s, self.ctx, self.stations.get(s)) for s in batch.stations]
+        healths = [self._health(s) for s in batch.stations]
         before: list[list[AlertEvent]] = []
         last_locs: list[tuple[float | None, float | None]] = []
         fallback: list[tuple[float | None, float | None]] = []
@@ -295,7 +306,7 @@ class HealthBucket:
                                          strict=True):
                         series.add(ts, value)
                 events.extend(health.forecaster.evaluate(int(batch.ts_ms[a:b].max()), *last_locs[i]))
-            self.stations[batch.stations[i]] = health.to_doc()
+            self._keep(batch.stations[i], health)
         events.extend(self.expire(now_ms, skip=set(batch.stations)))
         return verdict.faults, verdict.baseline_z, events
 
@@ -307,9 +318,9 @@ class HealthBucket:
                 continue
             deadline = self._deadline(station, doc)
             if deadline is not None and deadline <= now_ms:
-                health = StationHealth.from_doc(station, self.ctx, doc)
+                health = self._health(station)
                 events.extend(health.on_timer(now_ms))
-                self.stations[station] = health.to_doc()
+                self._keep(station, health)
         return events
 
     def next_timer(self) -> int | None:
