@@ -1,4 +1,5 @@
-"""freeze_once moves the worker's start-up heap out of the collector's reach, once; later garbage is still freed."""
+"""freeze_once moves the worker's start-up heap out of the collector's reach, once; freeze_kept does it for state kept
+between tasks; later garbage is still freed."""
 
 from __future__ import annotations
 
@@ -26,4 +27,30 @@ print("ok")
 
 def test_freeze_once_in_a_fresh_interpreter() -> None:
     result = subprocess.run([sys.executable, "-c", SCRIPT], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr
+
+
+KEPT = """
+import gc, weakref
+from citysense_scorer.worker_gc import freeze_kept
+class Node: pass
+kept = {"bucket": [Node() for _ in range(1000)]}  # what a worker keeps from one task to the next
+before = gc.get_freeze_count()
+freeze_kept()
+assert gc.get_freeze_count() >= before + 1000
+probe = weakref.ref(kept["bucket"][0])
+kept["bucket"] = []  # the next batch replaces it: freed by reference counting although frozen
+assert probe() is None
+a, b = Node(), Node()
+a.other, b.other = b, a  # a cycle made after the freeze is still collected
+cycle = weakref.ref(a)
+del a, b
+gc.collect()
+assert cycle() is None
+print("ok")
+"""
+
+
+def test_freeze_kept_spares_kept_state_the_collection_and_still_frees_it() -> None:
+    result = subprocess.run([sys.executable, "-c", KEPT], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr

@@ -38,7 +38,7 @@ from pyspark.sql.streaming.stateful_processor import (
 from pyspark.sql.types import BooleanType, DoubleType, StringType, StructField, StructType
 
 from citysense_scorer.health import BASELINE_Z_PREFIX, BatchColumns, HealthBucket, HealthContext
-from citysense_scorer.worker_gc import freeze_once
+from citysense_scorer.worker_gc import freeze_kept
 
 log = logging.getLogger(__name__)
 STATE_PROVIDER = "org.apache.spark.sql.execution.streaming.state.RocksDBStateStoreProvider"
@@ -69,7 +69,7 @@ class StationHealthProcessor(StatefulProcessor):
         self.z_columns = [f"{STATION_Z_PREFIX}{m}" for m in self.metric_names]
 
     def init(self, handle: StatefulProcessorHandle) -> None:
-        freeze_once()
+        freeze_kept()
         self.handle = handle
         self.doc = handle.getValueState("health", StructType([StructField("doc", StringType(), True)]))
 
