@@ -6,7 +6,18 @@ from __future__ import annotations
 import subprocess
 import sys
 
-SCRIPT = """
+CYCLE_STILL_COLLECTED = """
+class Cell: pass
+a, b = Cell(), Cell()
+a.other, b.other = b, a  # a cycle made after the freeze must still be collected
+cycle = weakref.ref(a)
+del a, b
+gc.collect()
+assert cycle() is None
+print("ok")
+"""
+
+ONCE = """
 import gc, weakref
 from citysense_scorer.worker_gc import freeze_once, frozen
 assert not frozen() and gc.get_freeze_count() == 0
@@ -14,21 +25,7 @@ freeze_once()
 first = gc.get_freeze_count()
 freeze_once()
 assert frozen() and first > 1000 and gc.get_freeze_count() == first, (first, gc.get_freeze_count())
-class Node: pass
-a, b = Node(), Node()
-a.other, b.other = b, a  # a cycle made after the freeze must still be collected
-probe = weakref.ref(a)
-del a, b
-gc.collect()
-assert probe() is None
-print("ok")
-"""
-
-
-def test_freeze_once_in_a_fresh_interpreter() -> None:
-    result = subprocess.run([sys.executable, "-c", SCRIPT], capture_output=True, text=True, timeout=60)
-    assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr
-
+""" + CYCLE_STILL_COLLECTED
 
 KEPT = """
 import gc, weakref
@@ -41,16 +38,17 @@ assert gc.get_freeze_count() >= before + 1000
 probe = weakref.ref(kept["bucket"][0])
 kept["bucket"] = []  # the next batch replaces it: freed by reference counting although frozen
 assert probe() is None
-a, b = Node(), Node()
-a.other, b.other = b, a  # a cycle made after the freeze is still collected
-cycle = weakref.ref(a)
-del a, b
-gc.collect()
-assert cycle() is None
-print("ok")
-"""
+""" + CYCLE_STILL_COLLECTED
+
+
+def run_fresh(script: str) -> None:
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr
+
+
+def test_freeze_once_in_a_fresh_interpreter() -> None:
+    run_fresh(ONCE)
 
 
 def test_freeze_kept_spares_kept_state_the_collection_and_still_frees_it() -> None:
-    result = subprocess.run([sys.executable, "-c", KEPT], capture_output=True, text=True, timeout=60)
-    assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr
+    run_fresh(KEPT)
