@@ -46,6 +46,11 @@ FAULT_PREFIX = "fault_"  # one bool column per metric, True where the reading's 
 STATION_Z_PREFIX = "z_" + BASELINE_Z_PREFIX  # and one float column per metric, z against the station's baseline
 
 
+def verdict_names(metrics: Sequence[str]) -> tuple[list[str], list[str]]:
+    """The operator's verdict columns for ``metrics``: (fault flags, baseline z-scores)."""
+    return [f"{FAULT_PREFIX}{m}" for m in metrics], [f"{STATION_Z_PREFIX}{m}" for m in metrics]
+
+
 # Buckets this worker process wrote last, by group key: (revision written with it, the bucket). See _load.
 _KEPT: dict[str, tuple[str, HealthBucket]] = {}
 
@@ -65,8 +70,7 @@ class StationHealthProcessor(StatefulProcessor):
         self.ctx = ctx
         self.columns = list(columns)
         self.metric_names = [m for m in ctx.metrics if m in self.columns]
-        self.fault_columns = [f"{FAULT_PREFIX}{m}" for m in self.metric_names]
-        self.z_columns = [f"{STATION_Z_PREFIX}{m}" for m in self.metric_names]
+        self.fault_columns, self.z_columns = verdict_names(self.metric_names)
 
     def init(self, handle: StatefulProcessorHandle) -> None:
         freeze_kept()
@@ -185,9 +189,9 @@ def attach_health(scored: DataFrame, ctx: HealthContext) -> DataFrame:
     scored.sparkSession.conf.set("spark.sql.streaming.stateStore.providerClass", STATE_PROVIDER)
     own = [c for c in ("station_id", "ts", "seq", "lat", "lon", *ctx.metrics) if c in scored.columns]
     rest = [c for c in scored.columns if c not in own]
-    metrics = [m for m in ctx.metrics if m in own]
-    verdict = [*(StructField(f"{FAULT_PREFIX}{m}", BooleanType(), True) for m in metrics),
-               *(StructField(f"{STATION_Z_PREFIX}{m}", DoubleType(), True) for m in metrics)]
+    fault_names, z_names = verdict_names([m for m in ctx.metrics if m in own])
+    verdict = [*(StructField(name, BooleanType(), True) for name in fault_names),
+               *(StructField(name, DoubleType(), True) for name in z_names)]
     inner = StructType([*(scored.schema[c] for c in own), StructField(PACKED, StringType(), True), *verdict,
                         StructField("health_event", StringType(), True)])
     bucket = F.concat(F.lit(BUCKET_PREFIX), F.pmod(F.xxhash64("station_id"), F.lit(ctx.buckets)).cast("string"))
