@@ -1,9 +1,12 @@
 """Alert engine: windows, threshold rules, outliers and the alert lifecycle, across micro-batches.
 
 Input per micro-batch is small: the batch's valid readings are first reduced (vectorised, pandas) to one row per
-(station, series, bucket) plus one row per station, and only those aggregates touch the per-key state. A *series* is
+(station, series, bucket) plus one row per station, and only those aggregates touch the state. A *series* is
 (metric, window), shared by every rule over the same metric and window; it keeps 60 buckets of window/60 each
-(sum, count, max), so memory per station is bounded and the window edge is accurate to 1/60 of its length.
+(sum, count, max), so memory per station is bounded and the window edge is accurate to 1/60 of its length. The
+series of all stations live in numpy arrays (:mod:`citysense_scorer.series_table`) and every rule is evaluated for
+all touched stations at once; only the few (station, rule) pairs with a condition met, pending or open go through
+the per-alert lifecycle in Python.
 
 Determinism: :meth:`AlertEngine.apply` depends only on the state and the batch input - no wall clock. That is what
 makes replay exact (see :mod:`citysense_scorer.engine_log`): ``alert_id`` and ``event_id`` are content hashes of
@@ -24,7 +27,6 @@ import math
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -32,6 +34,7 @@ from citysense_common.contract import AlertEvent, AlertKind, AlertState, Locatio
 from citysense_common.registry import Registry
 
 from citysense_scorer.rules import BUCKETS_PER_WINDOW, DERIVED_METRICS, Rule, RuleSet
+from citysense_scorer.series_table import SeriesTable, grow
 
 _NS = uuid.UUID("6f1c1d2e-8a51-4f0e-9a43-3c6a2b7d9e10")
 OUTLIER_RULE_ID = "outlier"
@@ -54,39 +57,6 @@ def _window_text(ms: int) -> str:
 
 
 @dataclass
-class SeriesState:
-    width_ms: int
-    buckets: dict[int, list[float]] = field(default_factory=dict)  # bucket -> [sum, count, max]
-    first_ms: int = 0
-    last_ms: int = -1
-    last_value: float = math.nan
-
-    def add(self, bucket: int, total: float, count: int, peak: float) -> None:
-        cur = self.buckets.get(bucket)
-        if cur is None:
-            self.buckets[bucket] = [total, count, peak]
-        else:
-            cur[0] += total
-            cur[1] += count
-            cur[2] = max(cur[2], peak)
-
-    def prune(self) -> None:
-        oldest = self.last_ms // self.width_ms - BUCKETS_PER_WINDOW + 1
-        for b in [b for b in self.buckets if b < oldest]:
-            del self.buckets[b]
-
-    def aggregate(self, how: str) -> float | None:
-        if how == "value":
-            return None if math.isnan(self.last_value) else self.last_value
-        oldest = self.last_ms // self.width_ms - BUCKETS_PER_WINDOW + 1
-        live = [v for b, v in self.buckets.items() if b >= oldest]
-        count = sum(v[1] for v in live)
-        if not count:
-            return None
-        return sum(v[0] for v in live) / count if how == "mean" else max(v[2] for v in live)
-
-
-@dataclass
 class AlertSlot:
     """Lifecycle state of one (station, rule)."""
 
@@ -97,21 +67,39 @@ class AlertSlot:
     pending_since: int | None = None
     cooldown_until: int = -1
 
-
-@dataclass
-class StationInfo:
-    lat: float | None = None
-    lon: float | None = None
-    last_ms: int = -1
+    @property
+    def watched(self) -> bool:
+        """Open or pending: the rule must see this station on every evaluation, met or not."""
+        return self.alert_id is not None or self.pending_since is not None
 
 
 @dataclass
 class EngineState:
     version: int = -1  # last applied batch id
     max_event_ms: int = -1
-    series: dict[tuple[str, str, int], SeriesState] = field(default_factory=dict)  # (station, metric, window)
+    station_ids: list[str] = field(default_factory=list)  # row -> station id
+    station_rows: dict[str, int] = field(default_factory=dict)
+    lat: np.ndarray = field(default_factory=lambda: np.zeros(0))  # per row: newest known location (NaN: none)
+    lon: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    seen_ms: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))  # per row: newest event time
+    series: dict[tuple[str, int], SeriesTable] = field(default_factory=dict)  # (metric, window_ms)
     slots: dict[tuple[str, str], AlertSlot] = field(default_factory=dict)  # (station, rule_id)
-    stations: dict[str, StationInfo] = field(default_factory=dict)
+    watched: dict[str, set[int]] = field(default_factory=dict)  # rule id -> rows whose slot is open or pending
+
+    def rows_of(self, ids: np.ndarray) -> np.ndarray:
+        """Station rows of ``ids`` (unique), adding stations seen for the first time."""
+        rows = self.station_rows
+        for station in ids:
+            if station not in rows:
+                rows[station] = len(self.station_ids)
+                self.station_ids.append(station)
+        n = len(self.station_ids)
+        self.lat = grow(self.lat, n, np.nan)
+        self.lon = grow(self.lon, n, np.nan)
+        self.seen_ms = grow(self.seen_ms, n, -1)
+        for table in self.series.values():
+            table.reserve(n)
+        return np.fromiter((rows[station] for station in ids), dtype=np.int64, count=len(ids))
 
 
 @dataclass(frozen=True)
@@ -191,53 +179,111 @@ class AlertEngine:
             if "slice" not in stations:  # a log entry written before slices existed: one slice
                 stations = stations.assign(slice=0)
                 series_aggs = series_aggs.assign(slice=0)
-            aggs_by_slice = dict(tuple(series_aggs.groupby("slice", sort=True))) if len(series_aggs) else {}
-            for number, slice_stations in stations.groupby("slice", sort=True):
-                events.extend(self._apply_slice(aggs_by_slice.get(number, series_aggs.iloc[0:0]), slice_stations))
+            # Columns to numpy once per batch; each slice is then a range of rows (pandas per slice cost ~10 ms).
+            ids = stations["station_id"].to_numpy(dtype=object)
+            names = pd.Index(pd.unique(ids))
+            known = self.state.rows_of(names.to_numpy(dtype=object))
+            by_slice = _Ranges(stations["slice"].to_numpy(dtype=np.int64))
+            cols = {name: by_slice.sorted(stations[name].to_numpy(dtype=kind)) for name, kind in _STATION_COLUMNS}
+            cols["row"] = by_slice.sorted(known[names.get_indexer(ids)])
+            aggs = _SeriesRows(series_aggs, known[names.get_indexer(series_aggs["station_id"])]) \
+                if len(series_aggs) else None
+            for number, at in by_slice:
+                part = {name: values[at] for name, values in cols.items()}
+                events.extend(self._apply_slice(aggs.of_slice(number) if aggs else {}, part))
         self.state.version = batch_id
         return events
 
-    def _apply_slice(self, series_aggs: pd.DataFrame, stations: pd.DataFrame) -> list[AlertEvent]:
+    def _apply_slice(self, series: dict[tuple[str, int], dict[str, np.ndarray]],
+                     stations: dict[str, np.ndarray]) -> list[AlertEvent]:
         st = self.state
-        events: list[AlertEvent] = []
-        batch_first: dict[tuple[str, str, int], int] = {}
-        for row in series_aggs.itertuples(index=False):
-            key = (row.station_id, row.metric, int(row.window_ms))
-            batch_first[key] = min(batch_first.get(key, int(row.first_ms)), int(row.first_ms))
-            series = st.series.get(key)
-            if series is None:
-                series = st.series[key] = SeriesState(max(1, int(row.window_ms) // BUCKETS_PER_WINDOW),
-                                                      first_ms=int(row.first_ms))
-            series.add(int(row.bucket), float(row.sum), int(row.count), float(row.max))
-            series.first_ms = min(series.first_ms, int(row.first_ms))
-            if int(row.last_ms) >= series.last_ms:
-                series.last_ms, series.last_value = int(row.last_ms), float(row.last_value)
-        for row in stations.itertuples(index=False):
-            info = st.stations.setdefault(row.station_id, StationInfo())
-            if int(row.last_ms) >= info.last_ms:
-                info.last_ms = int(row.last_ms)
-                if row.lat is not None and not pd.isna(row.lat):
-                    info.lat, info.lon = float(row.lat), float(row.lon)
-            st.max_event_ms = max(st.max_event_ms, int(row.last_ms))
-            for rule in self.rules.rules:
-                key = (row.station_id, rule.metric, rule.window_ms)
-                series = st.series.get(key)
-                if series is None or key not in batch_first:
+        rows, last = stations["row"], stations["last_ms"]
+        newer = last >= st.seen_ms[rows]
+        st.seen_ms[rows] = np.where(newer, last, st.seen_ms[rows])
+        moved = newer & ~np.isnan(stations["lat"])
+        st.lat[rows[moved]], st.lon[rows[moved]] = stations["lat"][moved], stations["lon"][moved]
+        st.max_event_ms = max(st.max_event_ms, int(last.max()))
+        position = np.full(len(st.station_ids), -1, dtype=np.int64)  # station row -> its place in this slice
+        position[rows] = np.arange(len(rows))
+
+        # (position, rule order, rule, station row, value, now, since): the pairs the lifecycle has to look at,
+        # run in the order of a station-by-station evaluation so events come out as they always did.
+        steps: list[tuple[int, int, Rule | None, int, float, int, int]] = []
+        for key, part in series.items():
+            table = self._table(key)
+            update = table.add(part["row"], part["bucket"], part["sum"], part["count"], part["max"],
+                               part["first_ms"], part["last_ms"], part["last_value"])
+            values: dict[str, np.ndarray] = {}
+            for order, rule in enumerate(self.rules.rules):
+                if rule.series != key:
                     continue
-                series.prune()
-                if not rule.partial and series.last_ms - series.first_ms < rule.window_ms - series.width_ms:
-                    continue  # not a complete window yet
-                value = series.aggregate(rule.aggregation)
-                if value is not None:
-                    events.extend(self._step(row.station_id, rule, value, series.last_ms, batch_first[key], info))
-            events.extend(self._outlier_step(row, info))
+                if rule.aggregation not in values:
+                    values[rule.aggregation] = table.aggregate(rule.aggregation, update.rows)
+                value = values[rule.aggregation]
+                usable = ~np.isnan(value)
+                if not rule.partial:
+                    usable &= table.complete(update.rows, rule.window_ms)  # not a complete window yet
+                look = usable & ((self._bands(rule, value) >= 0) | self._watched(rule.id, update.rows))
+                for i in np.flatnonzero(look):
+                    row = int(update.rows[i])
+                    steps.append((int(position[row]), order, rule, row, float(value[i]), int(table.last_ms[row]),
+                                  int(update.since_ms[i])))
+        outlier = stations["outlier"]
+        look = outlier | self._watched(OUTLIER_RULE_ID, rows)
+        after_rules = len(self.rules.rules)
+        steps += [(int(i), after_rules, None, int(rows[i]), 0.0, 0, 0) for i in np.flatnonzero(look)]
+        steps.sort(key=lambda step: (step[0], step[1]))
+
+        events: list[AlertEvent] = []
+        names, zmax = stations["outlier_metrics"], stations["zmax"]
+        for pos, _, rule, row, value, now, since in steps:
+            if rule is None:
+                events.extend(self._outlier_step(row, bool(outlier[pos]), int(last[pos]), names[pos], zmax[pos]))
+            else:
+                events.extend(self._step(row, rule, value, now, since))
         return events
 
-    def _step(self, station: str, rule: Rule, value: float, now: int, since: int,
-              info: StationInfo) -> list[AlertEvent]:
+    def _table(self, key: tuple[str, int]) -> SeriesTable:
+        table = self.state.series.get(key)
+        if table is None:
+            keep_max = any(r.aggregation == "max" for r in self.rules.rules if r.series == key)
+            table = self.state.series[key] = SeriesTable.create(key[1], keep_max)
+            table.reserve(len(self.state.station_ids))
+        return table
+
+    def _watched(self, rule_id: str, rows: np.ndarray) -> np.ndarray:
+        watched = self.state.watched.get(rule_id)
+        if not watched:
+            return np.zeros(len(rows), dtype=bool)
+        return np.isin(rows, np.fromiter(watched, dtype=np.int64, count=len(watched)))
+
+    @staticmethod
+    def _bands(rule: Rule, value: np.ndarray) -> np.ndarray:
+        """Per value: index of the highest band reached, -1 below the lowest (or NaN)."""
+        levels = np.array([b.threshold for b in rule.bands])
+        with np.errstate(invalid="ignore"):
+            reached = value[:, None] >= levels if rule.comparator == ">=" else value[:, None] > levels
+        return reached.sum(axis=1) - 1
+
+    def _step(self, row: int, rule: Rule, value: float, now: int, since: int) -> list[AlertEvent]:
         # One evaluation per slice: a condition first seen in this slice counts as holding since the slice's first
         # reading of the series (`since`), so `for` is measured in event time, not in batches.
+        station = self.state.station_ids[row]
         slot = self.state.slots.setdefault((station, rule.id), AlertSlot())
+        try:
+            return self._transition(slot, row, station, rule, value, now, since)
+        finally:
+            self._watch(rule.id, row, self.state.slots[(station, rule.id)])
+
+    def _watch(self, rule_id: str, row: int, slot: AlertSlot) -> None:
+        watched = self.state.watched.setdefault(rule_id, set())
+        if slot.watched:
+            watched.add(row)
+        else:
+            watched.discard(row)
+
+    def _transition(self, slot: AlertSlot, row: int, station: str, rule: Rule, value: float, now: int,
+                    since: int) -> list[AlertEvent]:
         band = rule.band_of(value)
         if slot.alert_id is None:
             if band < 0:
@@ -249,37 +295,39 @@ class AlertEngine:
                 return []
             slot.alert_id = _uuid(f"{station}|{rule.id}|{now}")
             slot.opened_ms, slot.band, slot.events, slot.pending_since = now, band, 0, None
-            return [self._event(slot, rule, station, AlertState.OPEN, value, now, info)]
+            return [self._event(slot, rule, station, AlertState.OPEN, value, now, row)]
         if value <= rule.clear:
-            event = self._event(slot, rule, station, AlertState.RESOLVED, value, now, info)
+            event = self._event(slot, rule, station, AlertState.RESOLVED, value, now, row)
             self.state.slots[(station, rule.id)] = AlertSlot(cooldown_until=now + rule.cooldown_ms)
             return [event]
         band = max(band, 0)  # between clear and the lowest band: hysteresis keeps the alert in its lowest band
         if band != slot.band:
             slot.band = band
-            return [self._event(slot, rule, station, AlertState.UPDATE, value, now, info)]
+            return [self._event(slot, rule, station, AlertState.UPDATE, value, now, row)]
         return []
 
-    def _outlier_step(self, row: Any, info: StationInfo) -> list[AlertEvent]:
+    def _outlier_step(self, row: int, outlier: bool, now: int, names: str, zmax: float) -> list[AlertEvent]:
         """Outliers raise at most one info alert per station per cooldown; it resolves on the next clean batch."""
-        station, now = row.station_id, int(row.last_ms)
+        station = self.state.station_ids[row]
         slot = self.state.slots.setdefault((station, OUTLIER_RULE_ID), AlertSlot())
-        if bool(row.outlier):
+        events = []
+        if outlier:
             if slot.alert_id is None and now >= slot.cooldown_until:
                 slot.alert_id = _uuid(f"{station}|{OUTLIER_RULE_ID}|{now}")
                 slot.opened_ms, slot.band, slot.events = now, 0, 0
-                return [self._outlier_event(slot, station, AlertState.OPEN, row, now, info)]
-            return []
-        if slot.alert_id is not None:
-            event = self._outlier_event(slot, station, AlertState.RESOLVED, row, now, info)
-            self.state.slots[(station, OUTLIER_RULE_ID)] = AlertSlot(
+                message = f"statistical outlier: {names} beyond |z| bound (max |z| {float(zmax):.1f})"
+                events.append(self._outlier_event(slot, row, station, AlertState.OPEN, names, zmax, now, message))
+        elif slot.alert_id is not None:
+            events.append(self._outlier_event(slot, row, station, AlertState.RESOLVED, "", zmax, now,
+                                              "readings back within the expected distribution"))
+            slot = self.state.slots[(station, OUTLIER_RULE_ID)] = AlertSlot(
                 cooldown_until=slot.opened_ms + self.outlier_cooldown_ms)
-            return [event]
-        return []
+        self._watch(OUTLIER_RULE_ID, row, slot)
+        return events
 
     # -- events ----------------------------------------------------------------------------------------------------
     def _event(self, slot: AlertSlot, rule: Rule, station: str, state: AlertState, value: float, now: int,
-               info: StationInfo) -> AlertEvent:
+               row: int) -> AlertEvent:
         band = rule.bands[max(slot.band, 0)]
         unit = DERIVED_METRICS.get(rule.metric) or (
             self.registry.metrics[rule.metric].unit if rule.metric in self.registry.metrics else "")
@@ -292,23 +340,21 @@ class AlertEngine:
         else:
             message = f"{what} exceeds {band.threshold:g} {unit} ({standard}: {band.label})"
         return self._emit(slot, rule.id, station, state, AlertKind.THRESHOLD, band.severity, rule.metric, value,
-                          band.threshold, rule.window, now, info, message)
+                          band.threshold, rule.window, now, row, message)
 
-    def _outlier_event(self, slot: AlertSlot, station: str, state: AlertState, row: Any, now: int,
-                       info: StationInfo) -> AlertEvent:
-        names = row.outlier_metrics if state is AlertState.OPEN else ""
-        message = (f"statistical outlier: {names} beyond |z| bound (max |z| {float(row.zmax):.1f})"
-                   if state is AlertState.OPEN else "readings back within the expected distribution")
-        zmax = float(row.zmax) if not pd.isna(row.zmax) else None
+    def _outlier_event(self, slot: AlertSlot, row: int, station: str, state: AlertState, names: str, zmax: float,
+                       now: int, message: str) -> AlertEvent:
         return self._emit(slot, OUTLIER_RULE_ID, station, state, AlertKind.OUTLIER, Severity.INFO,
-                          names.split(",")[0] or None, zmax, None, None, now, info, message)
+                          names.split(",")[0] or None, None if math.isnan(zmax) else float(zmax), None, None, now, row,
+                          message)
 
     def _emit(self, slot: AlertSlot, rule_id: str, station: str, state: AlertState, kind: AlertKind,
               severity: Severity, metric: str | None, value: float | None, threshold: float | None,
-              window: str | None, now: int, info: StationInfo, message: str) -> AlertEvent:
+              window: str | None, now: int, row: int, message: str) -> AlertEvent:
         assert slot.alert_id is not None
         slot.events += 1
-        location = Location(lat=info.lat, lon=info.lon) if info.lat is not None else None
+        lat, lon = float(self.state.lat[row]), float(self.state.lon[row])
+        location = None if math.isnan(lat) else Location(lat=lat, lon=lon)
         return AlertEvent(
             event_id=_uuid(f"{slot.alert_id}|{slot.events}|{state.value}"),
             alert_id=slot.alert_id, state=state, kind=kind, severity=severity, rule_id=rule_id,
@@ -321,3 +367,51 @@ class AlertEngine:
 
 def _uuid(text: str) -> str:
     return str(uuid.uuid5(_NS, text))
+
+
+_STATION_COLUMNS = (("last_ms", np.int64), ("lat", np.float64), ("lon", np.float64), ("outlier", bool),
+                    ("zmax", np.float64), ("outlier_metrics", object))
+_AGG_COLUMNS = (("bucket", np.int64), ("sum", np.float64), ("count", np.int64), ("max", np.float64),
+                ("first_ms", np.int64), ("last_ms", np.int64), ("last_value", np.float64))
+
+
+class _Ranges:
+    """Rows grouped by slice number (stable: rows keep their order inside a slice), slices ascending."""
+
+    def __init__(self, slices: np.ndarray) -> None:
+        self.order = np.argsort(slices, kind="stable")
+        ordered = slices[self.order]
+        starts = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]]) if len(ordered) else np.zeros(0, int)
+        ends = np.r_[starts[1:], len(ordered)]
+        self.slices = {int(ordered[a]): slice(int(a), int(b)) for a, b in zip(starts, ends, strict=True)}
+
+    def sorted(self, values: np.ndarray) -> np.ndarray:
+        return values[self.order]
+
+    def __iter__(self):  # noqa: ANN204 - (slice number, row range)
+        return iter(self.slices.items())
+
+
+class _SeriesRows:
+    """A batch's series aggregates as numpy columns, by slice and then by series (metric, window)."""
+
+    def __init__(self, aggs: pd.DataFrame, rows: np.ndarray) -> None:
+        grouped = aggs.groupby(["metric", "window_ms"], sort=True)
+        self.keys = [(str(m), int(w)) for m, w in grouped.size().index]
+        series = grouped.ngroup().to_numpy()
+        slices = aggs["slice"].to_numpy(dtype=np.int64)
+        order = np.lexsort((series, slices))
+        self.series, self.slices = series[order], slices[order]
+        self.cols = {name: aggs[name].to_numpy(dtype=kind)[order] for name, kind in _AGG_COLUMNS}
+        self.cols["row"] = rows[order]
+
+    def of_slice(self, number: int) -> dict[tuple[str, int], dict[str, np.ndarray]]:
+        a, b = np.searchsorted(self.slices, [number, number + 1])
+        out = {}
+        while a < b:
+            code = self.series[a]
+            end = a + int(np.searchsorted(self.series[a:b], code, side="right"))
+            out[self.keys[code]] = {name: values[a:end] for name, values in self.cols.items()}
+            a = end
+        return out
+

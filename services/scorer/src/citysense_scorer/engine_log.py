@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from citysense_scorer.engine import AlertEngine, BatchInput
+from citysense_scorer.engine_state_v1 import load_state
 
 
 def _atomic_write(path: Path, data: bytes) -> None:
@@ -54,7 +55,7 @@ class EngineLog:
     def recover(self, engine: AlertEngine) -> None:
         snaps = self._ids(self.snap_dir)
         if snaps:
-            engine.state = pickle.loads((self.snap_dir / str(snaps[-1])).read_bytes())  # noqa: S301 - our own file
+            engine.state = load_state((self.snap_dir / str(snaps[-1])).read_bytes(), engine)
         for batch_id in self._ids(self.log_dir):
             if batch_id > engine.state.version:
                 entry = self.read(batch_id)

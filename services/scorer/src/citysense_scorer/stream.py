@@ -85,8 +85,8 @@ def build_sink(settings: ScorerSettings) -> BatchSink:
         SinkWal.reset(sink_wal_dir(settings))
     engine_log = EngineLog(ckpt / "engine", snapshot_every=settings.scorer_snapshot_every)
     engine_log.recover(engine)
-    log.info("engine recovered at batch %d (%d series, %d alert slots); rules: %s", engine.state.version,
-             len(engine.state.series), len(engine.state.slots), ", ".join(r.id for r in rules.rules))
+    log.info("engine recovered at batch %d (%d stations, %d alert slots); rules: %s", engine.state.version,
+             len(engine.state.station_ids), len(engine.state.slots), ", ".join(r.id for r in rules.rules))
     return BatchSink(settings, registry, engine, engine_log, open_store(settings))
 
 
