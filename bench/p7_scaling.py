@@ -86,8 +86,8 @@ def one_size(stations: int, rate: float, window: float, max_wait: float, settle:
         progress(f"P7 {stations:,} stations x {rate_hz:g} Hz: stack up, waiting for the scorer, then the load")
         run.start_load()
         time.sleep(settle)  # past the first micro-batches (JIT, every station's state created): steady state
-        behind = wait_caught_up(run, rate, catch_up)
-        progress(f"  lag {behind:,.0f} after the catch-up wait; throughput window {window:.0f}s")
+        behind, how = wait_caught_up(run, rate, catch_up)
+        progress(f"  lag {behind:,.0f} after the catch-up wait ({how}); throughput window {window:.0f}s")
         tput = throughput_window(run, rate, window, max_wait)
         progress(f"  scored {tput.get('scored_per_s')}/s, {tput.get('cpu_s_per_1k')} scorer CPU-s per 1k, lag end "
                  f"{tput.get('lag_end_min')}; {probes} latency probes")
@@ -109,7 +109,7 @@ def one_size(stations: int, rate: float, window: float, max_wait: float, settle:
         lat = measure(run, probes, spacing, 20, probe_timeout).summary()
         stop.set()
         watcher.join(5)
-    return {"stations": stations, "rate_hz": rate_hz, "lag_before": behind, **tput,
+    return {"stations": stations, "rate_hz": rate_hz, "lag_before": behind, "lag_before_state": how, **tput,
             "p2_p50_ms": lat["p2_p50_ms"], "p2_p99_ms": lat["p2_p99_ms"], "p3_p50_ms": lat["p3_p50_ms"],
             "p3_p99_ms": lat["p3_p99_ms"], "probes": probes, "p2_count": lat["p2_count"], "p3_count": lat["p3_count"],
             "rss_total_bytes": max(lat["rss_max_bytes"], rss_peak.get("total", 0)),

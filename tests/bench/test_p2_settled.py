@@ -1,0 +1,40 @@
+"""When P2 starts its probes (bench/p2_p3_latency.py: settled)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
+import p2_p3_latency as p2  # noqa: E402
+
+
+def sawtooth(seconds: int, trough: float, cycle: int, per_s: float, falling: float = 0.0) -> list[tuple[float, float]]:
+    """Lag sampled each second: it climbs by ``per_s`` for a cycle and drops back to a trough after each commit;
+    the trough falls by ``falling`` per second (a backlog draining)."""
+    return [(float(t), max(0.0, trough - falling * t) + per_s * (t % cycle)) for t in range(seconds)]
+
+
+def test_a_lag_below_two_seconds_of_input_is_caught_up_at_once() -> None:
+    assert p2.settled([(0.0, 50_000.0), (1.0, 9_000.0)], 5000) == "caught up"
+
+
+def test_a_lag_that_keeps_one_cycle_of_input_is_steady_once_its_troughs_stop_falling() -> None:
+    # 5,000 stations: the lag after each commit is a cycle of input (6 s x 5,000/s), never below 2 s of input
+    samples = sawtooth(60, trough=30_000, cycle=6, per_s=5000)
+    assert p2.settled(samples[:30], 5000) is None  # not yet two windows of 20 s
+    assert p2.settled(samples, 5000) == "steady"
+
+
+def test_a_draining_backlog_is_not_steady() -> None:
+    samples = sawtooth(60, trough=200_000, cycle=6, per_s=5000, falling=1000)  # troughs fall 20,000 per 20 s
+    assert p2.settled(samples, 5000) is None
+
+
+def test_no_samples_is_not_settled() -> None:
+    assert p2.settled([], 5000) is None
+
+
+def test_a_growing_lag_is_reported_as_falling_behind() -> None:
+    samples = sawtooth(60, trough=30_000, cycle=6, per_s=5000, falling=-1000)  # troughs rise 20,000 per 20 s
+    assert p2.settled(samples, 5000) == "falling behind"
