@@ -24,7 +24,8 @@ The ladder stops at the first rung that is not sustained; P1 = the highest susta
 py-spy records the scorer's Python driver and its Python workers (``--subprocesses``) during the highest rung and
 writes the top frames to bench/results/p1_profile.txt.
 
-    python bench/p1_throughput.py [--rates 500,1000,2500,5000,10000,25000,50000] [--stations 1000] [--window 60]
+    python bench/p1_throughput.py [--rates 500,1000,2500,5000,7500,10000,15000,25000,50000] [--stations 1000]
+                                  [--window 60]
 """
 
 from __future__ import annotations
@@ -207,7 +208,7 @@ def run_rung(run: pl.StackRun, rate: float, stations: int, window: float, index:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--rates", default="500,1000,2500,5000,10000,25000,50000")
+    parser.add_argument("--rates", default="500,1000,2500,5000,7500,10000,15000,25000,50000")
     parser.add_argument("--stations", type=int, default=1000)
     parser.add_argument("--window", type=float, default=60)
     parser.add_argument("--no-profile", action="store_true")
