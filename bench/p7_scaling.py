@@ -78,11 +78,20 @@ def throughput_window(run: pl.StackRun, rate: float, window: float, max_wait: fl
     return out
 
 
+# The scorer's JVM heap per city size where the default (768m) is too small: with the default 8 health buckets,
+# 100,000 stations make each bucket's state value ~12,500 stations of JSON, and the transformWithState state server
+# ran out of heap on the first full micro-batch (java.lang.OutOfMemoryError in stateConnectionListenerThread; the
+# scorer died). An operator of such a city sets CITYSENSE_SCORER_DRIVER_MEMORY the same way (docs/operations.md).
+HEAP_BY_SIZE = {100_000: "1536m"}
+
+
 def one_size(stations: int, rate: float, window: float, max_wait: float, settle: float, probes: int,
              spacing: float, catch_up: float, probe_timeout: float) -> dict:
     rate_hz = rate / stations
-    with pl.StackRun(stations=stations, rate_hz=rate_hz, extra_env={"CITYSENSE_HISTORY": "30"},
-                     load_after_scorer=True) as run:
+    env = {"CITYSENSE_HISTORY": "30"}
+    if stations in HEAP_BY_SIZE:
+        env["CITYSENSE_SCORER_DRIVER_MEMORY"] = HEAP_BY_SIZE[stations]
+    with pl.StackRun(stations=stations, rate_hz=rate_hz, extra_env=env, load_after_scorer=True) as run:
         progress(f"P7 {stations:,} stations x {rate_hz:g} Hz: stack up, waiting for the scorer, then the load")
         run.start_load()
         time.sleep(settle)  # past the first micro-batches (JIT, every station's state created): steady state
@@ -109,7 +118,8 @@ def one_size(stations: int, rate: float, window: float, max_wait: float, settle:
         lat = measure(run, probes, spacing, 20, probe_timeout).summary()
         stop.set()
         watcher.join(5)
-    return {"stations": stations, "rate_hz": rate_hz, "lag_before": behind, "lag_before_state": how, **tput,
+    return {"stations": stations, "rate_hz": rate_hz, "lag_before": behind, "lag_before_state": how,
+            "scorer_heap": env.get("CITYSENSE_SCORER_DRIVER_MEMORY", "default"), **tput,
             "p2_p50_ms": lat["p2_p50_ms"], "p2_p99_ms": lat["p2_p99_ms"], "p3_p50_ms": lat["p3_p50_ms"],
             "p3_p99_ms": lat["p3_p99_ms"], "probes": probes, "p2_count": lat["p2_count"], "p3_count": lat["p3_count"],
             "rss_total_bytes": max(lat["rss_max_bytes"], rss_peak.get("total", 0)),
@@ -186,7 +196,8 @@ def main() -> int:
     for f in failed:
         figures.append(Figure("P7", f"{f['stations']:,} stations: run failed", float("nan"), "", "—", False, f))
     write_result("p7_scaling", figures, notes=(
-        f"total rate held at {args.rate:,.0f} readings/s (rate_hz = rate / stations); simulator history 30; "
+        f"total rate held at {args.rate:,.0f} readings/s (rate_hz = rate / stations); simulator history 30; scorer "
+        f"heap {', '.join(f'{k:,} stations: {v}' for k, v in HEAP_BY_SIZE.items())}, else the default; "
         f"throughput between micro-batch completions >= {args.window:.0f} s apart; {args.probes} latency probes "
         "per size; 'meets' on the ratio rows "
         f"= within 1.5x. Machine load (1 min) at start {load0:.1f}, at end {pl.load_avg():.1f}." + pl.run_note()))
