@@ -210,7 +210,7 @@ class AlertEngine:
         # run in the order of a station-by-station evaluation so events come out as they always did.
         steps: list[tuple[int, int, Rule | None, int, float, int, int]] = []
         for key, part in series.items():
-            table = self._table(key)
+            table = self.series_table(key)
             update = table.add(part["row"], part["bucket"], part["sum"], part["count"], part["max"],
                                part["first_ms"], part["last_ms"], part["last_value"])
             values: dict[str, np.ndarray] = {}
@@ -243,7 +243,8 @@ class AlertEngine:
                 events.extend(self._step(row, rule, value, now, since))
         return events
 
-    def _table(self, key: tuple[str, int]) -> SeriesTable:
+    def series_table(self, key: tuple[str, int]) -> SeriesTable:
+        """The series of (metric, window_ms), created on first use."""
         table = self.state.series.get(key)
         if table is None:
             keep_max = any(r.aggregation == "max" for r in self.rules.rules if r.series == key)

@@ -47,7 +47,7 @@ def _convert(old: dict[str, Any], engine: AlertEngine) -> EngineState:
             if info.lat is not None:
                 new.lat[row], new.lon[row] = info.lat, info.lon
         for (station, metric, window_ms), series in old["series"].items():
-            table, row = engine._table((metric, window_ms)), new.station_rows[station]
+            table, row = engine.series_table((metric, window_ms)), new.station_rows[station]
             newest = series.last_ms // table.width_ms
             for bucket, (total, count, peak) in series.buckets.items():
                 if bucket > newest - BUCKETS_PER_WINDOW:  # what the window still counts
