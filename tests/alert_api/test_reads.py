@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from citysense_alert_api.air_quality import pm25_category
 
 PROBLEM = "application/problem+json"
@@ -97,3 +98,17 @@ def test_unknown_route_and_method_are_problems(client) -> None:
     assert r.status_code == 404 and r.headers["content-type"] == PROBLEM
     r = client.put("/v1/alerts")
     assert r.status_code == 405 and r.json()["detail"] == "PUT is not supported on /v1/alerts."
+
+
+@pytest.mark.parametrize("to", ["0001-01-01T00:00:00Z", "0001-01-01T00:30:00+00:00"])
+def test_readings_up_to_the_first_hour_of_year_one_are_an_empty_page_not_an_error(client, to: str) -> None:
+    # The default start is an hour before `to`; before year 1 it cannot be represented (found by schemathesis: 500).
+    r = client.get("/v1/stations/st-good/readings", params={"to": to})
+    assert r.status_code == 200, r.text
+    assert r.json()["items"] == [] and r.json()["next_cursor"] is None
+
+
+def test_readings_from_not_before_to_is_still_rejected(client) -> None:
+    r = client.get("/v1/stations/st-good/readings", params={"from": "2026-01-01T00:00:00Z",
+                                                               "to": "2026-01-01T00:00:00Z"})
+    assert r.status_code == 422 and "earlier than query.to" in r.json()["detail"]

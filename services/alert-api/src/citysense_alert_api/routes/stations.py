@@ -26,6 +26,8 @@ from citysense_alert_api.routes.deps import CURSOR_REGEX, STATION_ID_REGEX, Sett
 
 router = APIRouter(prefix="/v1/stations", tags=["stations"])
 MAX_READINGS_SPAN = timedelta(days=31)
+DEFAULT_SPAN = timedelta(hours=1)
+EARLIEST = datetime.min.replace(tzinfo=UTC)
 MAX_AGGREGATE_DAYS = 366
 # Daily-mean limits with a yearly allowance of exceedance days (kept equal to the batch job's defaults,
 # citysense_scorer.aggregates.DEFAULT_ALLOWANCES; a test checks they agree).
@@ -80,12 +82,13 @@ async def list_readings(
                           type_="urn:citysense:problem:invalid-request",
                           invalid_params=[{"name": f"query.{name}", "reason": "needs a time zone"}])
     end = to or datetime.now(UTC)
-    start = from_ or end - timedelta(hours=1)
+    # One hour before `to`, but not before year 1: `to=0001-01-01T00:00:00Z` alone is an empty range, not an error.
+    start = from_ or (end - DEFAULT_SPAN if end - EARLIEST >= DEFAULT_SPAN else EARLIEST)
     store_cursor = None
     if cursor is not None:
         # The default window moves with the clock; the cursor pins the window of the first page.
         start, end, store_cursor = _decode_cursor(cursor)
-    if start >= end:
+    if start >= end and from_ is not None:
         raise Problem(422, "Invalid request", "query.from must be earlier than query.to",
                       type_="urn:citysense:problem:invalid-request",
                       invalid_params=[{"name": "query.from", "reason": "must be earlier than query.to"}])
