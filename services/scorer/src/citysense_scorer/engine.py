@@ -34,7 +34,7 @@ from citysense_common.contract import AlertEvent, AlertKind, AlertState, Locatio
 from citysense_common.registry import Registry
 
 from citysense_scorer.rules import BUCKETS_PER_WINDOW, DERIVED_METRICS, Rule, RuleSet
-from citysense_scorer.series_table import SeriesTable, grow
+from citysense_scorer.series_table import SeriesTable, grow, runs
 
 _NS = uuid.UUID("6f1c1d2e-8a51-4f0e-9a43-3c6a2b7d9e10")
 OUTLIER_RULE_ID = "outlier"
@@ -100,6 +100,14 @@ class EngineState:
         for table in self.series.values():
             table.reserve(n)
         return np.fromiter((rows[station] for station in ids), dtype=np.int64, count=len(ids))
+
+    def table(self, key: tuple[str, int], keep_max: bool) -> SeriesTable:
+        """The series of (metric, window_ms), created on first use with a row for every known station."""
+        table = self.series.get(key)
+        if table is None:
+            table = self.series[key] = SeriesTable.create(key[1], keep_max)
+            table.reserve(len(self.station_ids))
+        return table
 
 
 @dataclass(frozen=True)
@@ -210,7 +218,7 @@ class AlertEngine:
         # run in the order of a station-by-station evaluation so events come out as they always did.
         steps: list[tuple[int, int, Rule | None, int, float, int, int]] = []
         for key, part in series.items():
-            table = self.series_table(key)
+            table = st.table(key, self.keeps_max(key))
             update = table.add(part["row"], part["bucket"], part["sum"], part["count"], part["max"],
                                part["first_ms"], part["last_ms"], part["last_value"])
             values: dict[str, np.ndarray] = {}
@@ -243,14 +251,9 @@ class AlertEngine:
                 events.extend(self._step(row, rule, value, now, since))
         return events
 
-    def series_table(self, key: tuple[str, int]) -> SeriesTable:
-        """The series of (metric, window_ms), created on first use."""
-        table = self.state.series.get(key)
-        if table is None:
-            keep_max = any(r.aggregation == "max" for r in self.rules.rules if r.series == key)
-            table = self.state.series[key] = SeriesTable.create(key[1], keep_max)
-            table.reserve(len(self.state.station_ids))
-        return table
+    def keeps_max(self, key: tuple[str, int]) -> bool:
+        """Whether a rule needs the per-bucket maximum of this series (else it is not stored)."""
+        return any(r.aggregation == "max" for r in self.rules.rules if r.series == key)
 
     def _watched(self, rule_id: str, rows: np.ndarray) -> np.ndarray:
         watched = self.state.watched.get(rule_id)
@@ -271,10 +274,9 @@ class AlertEngine:
         # reading of the series (`since`), so `for` is measured in event time, not in batches.
         station = self.state.station_ids[row]
         slot = self.state.slots.setdefault((station, rule.id), AlertSlot())
-        try:
-            return self._transition(slot, row, station, rule, value, now, since)
-        finally:
-            self._watch(rule.id, row, self.state.slots[(station, rule.id)])
+        events = self._transition(slot, row, station, rule, value, now, since)
+        self._watch(rule.id, row, self.state.slots[(station, rule.id)])  # a resolve replaces the slot
+        return events
 
     def _watch(self, rule_id: str, row: int, slot: AlertSlot) -> None:
         watched = self.state.watched.setdefault(rule_id, set())
@@ -382,8 +384,7 @@ class _Ranges:
     def __init__(self, slices: np.ndarray) -> None:
         self.order = np.argsort(slices, kind="stable")
         ordered = slices[self.order]
-        starts = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]]) if len(ordered) else np.zeros(0, int)
-        ends = np.r_[starts[1:], len(ordered)]
+        starts, ends = runs(ordered)
         self.slices = {int(ordered[a]): slice(int(a), int(b)) for a, b in zip(starts, ends, strict=True)}
 
     def sorted(self, values: np.ndarray) -> np.ndarray:

@@ -36,31 +36,28 @@ def load_state(data: bytes, engine: AlertEngine) -> EngineState:
 
 
 def _convert(old: dict[str, Any], engine: AlertEngine) -> EngineState:
-    saved = engine.state
-    engine.state = new = EngineState(version=old["version"], max_event_ms=old["max_event_ms"])
-    try:
-        ids = sorted({k[0] for k in old["series"]} | set(old["stations"]) | {k[0] for k in old["slots"]})
-        new.rows_of(np.array(ids, dtype=object))
-        for station, info in old["stations"].items():
-            row = new.station_rows[station]
-            new.seen_ms[row] = info.last_ms
-            if info.lat is not None:
-                new.lat[row], new.lon[row] = info.lat, info.lon
-        for (station, metric, window_ms), series in old["series"].items():
-            table, row = engine.series_table((metric, window_ms)), new.station_rows[station]
-            newest = series.last_ms // table.width_ms
-            for bucket, (total, count, peak) in series.buckets.items():
-                if bucket > newest - BUCKETS_PER_WINDOW:  # what the window still counts
-                    slot = bucket % BUCKETS_PER_WINDOW
-                    table.total[row, slot], table.count[row, slot] = total, count
-                    if table.keep_max:
-                        table.peak[row, slot] = peak
-            table.newest[row], table.first_ms[row] = newest, series.first_ms
-            table.last_ms[row], table.last_value[row] = series.last_ms, series.last_value
-        new.slots = old["slots"]
-        for (station, rule_id), slot in new.slots.items():
-            if slot.watched:
-                new.watched.setdefault(rule_id, set()).add(new.station_rows[station])
-    finally:
-        engine.state = saved
+    new = EngineState(version=old["version"], max_event_ms=old["max_event_ms"])
+    ids = sorted({k[0] for k in old["series"]} | set(old["stations"]) | {k[0] for k in old["slots"]})
+    new.rows_of(np.array(ids, dtype=object))
+    for station, info in old["stations"].items():
+        row = new.station_rows[station]
+        new.seen_ms[row] = info.last_ms
+        if info.lat is not None:
+            new.lat[row], new.lon[row] = info.lat, info.lon
+    for (station, metric, window_ms), series in old["series"].items():
+        key = (metric, window_ms)
+        table, row = new.table(key, engine.keeps_max(key)), new.station_rows[station]
+        newest = series.last_ms // table.width_ms
+        for bucket, (total, count, peak) in series.buckets.items():
+            if bucket > newest - BUCKETS_PER_WINDOW:  # what the window still counts
+                slot = bucket % BUCKETS_PER_WINDOW
+                table.total[row, slot], table.count[row, slot] = total, count
+                if table.keep_max:
+                    table.peak[row, slot] = peak
+        table.newest[row], table.first_ms[row] = newest, series.first_ms
+        table.last_ms[row], table.last_value[row] = series.last_ms, series.last_value
+    new.slots = old["slots"]
+    for (station, rule_id), slot in new.slots.items():
+        if slot.watched:
+            new.watched.setdefault(rule_id, set()).add(new.station_rows[station])
     return new

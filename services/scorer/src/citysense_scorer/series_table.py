@@ -30,6 +30,14 @@ def grow(array: np.ndarray, rows: int, fill: float | int) -> np.ndarray:
     return bigger
 
 
+def runs(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Start and end (exclusive) of each run of equal values in sorted ``keys``."""
+    if not len(keys):
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+    starts = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]])
+    return starts, np.r_[starts[1:], len(keys)]
+
+
 @dataclass
 class SeriesUpdate:
     """What one slice brought to one series: the stations touched and, per station, the slice's first reading
@@ -74,8 +82,8 @@ class SeriesTable:
         order = np.lexsort((last_ms, row))
         row, bucket, total, count, peak = row[order], bucket[order], total[order], count[order], peak[order]
         first_ms, last_ms, last_value = first_ms[order], last_ms[order], last_value[order]
-        starts = np.flatnonzero(np.r_[True, row[1:] != row[:-1]])
-        ends = np.r_[starts[1:], len(row)] - 1
+        starts, ends = runs(row)
+        ends = ends - 1  # the last entry of each row: the newest reading
         rows = row[starts]
         since = np.minimum.reduceat(first_ms, starts)
         fresh = ~self.has_data(rows)
