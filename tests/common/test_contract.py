@@ -49,6 +49,12 @@ def test_location_is_optional() -> None:
     assert parse_reading(doc(location=...)).location is None
 
 
+def test_integer_coordinates_and_version_as_float_are_numbers() -> None:
+    # JSON does not tell 52 from 52.0; the JSON Schema's "const": 1 accepts 1.0 as well
+    reading = parse_reading(doc(schema_version=1.0, location={"lat": 52, "lon": -13}))
+    assert (reading.schema_version, reading.location.lat, reading.location.lon) == (1, 52.0, -13.0)
+
+
 @pytest.mark.parametrize(
     ("raw", "reason", "words"),
     [
@@ -56,6 +62,8 @@ def test_location_is_optional() -> None:
         (b"\xff\xfe", DeadLetterReason.MALFORMED_JSON, "not valid JSON"),
         (b"[1, 2]", DeadLetterReason.NOT_AN_OBJECT, "expected a JSON object, got list"),
         (doc(schema_version=2), DeadLetterReason.UNSUPPORTED_SCHEMA_VERSION, "schema_version"),
+        # True == 1 in Python: a JSON true must not pass as version 1 (found by R3 in CI)
+        (doc(schema_version=True), DeadLetterReason.UNSUPPORTED_SCHEMA_VERSION, "expected the number 1, got true"),
         (doc(station_id="has space"), DeadLetterReason.INVALID_STATION_ID, "station_id"),
         (doc(station_id="x" * 65), DeadLetterReason.INVALID_STATION_ID, "station_id"),
         (doc(station_id=""), DeadLetterReason.INVALID_STATION_ID, "station_id"),
@@ -70,6 +78,8 @@ def test_location_is_optional() -> None:
         (doc(metrics=[1]), DeadLetterReason.WRONG_TYPE, "metrics"),
         (doc(metrics={"PM 2.5": 1}), DeadLetterReason.SCHEMA_VIOLATION, "metrics"),
         (doc(location={"lat": 91, "lon": 0}), DeadLetterReason.SCHEMA_VIOLATION, "location.lat"),
+        (doc(location={"lat": True, "lon": 0}), DeadLetterReason.WRONG_TYPE, "location.lat"),
+        (doc(location={"lat": 52, "lon": False}), DeadLetterReason.WRONG_TYPE, "expected a number, got false"),
         (doc(extra=1), DeadLetterReason.SCHEMA_VIOLATION, "extra"),
         (doc(station_id=...), DeadLetterReason.INVALID_STATION_ID, "Field required"),
         (b'{"schema_version":1,"station_id":"a","ts":"2026-01-01T00:00:00Z","seq":1,"metrics":{"x":NaN}}',

@@ -82,11 +82,14 @@ def non_finite(draw: st.DrawFn) -> bytes:
 @st.composite
 def wrong_type(draw: st.DrawFn) -> bytes:
     doc = base_doc("hostile-wt", draw(st.integers(0, 10**6)))
-    where = draw(st.sampled_from(["metric", "seq", "ts", "station_id", "metrics", "location", "schema_version"]))
+    where = draw(st.sampled_from(["metric", "seq", "ts", "station_id", "metrics", "location", "lat",
+                                  "schema_version"]))
     bad = draw(st.one_of(st.text(max_size=10), st.booleans(), st.lists(st.integers(), max_size=3),
                          st.dictionaries(st.text(max_size=3), st.integers(), max_size=2), st.none()))
     if where == "metric":
         doc["metrics"][draw(st.sampled_from(METRICS))] = bad
+    elif where == "lat":
+        doc["location"]["lat"] = bad
     elif where == "location" and bad is None:  # "location": null is a valid reading (no location)
         doc[where] = "somewhere"
     elif where in ("seq", "schema_version") and isinstance(bad, (int, float)) and not isinstance(bad, bool):
@@ -287,6 +290,8 @@ def mixed_batch(draw: st.DrawFn) -> list[tuple[str, str | None, bytes]]:
 @given(batch=mixed_batch())
 @example(batch=[("bad_json", None, b"\xa7\xff{not utf-8"),  # invalid UTF-8 (found by this test: see the report)
                 ("valid", "r3-fixed-0", dumps(base_doc("r3-fixed-0", 0)))])
+@example(batch=[("wrong_type", None, dumps({**base_doc("hostile-wt", 0), "schema_version": True})),  # True == 1
+                ("valid", "r3-fixed-1", dumps(base_doc("r3-fixed-1", 0)))])  # (found by this test in CI)
 def test_hostile_readings_are_dead_lettered_and_valid_ones_scored(scorer: ScorerUnderTest, batch) -> None:
     expected = []
     for kind, _, raw in batch:

@@ -22,6 +22,7 @@ from pydantic import (
     ValidationError,
     field_validator,
 )
+from pydantic_core import PydanticCustomError
 
 SCHEMA_VERSION = 1
 STATION_ID_PATTERN = r"^[A-Za-z0-9._-]{1,64}$"
@@ -47,12 +48,26 @@ def _utc(value: datetime) -> datetime:
     return value.astimezone(UTC)
 
 
+def _no_boolean(value: Any, error_type: str, expected: str) -> Any:
+    # bool is an int subclass (True == 1): in lax mode a JSON true would pass as version 1 or latitude 1.0.
+    # Other lax spellings (a number in a string) stay accepted, as they always were.
+    if isinstance(value, bool):
+        raise PydanticCustomError(error_type, "expected {expected}, got {got}",
+                                  {"expected": expected, "got": str(value).lower()})
+    return value
+
+
 class Location(BaseModel):
     """WGS 84 coordinates of a station."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
     lat: float = Field(ge=-90, le=90, allow_inf_nan=False, description="latitude in degrees")
     lon: float = Field(ge=-180, le=180, allow_inf_nan=False, description="longitude in degrees")
+
+    @field_validator("lat", "lon", mode="before")
+    @classmethod
+    def _not_a_boolean(cls, value: Any) -> Any:
+        return _no_boolean(value, "float_type", "a number")
 
 
 class Reading(BaseModel):
@@ -68,6 +83,11 @@ class Reading(BaseModel):
     metrics: dict[MetricName, Annotated[float, Field(allow_inf_nan=False)]] = Field(
         min_length=1, description="metric name (see config/metrics.yaml) -> value in the metric's unit"
     )
+
+    @field_validator("schema_version", mode="before")
+    @classmethod
+    def _version_not_a_boolean(cls, value: Any) -> Any:
+        return _no_boolean(value, "literal_error", "the number 1")
 
     @field_validator("ts")
     @classmethod
