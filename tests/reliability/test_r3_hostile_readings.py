@@ -86,6 +86,8 @@ def wrong_type(draw: st.DrawFn) -> bytes:
                                   "schema_version"]))
     bad = draw(st.one_of(st.text(max_size=10), st.booleans(), st.lists(st.integers(), max_size=3),
                          st.dictionaries(st.text(max_size=3), st.integers(), max_size=2), st.none()))
+    if isinstance(bad, str) and where in ("station_id", "ts", "lat"):
+        bad = [bad]  # a string is the right type there (and "abc", "0" or "52" may even be valid)
     if where == "metric":
         doc["metrics"][draw(st.sampled_from(METRICS))] = bad
     elif where == "lat":
@@ -150,6 +152,17 @@ def reference_reason(raw: bytes) -> str | None:
     except ContractError as exc:
         return exc.reason.value
     return None
+
+
+@pytest.mark.parametrize("kind", sorted(HOSTILE))
+@settings(max_examples=400, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow,
+                                                                                 HealthCheck.data_too_large])
+@given(data=st.data())
+def test_each_generator_yields_what_its_category_promises(kind: str, data: st.DataObject) -> None:
+    """Offline (no scorer): the end-to-end test below draws few examples per run, so a generator that can produce a
+    valid reading (e.g. a random text that happens to be a valid station id) would only show up as a rare CI flake."""
+    raw = data.draw(HOSTILE[kind])
+    assert reference_reason(raw) in EXPECTED_REASONS[kind], raw[:200]
 
 
 # ---- the running scorer -----------------------------------------------------------------------------------------
