@@ -32,6 +32,7 @@ contracts: $(STAMP)  ## regenerate contracts/*.schema.json from the pydantic mod
 
 generate: contracts  ## regenerate every checked-in generated file (schemas, chart config); tests catch drift
 	@$(BIN)/python charts/citysense/scripts/sync-config.py
+	@$(BIN)/python charts/citysense/scripts/gen-schema.py
 
 lint: $(STAMP)  ## ruff over the code
 	@$(BIN)/ruff check libs services tools tests bench
