@@ -1,9 +1,9 @@
 """R4: schemathesis drives the live API from its own OpenAPI document: no 5xx, every response matches the schema.
 
 Real HTTP against uvicorn over the seeded SQLite store, with the bearer token, so authenticated writes
-(subscriptions) are explored too, not only 401s. Each operation gets a bounded Hypothesis run (R4_EXAMPLES, default 30; raise it to hunt); every failure
-is collected so one run reports them all. (schemathesis' own pytest plugin does not support pytest 9 yet,
-so the operations are driven directly.)
+(subscriptions) are explored too, not only 401s. Each operation gets a bounded Hypothesis run (R4_EXAMPLES,
+default 30; raise it to hunt); every failure is collected so one run reports them all. (schemathesis' own pytest
+plugin does not support pytest 9 yet, so the operations are driven directly.)
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ SKIP = {"/v1/alerts/stream"}
 # What R4 asks: no 5xx, and status, content type and body as documented. Schemathesis' "positive data
 # acceptance" check is left out on purpose: rules the schema cannot express (e.g. a readings range of at most
 # 31 days) rightly answer a documented 422 problem to schema-valid input.
+EXAMPLES = int(os.environ.get("R4_EXAMPLES", "30"))
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
 
 
@@ -39,7 +40,7 @@ def test_no_server_errors_and_responses_match_the_schema(live_server) -> None:  
             continue
         explored.append(f"{operation.method.upper()} {operation.path}")
 
-        @settings(max_examples=int(os.environ.get("R4_EXAMPLES", "30")), deadline=None, database=None, suppress_health_check=list(HealthCheck))
+        @settings(max_examples=EXAMPLES, deadline=None, database=None, suppress_health_check=list(HealthCheck))
         @given(case=operation.as_strategy())
         def exercise(case) -> None:  # noqa: ANN001
             case.call_and_validate(headers=AUTH, checks=CHECKS)

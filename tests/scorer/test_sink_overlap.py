@@ -17,6 +17,7 @@ from citysense_scorer.decode import Decoder
 from citysense_scorer.settings import scorer_settings
 from citysense_scorer.sink_overlap import OverlappedSink, SinkWal
 from citysense_scorer.stream import build_sink, foreach_batch, sink_wal_dir
+from prometheus_client import REGISTRY
 
 
 class Collected:
@@ -31,6 +32,14 @@ class Collected:
 
 def table(batch_id: int, rows: int = 3) -> pa.Table:
     return pa.table({"batch": [batch_id] * rows, "row": list(range(rows))})
+
+
+SINK_PHASES = ("prepare", "engine", "alerts", "readings", "stations")
+
+
+def phase_counts(*phases: str) -> dict[str, float]:
+    return {p: REGISTRY.get_sample_value("citysense_scorer_sink_phase_seconds_count", {"phase": p}) or 0.0
+            for p in phases}
 
 
 class Recorder:
@@ -55,12 +64,14 @@ class Recorder:
 def test_batches_reach_the_sink_in_order_one_at_a_time(tmp_path: Path) -> None:
     run = Recorder()
     sink = OverlappedSink(run, SinkWal(tmp_path / "wal"))
+    before = phase_counts("handover", "wal")
     for batch_id in range(6):
         sink(Collected(table(batch_id)), batch_id)
     sink.drain()
     assert run.seen == [(b, [0, 1, 2]) for b in range(6)]
     assert run.most_in_flight == 1
     assert sink.wal.pending() == []  # every finished batch left its file
+    assert phase_counts("handover", "wal") == {p: n + 6 for p, n in before.items()}  # timed for every batch
 
 
 def test_the_call_returns_while_the_previous_batch_is_still_in_the_sink(tmp_path: Path) -> None:
@@ -144,9 +155,11 @@ def test_the_scorer_finishes_a_left_batch_into_the_store_before_it_starts(tmp_pa
     SinkWal(sink_wal_dir(settings)).write(0, left)  # the previous process died while the sink wrote batch 0
 
     sink = build_sink(settings)
+    before = phase_counts(*SINK_PHASES)
     try:
         fn, overlapped = foreach_batch(settings, sink)
         assert fn is overlapped and overlapped is not None and overlapped.wal.pending() == []
+        assert phase_counts(*SINK_PHASES) == {p: n + 1 for p, n in before.items()}  # each phase of the batch timed
     finally:
         sink.store.close()
     with sqlite3.connect(tmp_path / "c.db") as conn:

@@ -96,6 +96,7 @@ class BatchSink:
     def process(self, table: pa.Table, batch_id: int) -> None:
         # Consumes the table: each Arrow column is freed as soon as it is converted, so a 200,000-reading batch does
         # not hold both copies at once (the driver's peak memory).
+        laps = m.Laps()
         pdf = table.to_pandas(self_destruct=True, split_blocks=True)
         del table
         pdf, health_events = split_health(pdf)  # station-health events ride on their own rows
@@ -112,12 +113,14 @@ class BatchSink:
             watermark = self.engine.watermark()
         late = good["ts_ms"].to_numpy() < watermark if len(good) else np.zeros(0, dtype=bool)
         good["late"] = late
+        laps.lap("prepare")
         if not replay:
             ontime = good[~late]
             data = self.engine.reduce(exclude_faulty(self._engine_frame(ontime), ontime)) if len(ontime) \
                 else _empty_input()
             events = self.engine.apply(batch_id, data) if len(ontime) else self._advance(batch_id)
             self.log.write(batch_id, data, events, [], self.engine, watermark=watermark)
+        laps.lap("engine")
         events = [*events, *health_events]  # recomputed identically by Spark on a re-run; produce() dedupes
         received_at = datetime.now(UTC)
         dead = self._dead_letters(bad, received_at)
@@ -125,9 +128,12 @@ class BatchSink:
         self.store.upsert_alerts(_alert_records(events))
         if not self.log.is_done(batch_id):
             self._produce(batch_id, events, dead, replay)
+        laps.lap("alerts")
         self.store.write_reading_batch(self._reading_batch(good, received_at))
+        laps.lap("readings")
         self.store.upsert_stations(_stations(good, self.metric_names))
         apply_station_status(self.store, health_events)
+        laps.lap("stations")
         m.ROWS.labels("valid").inc(int((~late).sum()))
         m.ROWS.labels("late").inc(int(late.sum()))
         m.ROWS.labels("dead_letter").inc(len(bad))

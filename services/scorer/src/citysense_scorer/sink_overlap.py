@@ -37,6 +37,8 @@ from typing import Any
 
 import pyarrow as pa
 
+from citysense_scorer import metrics as m
+
 log = logging.getLogger(__name__)
 SUFFIX = ".arrow"
 
@@ -101,8 +103,11 @@ class OverlappedSink:
     def __call__(self, df: Any, batch_id: int) -> None:
         table = df.toArrow()  # runs batch N's Spark job; the sink thread meanwhile writes N-1
         with self._lock:
+            laps = m.Laps()
             self._wait()
+            laps.lap("handover")
             self.wal.write(batch_id, table)
+            laps.lap("wal")
             self._pending = self._pool.submit(self._finish, table, batch_id)
 
     def drain(self, timeout: float | None = None) -> None:
