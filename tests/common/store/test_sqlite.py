@@ -132,6 +132,46 @@ def test_migrations_are_recorded_once(tmp_path: Path) -> None:
     assert rows[0] == len(versions)
 
 
+def test_migration_2_keeps_the_readings_and_their_key(tmp_path: Path) -> None:
+    """A store created before migration 2 (readings clustered WITHOUT ROWID) upgrades in place."""
+    path = tmp_path / "old.db"
+    version, name, first = migration_files()[0]
+    assert version == 1
+    conn = sqlite3.connect(path)
+    conn.executescript(first)
+    conn.execute("CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, "
+                 "applied_at INTEGER NOT NULL)")
+    conn.execute("INSERT INTO schema_migrations VALUES (1, ?, 0)", (name,))
+    conn.commit()
+    conn.close()
+    old = [EnrichedReading("a", T0 + timedelta(seconds=i), i, {"pm2_5": float(i)}, lat=1.0, lon=2.0,
+                           outliers=("pm2_5",) if i == 2 else (), zscores={"pm2_5": 0.5}) for i in range(5)]
+    store = SQLiteStore(path)
+    store.write_readings(old)  # written into the old layout
+
+    store.migrate()
+    assert store.applied_migrations() == [v for v, _, _ in migration_files()]
+    layout = sqlite3.connect(path).execute("SELECT sql FROM sqlite_master WHERE name = 'readings'").fetchone()[0]
+    assert "WITHOUT ROWID" not in layout
+    page = store.read_readings("a", T0, T0 + timedelta(hours=1))
+    assert page.items == old[::-1]  # every row and column survived, newest first
+    store.write_readings(old[:2])  # the unique index still makes a re-written reading a no-op
+    assert len(store.read_readings("a", T0, T0 + timedelta(hours=1)).items) == 5
+
+
+def test_the_readings_page_is_read_in_index_order(tmp_path: Path) -> None:
+    """read_readings' query walks the (station_id, ts DESC, seq) index: no table scan and no sort."""
+    store = SQLiteStore(tmp_path / "q.db")
+    store.migrate()
+    store.write_readings([EnrichedReading("a", T0, 0, {"x": 1.0})])
+    sql = ("SELECT * FROM readings WHERE station_id = ? AND ts >= ? AND ts < ? AND (ts < ? OR (ts = ? AND seq > ?))"
+           " ORDER BY ts DESC, seq ASC LIMIT ?")
+    plan = " | ".join(row[-1] for row in sqlite3.connect(tmp_path / "q.db").execute(
+        f"EXPLAIN QUERY PLAN {sql}", ("a", 0, 1, 1, 1, 0, 101)))
+    assert "USING INDEX readings_by_station_time" in plan, plan
+    assert "TEMP B-TREE" not in plan, plan
+
+
 def test_split_sql() -> None:
     script = "-- c;\nCREATE TABLE a (x TEXT DEFAULT ';');\n\nCREATE INDEX i ON a (x);\n-- trailing\n"
     assert split_sql(script) == ["-- c;\nCREATE TABLE a (x TEXT DEFAULT ';');", "CREATE INDEX i ON a (x);"]

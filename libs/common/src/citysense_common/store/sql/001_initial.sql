@@ -1,7 +1,8 @@
 -- citysense embedded store, schema 1. Times are INTEGER milliseconds since the epoch (UTC), the precision
 -- Cassandra keeps, so both backends agree on identities. JSON columns are compact JSON text.
 
--- Raw enriched readings. WITHOUT ROWID + this key order: rows are stored clustered per station newest first,
+-- Raw enriched readings (002_readings_rowid.sql turns this into a rowid table with the key as a unique index).
+-- WITHOUT ROWID + this key order: rows are stored clustered per station newest first,
 -- exactly the read_readings scan, and the key itself makes INSERT OR IGNORE the idempotent write.
 CREATE TABLE IF NOT EXISTS readings (
     station_id  TEXT    NOT NULL,
