@@ -132,7 +132,7 @@ def test_migrations_are_recorded_once(tmp_path: Path) -> None:
     assert rows[0] == len(versions)
 
 
-def test_migration_2_keeps_the_readings_and_their_key(tmp_path: Path) -> None:
+def test_migration_2_keeps_the_readings_and_their_key(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     """A store created before migration 2 (readings clustered WITHOUT ROWID) upgrades in place."""
     path = tmp_path / "old.db"
     version, name, first = migration_files()[0]
@@ -149,7 +149,10 @@ def test_migration_2_keeps_the_readings_and_their_key(tmp_path: Path) -> None:
     store = SQLiteStore(path)
     store.write_readings(old)  # written into the old layout
 
-    store.migrate()
+    with caplog.at_level("INFO", logger="citysense_common.store.sqlite"):
+        store.migrate()
+    assert "applying migration 2 (readings_rowid)" in caplog.text  # a long rewrite says what it is doing
+    assert "applying migration 1" not in caplog.text  # applied ones are skipped silently
     assert store.applied_migrations() == [v for v, _, _ in migration_files()]
     layout = sqlite3.connect(path).execute("SELECT sql FROM sqlite_master WHERE name = 'readings'").fetchone()[0]
     assert "WITHOUT ROWID" not in layout

@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import sqlite3
 import sys
 import threading
+import time
 from array import array
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -52,6 +54,7 @@ from citysense_common.store.base import (
 )
 from citysense_common.store.reading_batch import ReadingBatch
 
+log = logging.getLogger(__name__)
 _dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode
 
 
@@ -277,12 +280,16 @@ class SQLiteStore:
             with self._write() as conn:
                 if conn.execute("SELECT 1 FROM schema_migrations WHERE version = ?", (version,)).fetchone():
                     continue
+                # A migration that rewrites a table (002) takes a while on a big store: say what is going on.
+                log.info("store %s: applying migration %d (%s)", self.path, version, name)
+                started = time.monotonic()
                 for statement in split_sql(script):
                     conn.execute(statement)
                 conn.execute(
                     "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?,?,?)",
                     (version, name, to_ms(datetime.now(UTC))),
                 )
+            log.info("store %s: migration %d done in %.1f s", self.path, version, time.monotonic() - started)
 
     def applied_migrations(self) -> list[int]:
         return [row[0] for row in self._query("SELECT version FROM schema_migrations ORDER BY version")]
