@@ -232,6 +232,29 @@ def measure(run: pl.StackRun, probes: int, spacing: float, poll_ms: float, probe
     return out
 
 
+SINK_PHASES = ("handover", "wal", "prepare", "engine", "alerts", "readings", "stations")
+
+
+def cycle_breakdown(before: dict[str, float], after: dict[str, float], seconds: float) -> dict[str, float] | None:
+    """Where the scorer's micro-batch cycle went between two scrapes of its metrics: the mean cycle, Spark's part
+    (read, decode, station health; measured as the cycle minus the handover wait, since the sink of batch N runs
+    while Spark computes N+1) and each sink phase per batch, in seconds. None without a finished batch."""
+    key = "citysense_scorer_batch_duration_seconds_count"
+    batches = after.get(key, 0.0) - before.get(key, 0.0)
+    if batches < 1 or seconds <= 0:
+        return None
+
+    def per_batch(phase: str) -> float:
+        name = f'citysense_scorer_sink_phase_seconds_sum{{phase="{phase}"}}'
+        return round((after.get(name, 0.0) - before.get(name, 0.0)) / batches, 3)
+
+    out = {"batches": batches, "cycle_s": round(seconds / batches, 3)}
+    out.update({f"{phase}_s": per_batch(phase) for phase in SINK_PHASES})
+    out["spark_s"] = round(out["cycle_s"] - out["handover_s"] - out["wal_s"], 3)
+    out["to_alert_s"] = round(out["prepare_s"] + out["engine_s"] + out["alerts_s"], 3)
+    return out
+
+
 def latency_figures(prefix: str, s: dict, *, with_targets: bool = True) -> list[Figure]:
     def fig(fid: str, name: str, value: float, unit: str, target: str, meets: bool | None) -> Figure:
         return Figure(fid, f"{prefix}{name}", value, unit, target if with_targets else "—",
@@ -277,8 +300,15 @@ def main() -> int:
         time.sleep(args.settle)  # the load's first ticks and the micro-batch size they lead to
         behind, how = wait_caught_up(run, rate, args.catch_up_timeout)
         progress(f"  scorer lag {behind:,.0f} readings ({how}); {args.probes} probes, one every {args.spacing:g}s")
+        before, started = pl.scrape(run.scorer_metrics_port), time.monotonic()
         result = measure(run, args.probes, args.spacing, args.poll_ms, args.probe_timeout)
+        cycle = cycle_breakdown(before, pl.scrape(run.scorer_metrics_port), time.monotonic() - started)
     s = result.summary()
+    s["scorer_cycle"] = cycle
+    if cycle:
+        progress(f"  scorer cycle {cycle['cycle_s']:.2f} s: Spark {cycle['spark_s']:.2f} s, then the sink to the "
+                 f"alert {cycle['to_alert_s']:.2f} s (engine {cycle['engine_s']:.2f}), readings "
+                 f"{cycle['readings_s']:.2f} s, stations {cycle['stations_s']:.2f} s ({cycle['batches']:.0f} batches)")
     progress(f"  P2 p50 {s['p2_p50_ms']:.0f} ms p99 {s['p2_p99_ms']:.0f} ms ({s['p2_count']}/{args.probes}); "
              f"P3 p50 {s['p3_p50_ms']:.0f} ms p99 {s['p3_p99_ms']:.0f} ms ({s['p3_count']}/{args.probes}); "
              f"memory max {s['pss_max_bytes'] / GiB:.2f} GiB (RSS sum {s['rss_max_bytes'] / GiB:.2f}); "

@@ -1,4 +1,4 @@
-"""When P2 starts its probes (bench/p2_p3_latency.py: settled)."""
+"""When P2 starts its probes (bench/p2_p3_latency.py: settled) and how it splits the scorer's cycle."""
 
 from __future__ import annotations
 
@@ -38,3 +38,26 @@ def test_no_samples_is_not_settled() -> None:
 def test_a_growing_lag_is_reported_as_falling_behind() -> None:
     samples = sawtooth(60, trough=30_000, cycle=6, per_s=5000, falling=-1000)  # troughs rise 20,000 per 20 s
     assert p2.settled(samples, 5000) == "falling behind"
+
+
+def scorer_metrics(batches: float, **phase_sums: float) -> dict[str, float]:
+    out = {"citysense_scorer_batch_duration_seconds_count": batches}
+    out.update({f'citysense_scorer_sink_phase_seconds_sum{{phase="{k}"}}': v for k, v in phase_sums.items()})
+    return out
+
+
+def test_the_cycle_is_split_per_batch_between_two_scrapes() -> None:
+    before = scorer_metrics(10, handover=1.0, wal=0.1, prepare=1.0, engine=3.0, alerts=0.2, readings=5.0, stations=2)
+    after = scorer_metrics(30, handover=3.0, wal=0.3, prepare=3.0, engine=9.0, alerts=0.6, readings=13.0, stations=6)
+    got = p2.cycle_breakdown(before, after, seconds=40.0)
+    assert got is not None
+    assert (got["batches"], got["cycle_s"]) == (20, 2.0)
+    assert (got["engine_s"], got["readings_s"], got["handover_s"], got["wal_s"]) == (0.3, 0.4, 0.1, 0.01)
+    assert got["spark_s"] == 1.89  # the cycle minus what foreachBatch spent waiting and writing the WAL file
+    assert got["to_alert_s"] == 0.42  # prepare + engine + alerts
+
+
+def test_no_finished_batch_has_no_breakdown() -> None:
+    same = scorer_metrics(5, engine=1.0)
+    assert p2.cycle_breakdown(same, same, seconds=30.0) is None
+    assert p2.cycle_breakdown({}, {}, seconds=30.0) is None
