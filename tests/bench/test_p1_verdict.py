@@ -61,3 +61,13 @@ def test_a_generator_that_cannot_deliver_makes_the_rung_unsustained() -> None:
 
 def test_no_samples_is_not_sustained() -> None:
     assert p1.rung_verdict([], 1000, 60)["sustained"] is False
+
+
+def test_the_scorer_counting_a_round_before_the_simulator_does_is_not_a_rising_lag() -> None:
+    # A 500/s rung (1,000 stations x 0.5 Hz, one round every 2 s) that kept up: the scorer's counter is sometimes a
+    # round ahead of the simulator's acknowledged count. Read as a lag of -1,000 in the middle of the window, that
+    # made a trend of +1,000 (= 2 s of input) and failed the rung.
+    samples = [(float(t), 1000.0 * (t // 2), 1000.0 * (t // 2) + (1000 if t == 20 else 0)) for t in range(60)]
+    verdict = p1.rung_verdict(samples, 500, 60)
+    assert verdict["lag_trend"] == 0 and verdict["lag_max"] == 0
+    assert verdict["sustained"]
