@@ -226,3 +226,26 @@ def test_the_worker_reuses_the_bucket_it_wrote_and_reads_any_other(registry: Reg
     before = len(reads)
     batch(proc, 160)
     assert reads[before:] == [True]
+
+
+def test_output_frames_are_converted_without_writing_into_a_column_selection(registry: Registry) -> None:
+    """The processor hands Spark column selections with all-null columns (dead-letter columns, the event column) as
+    object columns. Writing them into the selection made pandas warn per column and group: thousands of
+    SettingWithCopyWarning lines in the scorer's log per micro-batch at 5,000 stations."""
+    import warnings
+
+    from citysense_scorer.health_spark import _plain
+
+    frame = pd.DataFrame({"station_id": ["a", "b"], "gone": [float("nan")] * 2, "x": [1.0, 2.0],
+                          "s": pd.array(["p", None], dtype="string")})
+    selection = frame[["station_id", "gone", "s"]]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        out = _plain(selection)
+        proc, _ = processor(registry)
+        readings, *_ = proc.handleInputRows((" bucket 0",), iter([group(0)]), Clock(int(T0.timestamp() * 1000)))
+    assert out["gone"].dtype == object and out["gone"].tolist() == [None, None]
+    assert out["s"].dtype == object and out["s"].iloc[0] == "p" and pd.isna(out["s"].iloc[1])
+    assert out["station_id"].tolist() == ["a", "b"]
+    assert selection["gone"].dtype == "float64"  # the caller's frame is left as it was
+    assert readings["health_event"].tolist() == [None] * len(readings)

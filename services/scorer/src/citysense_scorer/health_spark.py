@@ -154,16 +154,21 @@ class StationHealthProcessor(StatefulProcessor):
 def _plain(pdf: pd.DataFrame) -> pd.DataFrame:
     """Columns pyspark 4.3's pandas->Arrow conversion of transformWithStateInPandas output chokes on become object
     columns: Arrow-backed extension columns (pandas 3 strings) and all-null columns (a string column whose values
-    are all null arrives as float NaN and cannot be cast to a string array)."""
+    are all null arrives as float NaN and cannot be cast to a string array).
+
+    The replacements go through ``assign`` (a new frame): callers pass a column selection, and writing into one made
+    pandas emit a SettingWithCopyWarning per column and group - thousands of lines in the scorer's log per
+    micro-batch."""
+    plain: dict[str, pd.Series] = {}
     for name in pdf.columns:
         col = pdf[name]
         if col.dtype == object:
             continue
         if len(col) and col.isna().all():
-            pdf[name] = pd.Series([None] * len(col), index=pdf.index, dtype=object)
+            plain[name] = pd.Series([None] * len(col), index=pdf.index, dtype=object)
         elif pd.api.types.is_extension_array_dtype(col.dtype) and not isinstance(col.dtype, pd.DatetimeTZDtype):
-            pdf[name] = col.astype(object)
-    return pdf
+            plain[name] = col.astype(object)
+    return pdf.assign(**plain) if plain else pdf
 
 
 DEAD_LETTER_KEY = " dead letters"  # group keys no station id can be (a space is not allowed in station ids)
