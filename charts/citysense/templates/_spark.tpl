@@ -119,8 +119,9 @@ sparkConf:
   spark.metrics.conf.*.sink.prometheusServlet.class: org.apache.spark.metrics.sink.PrometheusServlet
   spark.metrics.conf.*.sink.prometheusServlet.path: /metrics/prometheus
   spark.sql.shuffle.partitions: {{ include "citysense.spark.statePartitions" $ | quote }}
-  # G1 returns heap it no longer needs (citysense_scorer.spark.JVM_MEMORY_OPTIONS).
-  {{- $jvmMemory := "-XX:MaxHeapFreeRatio=20 -XX:MinHeapFreeRatio=5 -XX:G1PeriodicGCInterval=5000" }}
+  # G1 returns heap it no longer needs and keeps the health state's large copies young
+  # (citysense_scorer.spark.JVM_MEMORY_OPTIONS).
+  {{- $jvmMemory := "-XX:MaxHeapFreeRatio=20 -XX:MinHeapFreeRatio=5 -XX:G1PeriodicGCInterval=5000 -XX:G1HeapRegionSize=8m -XX:+UnlockExperimentalVMOptions -XX:G1MaxNewSizePercent=25" }}
   spark.driver.extraJavaOptions: {{ $jvmMemory | quote }}
   spark.executor.extraJavaOptions: {{ $jvmMemory | quote }}
   {{- range $key, $value := $v.sparkConf }}
