@@ -249,3 +249,41 @@ def test_output_frames_are_converted_without_writing_into_a_column_selection(reg
     assert out["station_id"].tolist() == ["a", "b"]
     assert selection["gone"].dtype == "float64"  # the caller's frame is left as it was
     assert readings["health_event"].tolist() == [None] * len(readings)
+
+
+def test_bucket_state_is_stored_compressed_and_earlier_layouts_still_read(registry: Registry) -> None:
+    from citysense_scorer.health import HealthBucket
+    from citysense_scorer.health_spark import encode_state, split_state, state_json
+
+    proc, handle = processor(registry)
+    batch(proc, 0)
+    stored = handle.state.value[0]
+    revision, body = split_state(stored)
+    document = state_json(body)
+    assert body.startswith("z:") and stored.isascii()
+    assert len(stored) * 2 < len(document)  # 2.9x for these two stations; ~5x for full buckets
+    restored = HealthBucket(proc.ctx, document)
+    assert set(restored.stations) == {"st-a", "st-b"}
+    assert encode_state(revision, restored.dump_json()) == stored  # deterministic: same document, same value
+    # what versions before the compression wrote: "<revision>\n<JSON>", and plain JSON before revisions
+    plain = document.decode()
+    assert split_state(f"r1\n{plain}") == ("r1", plain) and state_json(plain) == plain
+    assert split_state(plain) == ("", plain)
+    assert split_state(None) == ("", None) and state_json(None) is None
+
+
+def test_a_worker_reads_a_bucket_an_earlier_version_stored_uncompressed(registry: Registry) -> None:
+    """An existing checkpoint holds uncompressed documents; the first batch after the upgrade reads them and then
+    writes compressed ones, with the same verdicts as a worker that never stopped."""
+    from citysense_scorer.health_spark import split_state, state_json
+
+    upgraded, handle = processor(registry)
+    reference, _ = processor(registry)
+    batch(upgraded, 0)
+    batch(reference, 0)
+    revision, body = split_state(handle.state.value[0])
+    handle.state.value = (f"older-worker\n{state_json(body).decode()}",)  # as written before the change
+    got, want = batch(upgraded, 40), batch(reference, 40)
+    pd.testing.assert_frame_equal(got[0], want[0])
+    assert got[1] == want[1]
+    assert split_state(handle.state.value[0])[1].startswith("z:")

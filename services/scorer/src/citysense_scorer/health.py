@@ -226,7 +226,7 @@ class HealthBucket:
     left here would report them offline while they are sending - such a document is dropped and learning restarts.
     """
 
-    def __init__(self, ctx: HealthContext, text: str | None = None) -> None:
+    def __init__(self, ctx: HealthContext, text: str | bytes | None = None) -> None:
         self.ctx = ctx
         doc = orjson.loads(text) if text else {}
         self.stations: dict[str, dict[str, Any]] = doc.get("stations", {}) if doc.get("buckets") == ctx.buckets else {}
@@ -350,5 +350,8 @@ class HealthBucket:
         return {station: docs[station] for station in sorted(docs)}
 
     def dumps(self) -> str:
+        return self.dump_json().decode()
+
+    def dump_json(self) -> bytes:
         # orjson writes NaN as null; the one float that can be NaN (a track's pending jump value) is restored on load.
-        return orjson.dumps({"buckets": self.ctx.buckets, "stations": self._documents()}).decode()
+        return orjson.dumps({"buckets": self.ctx.buckets, "stations": self._documents()})
