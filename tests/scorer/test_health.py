@@ -33,7 +33,7 @@ def reloaded(health: StationHealth, registry: Registry) -> StationHealth:
     """Through the text the state store keeps: a bucket document holding this one station."""
     bucket = HealthBucket(ctx(registry))
     bucket.stations[health.station_id] = health.to_doc()
-    doc = HealthBucket(ctx(registry), bucket.dumps()).stations[health.station_id]
+    doc = HealthBucket(ctx(registry), bucket.dump_json()).stations[health.station_id]
     return StationHealth.from_doc(health.station_id, ctx(registry), doc)
 
 
@@ -118,7 +118,7 @@ def test_bucket_matches_per_station_health_across_state_round_trips(registry: Re
     want_b, ev_b, _ = alone_b.process(other, now_ms=T0)
     bucket = HealthBucket(ctx(registry))
     got, events = bucket.process({"st-a": rows[:55], "st-b": other[:30]}, now_ms=T0)
-    resumed = HealthBucket(ctx(registry), bucket.dumps())
+    resumed = HealthBucket(ctx(registry), bucket.dump_json())
     got2, events2 = resumed.process({"st-a": rows[55:], "st-b": other[30:]}, now_ms=T0)
     assert [(r.faults, r.baseline_z) for r in got["st-a"] + got2["st-a"]] == [(r.faults, r.baseline_z) for r in want_a]
     assert [(r.faults, r.baseline_z) for r in got["st-b"] + got2["st-b"]] == [(r.faults, r.baseline_z) for r in want_b]
@@ -135,7 +135,7 @@ def test_bucket_opens_offline_for_a_silent_station_while_its_neighbour_sends(reg
     _, events = bucket.process({"busy": [Row(T0 + 60_000, {"temperature": 11.2})]}, T0 + 60_000)
     assert [(e.station_id, e.kind, e.state) for e in events] == [("quiet", AlertKind.STATION_OFFLINE, AlertState.OPEN)]
     assert bucket.next_timer() == T0 + 120_000  # only busy's deadline is left: quiet is already offline
-    assert HealthBucket(c, bucket.dumps()).expire(T0 + 120_000)[0].station_id == "busy"
+    assert HealthBucket(c, bucket.dump_json()).expire(T0 + 120_000)[0].station_id == "busy"
     _, events = bucket.process({"quiet": [Row(T0 + 70_000, {"temperature": 10.2})]}, T0 + 70_000)
     assert [(e.station_id, e.state) for e in events] == [("quiet", AlertState.RESOLVED)]
 
@@ -144,8 +144,8 @@ def test_bucket_written_under_another_bucket_count_is_dropped(registry: Registry
     c = HealthContext(metrics=dict(registry.metrics), profile="city", buckets=32)
     bucket = HealthBucket(c)
     bucket.process({"st-1": [Row(T0, {"temperature": 10.0})]}, T0)
-    assert HealthBucket(c, bucket.dumps()).stations.keys() == {"st-1"}
-    moved = HealthBucket(HealthContext(metrics=dict(registry.metrics), profile="city", buckets=64), bucket.dumps())
+    assert HealthBucket(c, bucket.dump_json()).stations.keys() == {"st-1"}
+    moved = HealthBucket(HealthContext(metrics=dict(registry.metrics), profile="city", buckets=64), bucket.dump_json())
     assert moved.stations == {} and moved.next_timer() is None  # st-1 now hashes elsewhere: no stale offline alert
 
 
@@ -166,8 +166,8 @@ def test_a_bucket_kept_between_batches_matches_one_reloaded_each_batch(registry:
         assert got == want
         assert [e.event_id for e in got_events] == [e.event_id for e in want_events]
         events += got_events
-        text = reloaded_bucket.dumps()
-        assert kept.dumps() == text
+        text = reloaded_bucket.dump_json()
+        assert kept.dump_json() == text
     assert {(e.kind, e.state) for e in events} == {(AlertKind.SENSOR_FAULT, AlertState.OPEN)}  # st-a's flatline
     later = rows[-1].ts_ms + 61_000
     timers = HealthBucket(ctx(registry), text).expire(later)

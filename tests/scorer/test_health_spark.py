@@ -274,7 +274,7 @@ def test_bucket_state_is_stored_compressed_and_earlier_layouts_still_read(regist
 
 def test_a_worker_reads_a_bucket_an_earlier_version_stored_uncompressed(registry: Registry) -> None:
     """An existing checkpoint holds uncompressed documents; the first batch after the upgrade reads them and then
-    writes compressed ones, with the same verdicts as a worker that never stopped."""
+    writes compressed ones, with the same verdicts as a worker reading the same state compressed."""
     from citysense_scorer.health_spark import split_state, state_json
 
     upgraded, handle = processor(registry)

@@ -165,7 +165,7 @@ class StationHealth:
     def on_timer(self, now_ms: int) -> list[AlertEvent]:
         return self.offline.on_timer(now_ms)
 
-    # -- state document (written by HealthBucket.dumps) ----------------------------------------------------------
+    # -- state document (written by HealthBucket.dump_json) ----------------------------------------------------------
     def to_doc(self) -> dict[str, Any]:
         doc: dict[str, Any] = {
             "tracks": {name: _track_doc(t) for name, t in self.faults.tracks.items()},
@@ -348,9 +348,6 @@ class HealthBucket:
         for station, text in self.encoded.items():
             docs[station] = orjson.Fragment(text)
         return {station: docs[station] for station in sorted(docs)}
-
-    def dumps(self) -> str:
-        return self.dump_json().decode()
 
     def dump_json(self) -> bytes:
         # orjson writes NaN as null; the one float that can be NaN (a track's pending jump value) is restored on load.
