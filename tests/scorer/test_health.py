@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import orjson
 import pandas as pd
 from citysense_common.contract import AlertKind, AlertState
 from citysense_common.registry import Registry
@@ -174,3 +175,134 @@ def test_a_bucket_kept_between_batches_matches_one_reloaded_each_batch(registry:
     assert [e.event_id for e in kept.expire(later)] == [e.event_id for e in timers]
     assert {(e.station_id, e.kind) for e in timers} == {("st-a", AlertKind.STATION_OFFLINE),
                                                        ("st-b", AlertKind.STATION_OFFLINE)}
+
+
+# -- the forecast history in columns beside the bucket document (forecast_history) ----------------------------------
+
+PM_TARGET = ForecastTarget("pm25-eu-24h", "pm2_5", 86_400_000, 25.0, unit="µg/m³")
+
+
+def forecast_ctx(registry: Registry) -> HealthContext:
+    metrics = {m: registry.metrics[m] for m in ("temperature", "pm2_5", "pm10")}
+    return HealthContext(metrics=metrics, profile="city", baseline=BaselineConfig(warmup=20), targets=(PM_TARGET,))
+
+
+class StoredState:
+    """What the state store keeps of one bucket: the document and the forecast history's entries."""
+
+    def __init__(self) -> None:
+        self.text: bytes | None = None
+        self.entries: dict[int, str] = {}
+        self.written: list[list[int]] = []  # the entries each save wrote
+
+    def load(self, c: HealthContext) -> HealthBucket:
+        return HealthBucket(c, self.text, sorted(self.entries.items()))
+
+    def save(self, bucket: HealthBucket) -> None:
+        self.text = bucket.dump_json()
+        puts, gone = bucket.history_changes()
+        self.entries.update(puts)
+        for b in gone:
+            del self.entries[b]
+        self.written.append(sorted(puts))
+
+
+def ramp_day(station: str, lag_min: int, seed: int) -> list[Row]:
+    """A reading a minute for 24 h of clean air, then PM2.5 rising ~3 µg/m³ an hour: a forecast opens, then the
+    24-h mean passes 25 and it resolves as forecast. ``lag_min`` shifts the station's clock back."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for i in range(24 * 60 + 16 * 60):
+        pm = 12 + max(0, i - 24 * 60) * 0.05 + rng.normal(0, 1.5)
+        out.append(Row(T0 + (i - lag_min) * 60_000, {"temperature": 10 + rng.normal(0, 1), "pm2_5": max(0.5, pm),
+                                                      "pm10": max(0.5, pm) * 1.8 + 3}, 52.5, 13.4))
+    return out
+
+
+def test_forecasts_from_the_bucket_columns_match_each_station_on_its_own(registry: Registry) -> None:
+    """Stations of one bucket forecast from the shared columns, the bucket re-read from the stored state every
+    batch: the same events as each station with its own series (StationHealth, the reference), to the message."""
+    c = forecast_ctx(registry)
+    stations = {"st-a": ramp_day("st-a", 0, 1), "st-b": ramp_day("st-b", 30, 2), "st-c": ramp_day("st-c", 5, 3)}
+    want = []
+    for station, rows in stations.items():
+        alone = StationHealth(station, c)
+        for start in range(0, len(rows), 10):
+            want += alone.process(rows[start:start + 10], now_ms=rows[start].ts_ms)[1]
+    store, kept, got = StoredState(), HealthBucket(c), []
+    for start in range(0, len(stations["st-a"]), 10):
+        batch = {s: rows[start:start + 10] for s, rows in stations.items()}
+        now = T0 + start * 60_000
+        reread = store.load(c)
+        _, events = reread.process(batch, now)
+        got += events
+        kept_events = kept.process(batch, now)[1]
+        assert [e.to_json() for e in kept_events] == [e.to_json() for e in events]
+        store.save(reread)
+        kept.history_changes()
+        assert kept.dump_json() == store.text
+    forecasts = [e for e in want if e.kind is AlertKind.FORECAST]
+    assert {(e.station_id, e.state) for e in forecasts} == {(s, st) for s in stations
+                                                             for st in (AlertState.OPEN, AlertState.RESOLVED)}
+    assert "reached" in forecasts[-1].message  # came true
+    key = lambda e: (e.station_id, e.event_id)  # noqa: E731
+    assert [e.to_json() for e in sorted(got, key=key)] == [e.to_json() for e in sorted(want, key=key)]
+
+
+def test_the_stored_document_does_not_grow_with_uptime(registry: Registry) -> None:
+    """Each micro-batch writes the document plus the forecast buckets it touched; the closed buckets stay as they
+    were written and those past the longest window (plus an hour's slack) are deleted."""
+    c = forecast_ctx(registry)
+    stations = [f"st-{i}" for i in range(50)]
+    store, sizes, bucket = StoredState(), {}, HealthBucket(c)
+    for minute in range(27 * 60):
+        now = T0 + minute * 60_000
+        if minute % 97 == 0:  # re-read now and then, kept otherwise
+            bucket = store.load(c)
+        bucket.process({s: [Row(now, {"pm2_5": 10.0 + (i + minute) % 7, "temperature": 12.0 + i % 3})]
+                        for i, s in enumerate(stations)}, now)
+        store.save(bucket)
+        sizes[minute] = len(store.text)
+    assert sizes[27 * 60 - 1] < 1.05 * sizes[60]  # a day later the document is the size it was after an hour
+    assert all(len(w) <= 1 for w in store.written[1:])  # one bucket per batch: the current one
+    assert len(store.entries) == 288 + 2 + 12
+    assert min(store.entries) == (T0 + (27 * 60 - 1) * 60_000) // 300_000 - 288 - 2 - 12 + 1
+
+
+def test_a_document_with_series_inside_moves_them_to_the_columns(registry: Registry) -> None:
+    """Documents written before the history had columns carry each station's series; the bucket reading one
+    forecasts exactly as before and writes every bucket of those series on its first save."""
+    c = forecast_ctx(registry)
+    rows = ramp_day("st-a", 0, 4)
+    split = 24 * 60 + 5 * 60
+    before = StationHealth("st-a", c)
+    for start in range(0, split, 10):
+        before.process(rows[start:start + 10], now_ms=rows[start].ts_ms)
+    old_layout = orjson.dumps({"buckets": c.buckets, "stations": {"st-a": before.to_doc()}})
+    assert b'"series"' in old_layout
+    bucket, store = HealthBucket(c, old_layout), StoredState()
+    store.save(bucket)
+    assert len(store.written[0]) == len(before.forecaster.series["pm2_5"].data) == 290  # its whole series
+    assert b'"series"' not in store.text
+    reference, got, want = StationHealth.from_doc("st-a", c, orjson.loads(orjson.dumps(before.to_doc()))), [], []
+    for start in range(split, len(rows), 10):
+        want += reference.process(rows[start:start + 10], now_ms=rows[start].ts_ms)[1]
+        bucket = store.load(c)
+        got += bucket.process({"st-a": rows[start:start + 10]}, rows[start].ts_ms)[1]
+        store.save(bucket)
+    assert [e.to_json() for e in got] == [e.to_json() for e in want]
+    assert {e.state for e in got if e.kind is AlertKind.FORECAST} == {AlertState.OPEN, AlertState.RESOLVED}
+
+
+def test_history_of_a_bucket_written_under_another_bucket_count_is_deleted(registry: Registry) -> None:
+    c = forecast_ctx(registry)
+    store = StoredState()
+    bucket = store.load(c)
+    bucket.process({"st-1": [Row(T0, {"pm2_5": 10.0})]}, T0)
+    store.save(bucket)
+    assert list(store.entries) == [T0 // 300_000]
+    other = HealthContext(metrics=c.metrics, profile="city", targets=c.targets, buckets=c.buckets * 2)
+    moved = store.load(other)
+    assert moved.stations == {}
+    store.save(moved)
+    assert store.entries == {}

@@ -13,6 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 from citysense_common.contract import AlertEvent, AlertKind, AlertState
 from citysense_common.registry import Registry
+from citysense_scorer.forecast import ForecastTarget
 from citysense_scorer.health import HealthContext
 from citysense_scorer.health_spark import attach_health, split_health
 from citysense_scorer.offline import OfflineConfig
@@ -62,7 +63,8 @@ def test_faults_and_offline_in_a_stream(spark: Any, registry: Registry, tmp_path
     inbox = tmp_path / "in"
     inbox.mkdir()
     ctx = HealthContext(metrics=dict(registry.metrics), profile="city",
-                        offline=OfflineConfig(default_s=3600, groups=(("st-off*", 2.0),)))
+                        offline=OfflineConfig(default_s=3600, groups=(("st-off*", 2.0),)),
+                        targets=(ForecastTarget("pm25-eu-24h", "pm2_5", 86_400_000, 25.0),))
     frozen = [10.0 + 0.1 * (i % 7) for i in range(10)] + [20.0] * 35
     dead = dict(rows("x", [0.0])[0], reason="malformed_json", detail="not valid JSON", payload="{", station_id=None,
                 ts=None, seq=None, temperature=None, pm2_5=None, pm10=None)
@@ -98,6 +100,12 @@ def test_faults_and_offline_in_a_stream(spark: Any, registry: Registry, tmp_path
     state = [f.name for f in (tmp_path / "ckpt" / "state").rglob("*")]
     changelogs, snapshots = sum(n.endswith(".changelog") for n in state), sum(n.endswith(".zip") for n in state)
     assert changelogs > snapshots, state
+    # the forecast history beside the bucket documents: one entry per bucket of event time and health key
+    history = (spark.read.format("statestore").option("stateVarName", "forecast_history")
+               .load(str(tmp_path / "ckpt")).toPandas())
+    [entry] = history.to_dict("records")  # both stations hash to bucket 7 of 8
+    assert entry["key"]["health_key"] == " bucket 7" and entry["user_map_key"]["bucket"] == T0.timestamp() // 300
+    assert entry["user_map_value"]["cells"].startswith("pm2_5;2;")  # the pm2_5 sums and counts of 2 stations
 
 
 # -- the bucket a worker keeps between micro-batches (no Spark: the state handle is the boundary) -----------------
@@ -109,8 +117,7 @@ class ValueStateDouble:
     def exists(self) -> bool:
         return self.value is not None
 
-    def get(self) -> tuple:
-        assert self.value is not None
+    def get(self) -> tuple | None:
         return self.value
 
     def update(self, value: tuple) -> None:
@@ -120,13 +127,31 @@ class ValueStateDouble:
         self.value = None
 
 
+class MapStateDouble:
+    def __init__(self) -> None:
+        self.entries: dict[tuple, tuple] = {}
+
+    def iterator(self) -> Any:
+        return iter(list(self.entries.items()))
+
+    def updateValue(self, key: tuple, value: tuple) -> None:  # noqa: N802
+        self.entries[key] = value
+
+    def removeKey(self, key: tuple) -> None:  # noqa: N802
+        del self.entries[key]
+
+
 class HandleDouble:
     def __init__(self) -> None:
         self.state = ValueStateDouble()
+        self.history = MapStateDouble()
         self.timers: set[int] = set()
 
     def getValueState(self, name: str, schema: Any) -> ValueStateDouble:  # noqa: N802 - Spark's name
         return self.state
+
+    def getMapState(self, name: str, key_schema: Any, value_schema: Any) -> MapStateDouble:  # noqa: N802
+        return self.history
 
     def listTimers(self) -> list[int]:  # noqa: N802
         return sorted(self.timers)
@@ -150,7 +175,8 @@ def processor(registry: Registry) -> tuple[Any, HandleDouble]:
     from citysense_scorer.health_spark import FAULT_PREFIX, PACKED, STATION_Z_PREFIX, StationHealthProcessor
 
     metrics = ["temperature", "pm2_5", "pm10"]
-    ctx = HealthContext(metrics={m: registry.metrics[m] for m in metrics}, profile="city")
+    ctx = HealthContext(metrics={m: registry.metrics[m] for m in metrics}, profile="city",
+                        targets=(ForecastTarget("pm25-eu-24h", "pm2_5", 86_400_000, 25.0),))
     columns = ["station_id", "ts", "seq", "lat", "lon", *metrics, PACKED, *(FAULT_PREFIX + m for m in metrics),
                *(STATION_Z_PREFIX + m for m in metrics), "health_event"]
     proc, handle = StationHealthProcessor(ctx, columns), HandleDouble()
@@ -178,9 +204,9 @@ def test_the_worker_reuses_the_bucket_it_wrote_and_reads_any_other(registry: Reg
     reads: list[bool] = []  # one entry per bucket built from the state (True: from a stored document)
 
     class CountingBucket(health_spark.HealthBucket):
-        def __init__(self, ctx: HealthContext, text: str | None = None) -> None:
+        def __init__(self, ctx: HealthContext, text: str | None = None, history: Any = ()) -> None:
             reads.append(text is not None)
-            super().__init__(ctx, text)
+            super().__init__(ctx, text, history)
 
     kept: dict = {}
     monkeypatch.setattr(health_spark, "HealthBucket", CountingBucket)
@@ -202,6 +228,7 @@ def test_the_worker_reuses_the_bucket_it_wrote_and_reads_any_other(registry: Reg
         assert got[1] == want[1]
         events += got[1]
         assert handle.state.value[0].split("\n", 1)[1] == cold_handle.state.value[0].split("\n", 1)[1]
+        assert handle.history.entries == cold_handle.history.entries != {}
         assert handle.timers == cold_handle.timers
     assert warm_reads == [[False], [], []]  # a new bucket for the first batch, then the kept one, never parsed
     assert reads.count(True) == 2  # while the cold side parsed the stored JSON for batches 2 and 3

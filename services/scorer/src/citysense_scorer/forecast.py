@@ -12,6 +12,7 @@ longer project a crossing within the horizon.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -65,49 +66,76 @@ class Buckets:
             del self.data[b]
 
 
-def current_mean(buckets: Buckets, now_ms: int, window_ms: int) -> tuple[float | None, float]:
-    """(mean over the window ending at ``now_ms``, fraction of its buckets holding data)."""
-    n = window_ms // buckets.width_ms
-    last = now_ms // buckets.width_ms
-    live = [buckets.data[b] for b in range(last - n + 1, last + 1) if b in buckets.data]
-    count = sum(c for _, c in live)
-    return (sum(s for s, _ in live) / count if count else None), len(live) / n
+# A station's series as the projection reads it: bucket number -> (sums, counts) of k stations (arrays of length k),
+# or None when none of them has data in that bucket. One Buckets (k=1) or a health bucket's columns (k stations).
+Column = Callable[[int], "tuple[np.ndarray, np.ndarray] | None"]
 
 
-def project_crossing(buckets: Buckets, now_ms: int, target: ForecastTarget, config: ForecastConfig) -> int | None:
-    """Event time (ms) at which the window mean is projected to pass the threshold, or None within the horizon."""
-    width = buckets.width_ms
-    n = target.window_ms // width
-    last = now_ms // width
-    window = [(b, buckets.data[b]) for b in range(last - n + 1, last + 1) if b in buckets.data]
-    total = sum(c[0] for _, c in window)
-    count = sum(c[1] for _, c in window)
-    if not count or len(window) / n < config.min_coverage or target.exceeds(total / count):
-        return None
-    recent_n = max(2, int(config.trend_s * 1000 // width))
-    recent = [(b, c) for b, c in window if b > last - recent_n]
-    if len(recent) < 2:
-        return None
-    xs = np.array([b for b, _ in recent], dtype=float)
-    ys = np.array([c[0] / c[1] for _, c in recent])
-    slope, intercept = np.polyfit(xs, ys, 1)
-    per_bucket = float(np.mean([c[1] for _, c in recent]))
-    level = intercept + slope * last
-    damping = 1.0 if config.trend_half_life_s is None else 2.0 ** (-width / (config.trend_half_life_s * 1000))
-    step = float(slope)
-    for k in range(1, int(config.horizon_s * 1000 // width) + 1):
-        level += step
-        step *= damping
-        entering = max(0.0, level)
-        total += entering * per_bucket
-        count += per_bucket
-        leaving = buckets.data.get(last - n + k)
-        if leaving is not None:
-            total -= leaving[0]
-            count -= leaving[1]
-        if count > 0 and target.exceeds(total / count):
-            return (last + k + 1) * width  # the end of the bucket in which the mean passes
-    return None
+def buckets_column(buckets: Buckets) -> Column:
+    def column(b: int) -> tuple[np.ndarray, np.ndarray] | None:
+        cell = buckets.data.get(b)
+        return None if cell is None else (np.array([cell[0]]), np.array([cell[1]]))
+    return column
+
+
+def project(column: Column, k: int, last: int, width_ms: int, target: ForecastTarget, config: ForecastConfig,
+            ) -> tuple[np.ndarray, np.ndarray]:
+    """For k stations whose newest reading falls in bucket ``last``: (the window mean, NaN without data; the event
+    time in ms at which the window mean is projected to pass the threshold, -1 for none within the horizon).
+
+    Element-wise over the stations, and every sum runs bucket by bucket in time order, so one station's result is
+    the same bits whether it is projected alone or with its bucket's other stations."""
+    n = target.window_ms // width_ms
+    steps = int(config.horizon_s * 1000 // width_ms)
+    cells = {b: c for b in range(last - n + 1, max(last, last - n + steps) + 1) if (c := column(b)) is not None}
+    total, count, covered = np.zeros(k), np.zeros(k), np.zeros(k)
+    for b in range(last - n + 1, last + 1):
+        if (cell := cells.get(b)) is not None:
+            total, count, covered = total + cell[0], count + cell[1], covered + (cell[1] > 0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        mean = np.where(count > 0, total / count, np.nan)
+    expected = np.full(k, -1, np.int64)
+    active = (count > 0) & (covered / n >= config.min_coverage) & ~_exceeds(target, mean)
+    # level and slope: least squares through the recent bucket means (x in buckets before ``last``)
+    recent_n = max(2, int(config.trend_s * 1000 // width_ms))
+    points, sx, sy, sc = np.zeros(k), np.zeros(k), np.zeros(k), np.zeros(k)
+    recent = [(b - last, c) for b in range(max(last - recent_n + 1, last - n + 1), last + 1)
+              if (c := cells.get(b)) is not None]
+    for x, (s, c) in recent:
+        has = c > 0
+        with np.errstate(divide="ignore", invalid="ignore"):
+            y = np.where(has, s / c, 0.0)
+        points, sx, sy, sc = points + has, sx + has * x, sy + y, sc + c
+    active &= points >= 2
+    if not active.any():
+        return mean, expected
+    with np.errstate(divide="ignore", invalid="ignore"):
+        mx, my = sx / points, sy / points
+        sxx, sxy = np.zeros(k), np.zeros(k)
+        for x, (s, c) in recent:
+            has = c > 0
+            dx = np.where(has, x - mx, 0.0)
+            sxx, sxy = sxx + dx * dx, sxy + dx * (np.where(has, s / c, 0.0) - my)
+        slope = np.where(active, sxy / sxx, 0.0)
+        level = np.where(active, my - slope * mx, 0.0)  # the fitted line at ``last``
+        per_bucket = np.where(active, sc / points, 0.0)
+    damping = 1.0 if config.trend_half_life_s is None else 2.0 ** (-width_ms / (config.trend_half_life_s * 1000))
+    step = slope
+    for s in range(1, steps + 1):
+        level = level + step
+        step = step * damping
+        total = total + np.maximum(0.0, level) * per_bucket
+        count = count + per_bucket
+        if (leaving := cells.get(last - n + s)) is not None:
+            total, count = total - leaving[0], count - leaving[1]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            crossed = active & (expected < 0) & (count > 0) & _exceeds(target, total / count)
+        expected[crossed] = (last + s + 1) * width_ms  # the end of the bucket in which the mean passes
+    return mean, expected
+
+
+def _exceeds(target: ForecastTarget, values: np.ndarray) -> np.ndarray:
+    return values >= target.threshold if target.inclusive else values > target.threshold
 
 
 @dataclass
@@ -119,16 +147,22 @@ class OpenForecast:
 
 
 class Forecaster:
-    """Forecast state of one station over its long-window targets."""
+    """Forecast state of one station over its long-window targets.
 
-    def __init__(self, station_id: str, targets: list[ForecastTarget], config: ForecastConfig) -> None:
+    Standalone it keeps the station's series itself (``add``, ``evaluate``). In a health bucket the series of all
+    its stations live in columns (:mod:`citysense_scorer.forecast_history`): the bucket projects every due station
+    at once and hands each its figures (``due``, ``decide``); then ``series`` is empty."""
+
+    def __init__(self, station_id: str, targets: list[ForecastTarget], config: ForecastConfig,
+                 keep_series: bool = True) -> None:
         self.station_id = station_id
         self.targets = targets
         self.config = config
-        width = int(config.bucket_s * 1000)
-        self.series: dict[str, Buckets] = {t.metric: Buckets(width) for t in targets}
+        self.width_ms = int(config.bucket_s * 1000)
+        metrics = dict.fromkeys(t.metric for t in targets)
+        self.series: dict[str, Buckets] = {m: Buckets(self.width_ms) for m in metrics} if keep_series else {}
         self.open: dict[str, OpenForecast] = {}
-        self.longest = {m: max(t.window_ms for t in targets if t.metric == m) for m in self.series}
+        self.longest = {m: max(t.window_ms for t in targets if t.metric == m) for m in metrics}
         self.last_eval_bucket = -1
 
     def add(self, ts_ms: int, values: dict[str, float]) -> None:
@@ -137,25 +171,40 @@ class Forecaster:
             if value is not None and value == value:
                 series.add(ts_ms, value)
 
+    def due(self, now_ms: int) -> bool:
+        """Whether ``now_ms`` starts a bucket of event time not evaluated yet (targets are re-projected once per
+        bucket)."""
+        return now_ms // self.width_ms != self.last_eval_bucket
+
     def evaluate(self, now_ms: int, lat: float | None = None, lon: float | None = None) -> list[AlertEvent]:
-        """Re-project every target (at most once per bucket of event time)."""
-        events: list[AlertEvent] = []
+        """Re-project every target from the station's own series (at most once per bucket of event time)."""
         for metric, series in self.series.items():
             series.prune(now_ms // series.width_ms - self.longest[metric] // series.width_ms - 1)
-        bucket = now_ms // int(self.config.bucket_s * 1000)
-        if bucket == self.last_eval_bucket:
-            return events
-        self.last_eval_bucket = bucket
+        if not self.due(now_ms):
+            return []
+        last = now_ms // self.width_ms
+        figures = {}
         for target in self.targets:
-            series = self.series[target.metric]
-            mean, _ = current_mean(series, now_ms, target.window_ms)
+            mean, expected = project(buckets_column(self.series[target.metric]), 1, last, self.width_ms, target,
+                                     self.config)
+            figures[target.rule_id] = (float(mean[0]), int(expected[0]))
+        return self.decide(now_ms, figures)
+
+    def decide(self, now_ms: int, figures: dict[str, tuple[float, int]]) -> list[AlertEvent]:
+        """Open, keep, resolve or withdraw each target's forecast from its (window mean, NaN without data;
+        projected crossing in ms, -1 for none) at ``now_ms`` (see :func:`project`)."""
+        events: list[AlertEvent] = []
+        self.last_eval_bucket = now_ms // self.width_ms
+        for target in self.targets:
+            value, crossing = figures[target.rule_id]
+            mean = None if value != value else value
+            expected = None if crossing < 0 else crossing
             current = self.open.get(target.rule_id)
             if current is not None and mean is not None and target.exceeds(mean):
                 events.append(self._event(target, current, AlertState.RESOLVED, now_ms, mean,
                                           f"{self._what(target)} reached {mean:.1f} {target.unit} as forecast"))
                 del self.open[target.rule_id]
                 continue
-            expected = project_crossing(series, now_ms, target, self.config)
             if current is None and expected is not None:
                 opened = OpenForecast(alert_id(self.station_id, target.rule_id + ".forecast", now_ms), now_ms,
                                       expected)

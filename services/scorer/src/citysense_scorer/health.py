@@ -2,8 +2,9 @@
 
 :class:`StationHealth` combines the pure detectors (:mod:`baselines`, :mod:`faults`, :mod:`offline`,
 :mod:`forecast`) for one station and serialises to one JSON-able document. :class:`HealthBucket` holds the documents
-of all stations that hash to one state-store key; :mod:`citysense_scorer.health_spark` keeps one bucket document
-per key in Spark's state store.
+of all stations that hash to one state-store key, and their forecast series as columns beside them
+(:mod:`citysense_scorer.forecast_history`); :mod:`citysense_scorer.health_spark` keeps one bucket document and its
+forecast history per key in Spark's state store.
 
 Why buckets rather than one key per station: every group a Python stateful processor handles costs the JVM a few
 milliseconds per micro-batch (Arrow round trips, state and timer calls over the state server), whatever its size.
@@ -15,6 +16,7 @@ grows with the number of stations, only the (cheap) Python work per reading does
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,8 +36,10 @@ from citysense_scorer.forecast import (
     Forecaster,
     ForecastTarget,
     OpenForecast,
+    project,
     targets_from_rules,
 )
+from citysense_scorer.forecast_history import SLACK_BUCKETS, ForecastHistory
 from citysense_scorer.offline import OfflineConfig, OfflineState, OfflineTracker
 
 BASELINE_Z_PREFIX = "station:"  # key of the baseline z in EnrichedReading.zscores (':' never occurs in metric names)
@@ -135,12 +139,14 @@ def _opt(value: float) -> float | None:
 
 
 class StationHealth:
-    def __init__(self, station_id: str, ctx: HealthContext) -> None:
+    def __init__(self, station_id: str, ctx: HealthContext, keep_series: bool = True) -> None:
+        """``keep_series=False``: the forecast series live in the health bucket's columns, not here."""
         self.station_id = station_id
         self.ctx = ctx
         self.faults = FaultDetector(station_id, ctx.metrics, ctx.profile, ctx.faults, ctx.baseline)
         self.offline = OfflineTracker(station_id, ctx.offline.after_ms(station_id))
-        self.forecaster = Forecaster(station_id, list(ctx.targets), ctx.forecast) if ctx.targets else None
+        self.forecaster = (Forecaster(station_id, list(ctx.targets), ctx.forecast, keep_series)
+                           if ctx.targets else None)
 
     def process(self, rows: list[Row], now_ms: int) -> tuple[list[RowResult], list[AlertEvent], int]:
         """Rows in event-time order, arriving at processing time ``now_ms`` -> per-row results, events, timer."""
@@ -174,15 +180,18 @@ class StationHealth:
         }
         if self.forecaster is not None:
             doc["forecast"] = {
-                "series": {m: {str(b): c for b, c in s.data.items()} for m, s in self.forecaster.series.items()},
                 "open": {r: dict(vars(o)) for r, o in self.forecaster.open.items()},
                 "last_eval_bucket": self.forecaster.last_eval_bucket,
             }
+            if self.forecaster.series:
+                doc["forecast"]["series"] = {m: {str(b): c for b, c in s.data.items()}
+                                             for m, s in self.forecaster.series.items()}
         return doc
 
     @classmethod
-    def from_doc(cls, station_id: str, ctx: HealthContext, doc: dict[str, Any] | None) -> StationHealth:
-        health = cls(station_id, ctx)
+    def from_doc(cls, station_id: str, ctx: HealthContext, doc: dict[str, Any] | None,
+                 keep_series: bool = True) -> StationHealth:
+        health = cls(station_id, ctx, keep_series)
         if not doc:
             return health
         for name, t in doc.get("tracks", {}).items():
@@ -195,7 +204,7 @@ class StationHealth:
         health.offline.state = OfflineState(**doc["offline"])
         fc = doc.get("forecast")
         if fc is not None and health.forecaster is not None:
-            for metric, data in fc["series"].items():
+            for metric, data in fc.get("series", {}).items():
                 if metric in health.forecaster.series:
                     buckets: Buckets = health.forecaster.series[metric]
                     buckets.data = {int(b): list(c) for b, c in data.items()}
@@ -226,10 +235,25 @@ class HealthBucket:
     left here would report them offline while they are sending - such a document is dropped and learning restarts.
     """
 
-    def __init__(self, ctx: HealthContext, text: str | bytes | None = None) -> None:
+    def __init__(self, ctx: HealthContext, text: str | bytes | None = None,
+                 history: Iterable[tuple[int, str]] = ()) -> None:
+        """``text``: the bucket document; ``history``: the stored forecast buckets (bucket number, value) that go
+        with it (:mod:`citysense_scorer.forecast_history`)."""
         self.ctx = ctx
         doc = orjson.loads(text) if text else {}
-        self.stations: dict[str, dict[str, Any]] = doc.get("stations", {}) if doc.get("buckets") == ctx.buckets else {}
+        current = doc.get("buckets") == ctx.buckets
+        self.stations: dict[str, dict[str, Any]] = doc.get("stations", {}) if current else {}
+        self.history = _history(ctx)
+        if current and "history" in doc:
+            self.history.restore(doc["history"], history)
+        else:  # a fresh bucket, or one written under another bucket count: its stored history goes too
+            self.history.gone.update(b for b, _ in history)
+        for station, station_doc in self.stations.items():
+            # documents written before the history had its own columns carry each station's series
+            series = (station_doc.get("forecast") or {}).pop("series", None)
+            if series:
+                self.history.migrate(station, series)
+        self.history.advance(self.history.newest * self.history.width_ms)
         # Stations handled since the bucket was read: their detector objects, so a bucket the worker keeps between
         # micro-batches (health_spark) does not rebuild them each batch, and their documents as JSON - bytes, which
         # the cyclic garbage collector does not walk (PySpark collects after every task; ~35 dicts per station
@@ -239,7 +263,9 @@ class HealthBucket:
 
     def _health(self, station: str) -> StationHealth:
         health = self.live.get(station)
-        return health if health is not None else StationHealth.from_doc(station, self.ctx, self.stations.get(station))
+        if health is None:
+            health = StationHealth.from_doc(station, self.ctx, self.stations.get(station), keep_series=False)
+        return health
 
     def _keep(self, station: str, health: StationHealth) -> None:
         self.live[station] = health
@@ -294,25 +320,46 @@ class HealthBucket:
 
         verdict = observe_batch([h.faults for h in healths], batch.starts, batch.ends, batch.ts_ms, batch.values,
                                 batch.names, locate)
-        column = {name: j for j, name in enumerate(batch.names)}
+        forecasts = self._forecast(batch, healths, verdict.faults)
         events: list[AlertEvent] = []
         for i, health in enumerate(healths):
             a, b = int(batch.starts[i]), int(batch.ends[i])
             events.extend(before[i])
             for row in range(a, b):
                 events.extend(verdict.events.get(row, ()))
-            if health.forecaster is not None:
-                for metric, series in health.forecaster.series.items():
-                    if (j := column.get(metric)) is None:
-                        continue
-                    usable = ~np.isnan(batch.values[a:b, j]) & ~verdict.faults[a:b, j]
-                    for ts, value in zip(batch.ts_ms[a:b][usable].tolist(), batch.values[a:b, j][usable].tolist(),
-                                         strict=True):
-                        series.add(ts, value)
-                events.extend(health.forecaster.evaluate(int(batch.ts_ms[a:b].max()), *last_locs[i]))
+            if (fc := health.forecaster) is not None and (figures := forecasts.get(i)) is not None:
+                events.extend(fc.decide(int(batch.ts_ms[a:b].max()), figures))
             self._keep(batch.stations[i], health)
         events.extend(self.expire(now_ms, skip=set(batch.stations)))
         return verdict.faults, verdict.baseline_z, events
+
+    def _forecast(self, batch: BatchColumns, healths: list[StationHealth], faults: np.ndarray,
+                  ) -> dict[int, dict[str, tuple[float, int]]]:
+        """Add the batch's fault-free values to the forecast history, then project every station due for it (once
+        per 5-minute bucket of its event time) all at once: station index -> its figures per rule (see
+        :meth:`Forecaster.decide`)."""
+        if not self.ctx.targets or not len(batch.ts_ms):
+            return {}
+        history = self.history
+        slots = np.array([history.slot(s) for s in batch.stations], np.int64)
+        history.advance(int(batch.ts_ms.max()))
+        present = [batch.names.index(m) if m in batch.names else -1 for m in history.metrics]
+        values = np.stack([batch.values[:, j] if j >= 0 else np.full(len(batch.ts_ms), np.nan) for j in present], 1)
+        usable = ~np.isnan(values) & ~np.stack(
+            [faults[:, j] if j >= 0 else np.zeros(len(batch.ts_ms), bool) for j in present], 1)
+        history.add(np.repeat(slots, batch.ends - batch.starts), batch.ts_ms, values, usable)
+        newest = np.maximum.reduceat(batch.ts_ms, batch.starts) if len(batch.starts) else batch.ts_ms[:0]
+        due = [i for i, h in enumerate(healths) if h.forecaster is not None and h.forecaster.due(int(newest[i]))]
+        out: dict[int, dict[str, tuple[float, int]]] = {i: {} for i in due}
+        last = newest[due] // history.width_ms
+        for group in np.unique(last).tolist():  # stations whose newest reading falls in the same bucket
+            members = [due[k] for k in np.flatnonzero(last == group)]
+            for target in self.ctx.targets:
+                mean, expected = project(history.column(target.metric, slots[members]), len(members), group,
+                                         history.width_ms, target, self.ctx.forecast)
+                for i, m, e in zip(members, mean.tolist(), expected.tolist(), strict=True):
+                    out[i][target.rule_id] = (m, e)
+        return out
 
     def expire(self, now_ms: int, skip: Any = ()) -> list[AlertEvent]:
         """Offline alerts for the stations whose silence reached ``offline_after`` by ``now_ms``."""
@@ -351,4 +398,15 @@ class HealthBucket:
 
     def dump_json(self) -> bytes:
         # orjson writes NaN as null; the one float that can be NaN (a track's pending jump value) is restored on load.
-        return orjson.dumps({"buckets": self.ctx.buckets, "stations": self._documents()})
+        return orjson.dumps({"buckets": self.ctx.buckets, "stations": self._documents(),
+                             "history": self.history.meta()})
+
+    def history_changes(self) -> tuple[dict[int, str], list[int]]:
+        """The forecast buckets to store and to delete since the last call (saved beside :meth:`dump_json`)."""
+        return self.history.changes()
+
+
+def _history(ctx: HealthContext) -> ForecastHistory:
+    width = int(ctx.forecast.bucket_s * 1000)
+    longest = max((t.window_ms for t in ctx.targets), default=0) // width
+    return ForecastHistory(list(dict.fromkeys(t.metric for t in ctx.targets)), width, longest + 2 + SLACK_BUCKETS)

@@ -37,7 +37,7 @@ from pyspark.sql.streaming.stateful_processor import (
     StatefulProcessorHandle,
     TimerValues,
 )
-from pyspark.sql.types import BooleanType, DoubleType, StringType, StructField, StructType
+from pyspark.sql.types import BooleanType, DoubleType, LongType, StringType, StructField, StructType
 
 from citysense_scorer.health import BASELINE_Z_PREFIX, BatchColumns, HealthBucket, HealthContext
 from citysense_scorer.worker_gc import freeze_kept
@@ -79,18 +79,29 @@ class StationHealthProcessor(StatefulProcessor):
         freeze_kept()
         self.handle = handle
         self.doc = handle.getValueState("health", StructType([StructField("doc", StringType(), True)]))
+        # The forecast history, one entry per 5-minute bucket of event time (forecast_history). Checkpoints written
+        # before it existed take the new state variable as it is (an empty map).
+        self.history = handle.getMapState("forecast_history", StructType([StructField("bucket", LongType(), False)]),
+                                          StructType([StructField("cells", StringType(), True)]))
 
     def _load(self, key: str) -> HealthBucket:
-        revision, body = split_state(self.doc.get()[0] if self.doc.exists() else None)
+        stored = self.doc.get()  # None when the key has no state yet
+        revision, body = split_state(stored[0] if stored else None)
         # Taken out while the batch runs: a batch that fails half-way must not leave a half-updated bucket behind.
         kept = _KEPT.pop(key, None)
         if kept is not None and revision and kept[0] == revision and kept[1].ctx == self.ctx:
             return kept[1]
-        return HealthBucket(self.ctx, state_json(body))
+        history = [(int(k[0]), str(v[0])) for k, v in self.history.iterator()] if body is not None else []
+        return HealthBucket(self.ctx, state_json(body), history)
 
     def _save(self, key: str, bucket: HealthBucket) -> None:
         revision = uuid.uuid4().hex
         self.doc.update((encode_state(revision, bucket.dump_json()),))
+        puts, gone = bucket.history_changes()
+        for b, value in puts.items():
+            self.history.updateValue((b,), (value,))
+        for b in gone:
+            self.history.removeKey((b,))
         _KEPT[key] = (revision, bucket)
         for old in list(self.handle.listTimers()):
             self.handle.deleteTimer(old)
