@@ -60,3 +60,14 @@ def test_json_logs_are_redacted(capsys: pytest.CaptureFixture[str]) -> None:
     assert line["service"] == "unit"
     assert "topsecret" not in line["msg"]
     logging.getLogger().handlers.clear()
+
+
+def test_library_chatter_stays_out_of_an_info_log(capsys: pytest.CaptureFixture[str]) -> None:
+    setup_logging("unit", "INFO")
+    logging.getLogger("py4j.clientserver").info("Received command c on object id p0")
+    logging.getLogger("py4j.clientserver").warning("connection lost")
+    logging.getLogger("unit").info("batch 1 stored")
+    err = capsys.readouterr().err
+    assert "Received command" not in err
+    assert "connection lost" in err and "batch 1 stored" in err
+    logging.getLogger().handlers.clear()

@@ -51,6 +51,11 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(doc, ensure_ascii=False)
 
 
+# Libraries that log routine chatter at INFO: py4j writes "Received command c on object id p0" for every Spark
+# callback (once per micro-batch in the scorer's log).
+QUIET = ("py4j",)
+
+
 def setup_logging(service: str, level: str = "INFO", fmt: str = "text") -> logging.Logger:
     """Configure the root logger once for a service process and return the service's logger."""
     handler = logging.StreamHandler(sys.stderr)
@@ -62,4 +67,6 @@ def setup_logging(service: str, level: str = "INFO", fmt: str = "text") -> loggi
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
+    for name in QUIET:
+        logging.getLogger(name).setLevel(max(logging.WARNING, root.level))
     return logging.getLogger(service)

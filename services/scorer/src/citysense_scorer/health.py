@@ -300,7 +300,6 @@ class HealthBucket:
         :meth:`StationHealth.process` station by station."""
         healths = [self._health(s) for s in batch.stations]
         before: list[list[AlertEvent]] = []
-        last_locs: list[tuple[float | None, float | None]] = []
         fallback: list[tuple[float | None, float | None]] = []
         for i, health in enumerate(healths):
             a, b = int(batch.starts[i]), int(batch.ends[i])
@@ -309,7 +308,6 @@ class HealthBucket:
             loc = (float(batch.lat[last]), _opt(batch.lon[last])) if last is not None else (None, None)
             events, _ = health.offline.on_readings(now_ms, int(batch.ts_ms[a:b].max()), *loc)
             before.append(events)
-            last_locs.append(loc)
             fallback.append((health.offline.state.lat, health.offline.state.lon))
         station_of = np.repeat(np.arange(len(healths)), batch.ends - batch.starts)
 
