@@ -306,3 +306,20 @@ def test_history_of_a_bucket_written_under_another_bucket_count_is_deleted(regis
     assert moved.stations == {}
     store.save(moved)
     assert store.entries == {}
+
+
+def test_history_dropped_with_its_document_is_rewritten_where_new_readings_fall(registry: Registry) -> None:
+    c = forecast_ctx(registry)
+    store = StoredState()
+    bucket = store.load(c)
+    bucket.process({"st-1": [Row(T0, {"pm2_5": 10.0})]}, T0)
+    store.save(bucket)
+    other = HealthContext(metrics=c.metrics, profile="city", targets=c.targets, buckets=c.buckets * 2)
+    moved = store.load(other)
+    moved.process({"st-2": [Row(T0 + 1000, {"pm2_5": 12.0})]}, T0 + 1000)
+    store.save(moved)
+    assert list(store.entries) == [T0 // 300_000]  # the same 5-minute bucket: overwritten, not deleted
+    reread = store.load(other)
+    assert reread.history.slots == ["st-2"]
+    sums, counts = reread.history.column("pm2_5", np.array([0]))(T0 // 300_000)
+    assert (sums.tolist(), counts.tolist()) == ([12.0], [1.0])

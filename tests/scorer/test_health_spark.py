@@ -314,3 +314,31 @@ def test_a_worker_reads_a_bucket_an_earlier_version_stored_uncompressed(registry
     pd.testing.assert_frame_equal(got[0], want[0])
     assert got[1] == want[1]
     assert split_state(handle.state.value[0])[1].startswith("z:")
+
+
+def test_a_bucket_whose_stored_state_cannot_be_read_starts_afresh(registry: Registry, caplog) -> None:  # noqa: ANN001
+    """Damaged bytes in the state store (a document or a history entry that is not valid base64, zlib or JSON) must
+    not fail every micro-batch from then on: the bucket's stations start learning afresh, the error is logged with
+    the key, and the next save writes a readable state and deletes the damaged history."""
+    from citysense_scorer.health_spark import split_state, state_json
+
+    fresh, fresh_handle = processor(registry)
+    want = batch(fresh, 0)
+    for damage in ("document", "history"):
+        proc, handle = processor(registry)
+        batch(proc, 0)
+        if damage == "document":
+            handle.state.value = ("someone-else\nz:not base64 at all",)
+        else:
+            handle.state.value = ("someone-else\n" + split_state(handle.state.value[0])[1],)
+            [entry] = handle.history.entries
+            handle.history.entries[entry] = ("pm2_5;2;eAFj",)  # truncated zlib stream
+        with caplog.at_level("ERROR", logger="citysense_scorer.health_spark"):
+            got = batch(proc, 0)
+        assert [r.getMessage() for r in caplog.records if "cannot be read" in r.getMessage()] != []
+        assert " bucket 0" in caplog.text and "start learning afresh" in caplog.text
+        caplog.clear()
+        pd.testing.assert_frame_equal(got[0], want[0])  # the verdicts of a bucket that never had state
+        assert got[1] == want[1]
+        assert state_json(split_state(handle.state.value[0])[1]) is not None
+        assert handle.history.entries == fresh_handle.history.entries  # the damaged entry rewritten, as fresh

@@ -63,6 +63,7 @@ class ForecastHistory:
         cell = self.cells.get(b)
         if cell is None:
             cell = self.cells[b] = np.zeros((2, len(self.metrics), self.capacity))
+            self.gone.discard(b)  # a stored entry of that bucket (from a dropped state) is overwritten, not deleted
         return cell
 
     @property

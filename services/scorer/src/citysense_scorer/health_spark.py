@@ -92,7 +92,15 @@ class StationHealthProcessor(StatefulProcessor):
         if kept is not None and revision and kept[0] == revision and kept[1].ctx == self.ctx:
             return kept[1]
         history = [(int(k[0]), str(v[0])) for k, v in self.history.iterator()] if body is not None else []
-        return HealthBucket(self.ctx, state_json(body), history)
+        try:
+            return HealthBucket(self.ctx, state_json(body), history)
+        except (ValueError, zlib.error) as err:  # bad base64, zlib or JSON, in the document or a history entry
+            # Failing here would fail every micro-batch from now on: nothing would be scored any more. The bucket's
+            # stations start learning afresh instead (baselines warm up again, open health alerts stay open), and
+            # its stored history is deleted on the next save. Deterministic: a re-run makes the same choice.
+            log.error("health state of %s cannot be read (%s: %s); its stations start learning afresh", key,
+                      type(err).__name__, err)
+            return HealthBucket(self.ctx, None, history)
 
     def _save(self, key: str, bucket: HealthBucket) -> None:
         revision = uuid.uuid4().hex
