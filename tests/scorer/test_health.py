@@ -294,14 +294,19 @@ def test_a_document_with_series_inside_moves_them_to_the_columns(registry: Regis
     assert {e.state for e in got if e.kind is AlertKind.FORECAST} == {AlertState.OPEN, AlertState.RESOLVED}
 
 
-def test_history_of_a_bucket_written_under_another_bucket_count_is_deleted(registry: Registry) -> None:
+def stored_under_another_bucket_count(registry: Registry) -> tuple[StoredState, HealthContext]:
+    """A state with one station's history, and a context with twice the buckets (its document is dropped)."""
     c = forecast_ctx(registry)
     store = StoredState()
     bucket = store.load(c)
     bucket.process({"st-1": [Row(T0, {"pm2_5": 10.0})]}, T0)
     store.save(bucket)
     assert list(store.entries) == [T0 // 300_000]
-    other = HealthContext(metrics=c.metrics, profile="city", targets=c.targets, buckets=c.buckets * 2)
+    return store, HealthContext(metrics=c.metrics, profile="city", targets=c.targets, buckets=c.buckets * 2)
+
+
+def test_history_of_a_bucket_written_under_another_bucket_count_is_deleted(registry: Registry) -> None:
+    store, other = stored_under_another_bucket_count(registry)
     moved = store.load(other)
     assert moved.stations == {}
     store.save(moved)
@@ -309,12 +314,7 @@ def test_history_of_a_bucket_written_under_another_bucket_count_is_deleted(regis
 
 
 def test_history_dropped_with_its_document_is_rewritten_where_new_readings_fall(registry: Registry) -> None:
-    c = forecast_ctx(registry)
-    store = StoredState()
-    bucket = store.load(c)
-    bucket.process({"st-1": [Row(T0, {"pm2_5": 10.0})]}, T0)
-    store.save(bucket)
-    other = HealthContext(metrics=c.metrics, profile="city", targets=c.targets, buckets=c.buckets * 2)
+    store, other = stored_under_another_bucket_count(registry)
     moved = store.load(other)
     moved.process({"st-2": [Row(T0 + 1000, {"pm2_5": 12.0})]}, T0 + 1000)
     store.save(moved)
