@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 from citysense_common.contract import AlertKind, AlertState, Severity
-from citysense_scorer.forecast import ForecastConfig, Forecaster, ForecastTarget
+from citysense_scorer.forecast import ForecastConfig, Forecaster, ForecastTarget, current_mean
 
 T0 = 1_767_225_600_000
 HOUR = 3_600_000
@@ -21,6 +21,7 @@ def run(values_per_min: list[float]) -> tuple[Forecaster, list, list]:
         series = fc.series["pm2_5"]
         live = [c for b, c in series.data.items() if b > now // series.width_ms - 24 * 12]
         means.append(sum(s for s, _ in live) / sum(c for _, c in live))
+        assert current_mean(series, now, 24 * HOUR)[0] == means[-1]
     return fc, events, means
 
 

@@ -88,10 +88,7 @@ def project(column: Column, k: int, last: int, width_ms: int, target: ForecastTa
     n = target.window_ms // width_ms
     steps = int(config.horizon_s * 1000 // width_ms)
     cells = {b: c for b in range(last - n + 1, max(last, last - n + steps) + 1) if (c := column(b)) is not None}
-    total, count, covered = np.zeros(k), np.zeros(k), np.zeros(k)
-    for b in range(last - n + 1, last + 1):
-        if (cell := cells.get(b)) is not None:
-            total, count, covered = total + cell[0], count + cell[1], covered + (cell[1] > 0)
+    total, count, covered = _window(cells.get, k, last, n)
     with np.errstate(divide="ignore", invalid="ignore"):
         mean = np.where(count > 0, total / count, np.nan)
     expected = np.full(k, -1, np.int64)
@@ -132,6 +129,22 @@ def project(column: Column, k: int, last: int, width_ms: int, target: ForecastTa
             crossed = active & (expected < 0) & (count > 0) & _exceeds(target, total / count)
         expected[crossed] = (last + s + 1) * width_ms  # the end of the bucket in which the mean passes
     return mean, expected
+
+
+def _window(column: Column, k: int, last: int, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(sum, count, buckets holding data) over the n buckets ending at ``last``, summed in time order."""
+    total, count, covered = np.zeros(k), np.zeros(k), np.zeros(k)
+    for b in range(last - n + 1, last + 1):
+        if (cell := column(b)) is not None:
+            total, count, covered = total + cell[0], count + cell[1], covered + (cell[1] > 0)
+    return total, count, covered
+
+
+def current_mean(buckets: Buckets, now_ms: int, window_ms: int) -> tuple[float | None, float]:
+    """(mean over the window ending at ``now_ms``, fraction of its buckets holding data) of one station's series."""
+    n = window_ms // buckets.width_ms
+    total, count, covered = _window(buckets_column(buckets), 1, now_ms // buckets.width_ms, n)
+    return (float(total[0] / count[0]) if count[0] else None), float(covered[0] / n)
 
 
 def _exceeds(target: ForecastTarget, values: np.ndarray) -> np.ndarray:
