@@ -321,5 +321,5 @@ def test_history_dropped_with_its_document_is_rewritten_where_new_readings_fall(
     assert list(store.entries) == [T0 // 300_000]  # the same 5-minute bucket: overwritten, not deleted
     reread = store.load(other)
     assert reread.history.slots == ["st-2"]
-    sums, counts = reread.history.column("pm2_5", np.array([0]))(T0 // 300_000)
-    assert (sums.tolist(), counts.tolist()) == ([12.0], [1.0])
+    sums, counts = reread.history.window("pm2_5", np.array([0]))(T0 // 300_000, T0 // 300_000)
+    assert (sums.tolist(), counts.tolist()) == ([[12.0]], [[1.0]])

@@ -66,19 +66,26 @@ class Buckets:
             del self.data[b]
 
 
-# A station's series as the projection reads it: bucket number -> (sums, counts) of k stations (arrays of length k),
-# or None when none of them has data in that bucket. One Buckets (k=1) or a health bucket's columns (k stations).
-Column = Callable[[int], "tuple[np.ndarray, np.ndarray] | None"]
+# The series of k stations as the projection reads them: (first, last) bucket numbers -> (sums, counts), each
+# (k, last - first + 1) in bucket order, zero where a station has no data. One Buckets (k=1) or a health bucket's
+# columns (k stations).
+Window = Callable[[int, int], "tuple[np.ndarray, np.ndarray]"]
 
 
-def buckets_column(buckets: Buckets) -> Column:
-    def column(b: int) -> tuple[np.ndarray, np.ndarray] | None:
-        cell = buckets.data.get(b)
-        return None if cell is None else (np.array([cell[0]]), np.array([cell[1]]))
-    return column
+def buckets_window(buckets: Buckets) -> Window:
+    def window(first: int, last: int) -> tuple[np.ndarray, np.ndarray]:
+        cells = np.array([buckets.data.get(b, (0.0, 0.0)) for b in range(first, last + 1)], np.float64)
+        return cells[:, 0].reshape(1, -1), cells[:, 1].reshape(1, -1)
+    return window
 
 
-def project(column: Column, k: int, last: int, width_ms: int, target: ForecastTarget, config: ForecastConfig,
+def _sums(columns: np.ndarray) -> np.ndarray:
+    # add.accumulate runs strictly left to right (a plain sum may pair terms): every station's total is the same
+    # bits however many stations are summed together
+    return np.add.accumulate(columns, axis=1)[:, -1] if columns.shape[1] else np.zeros(len(columns))
+
+
+def project(window: Window, k: int, last: int, width_ms: int, target: ForecastTarget, config: ForecastConfig,
             ) -> tuple[np.ndarray, np.ndarray]:
     """For k stations whose newest reading falls in bucket ``last``: (the window mean, NaN without data; the event
     time in ms at which the window mean is projected to pass the threshold, -1 for none within the horizon).
@@ -87,64 +94,51 @@ def project(column: Column, k: int, last: int, width_ms: int, target: ForecastTa
     the same bits whether it is projected alone or with its bucket's other stations."""
     n = target.window_ms // width_ms
     steps = int(config.horizon_s * 1000 // width_ms)
-    cells = {b: c for b in range(last - n + 1, max(last, last - n + steps) + 1) if (c := column(b)) is not None}
-    total, count, covered = _window(cells.get, k, last, n)
+    first = last - n + 1
+    sums, counts = window(first, max(last, last - n + steps))  # the window, then what leaves it over the horizon
+    total, count = _sums(sums[:, :n]), _sums(counts[:, :n])
+    covered = (counts[:, :n] > 0).sum(axis=1)
     with np.errstate(divide="ignore", invalid="ignore"):
         mean = np.where(count > 0, total / count, np.nan)
+        # level and slope: least squares through the recent bucket means (x in buckets before ``last``)
+        recent = np.arange(max(0, n - max(2, int(config.trend_s * 1000 // width_ms))), n)
+        xs = (recent - (n - 1)).astype(np.float64)
+        has = counts[:, recent] > 0
+        ys = np.where(has, sums[:, recent] / counts[:, recent], 0.0)
+        points = has.sum(axis=1).astype(np.float64)
+        mx = _sums(np.where(has, xs, 0.0)) / points
+        my = _sums(ys) / points
+        dx = np.where(has, xs - mx[:, None], 0.0)
+        slope = _sums(dx * (ys - my[:, None]) * has) / _sums(dx * dx)
+        level = my - slope * mx  # the fitted line at ``last``
+        per_bucket = _sums(counts[:, recent]) / points
     expected = np.full(k, -1, np.int64)
-    active = (count > 0) & (covered / n >= config.min_coverage) & ~_exceeds(target, mean)
-    # level and slope: least squares through the recent bucket means (x in buckets before ``last``)
-    recent_n = max(2, int(config.trend_s * 1000 // width_ms))
-    points, sx, sy, sc = np.zeros(k), np.zeros(k), np.zeros(k), np.zeros(k)
-    recent = [(b - last, c) for b in range(max(last - recent_n + 1, last - n + 1), last + 1)
-              if (c := cells.get(b)) is not None]
-    for x, (s, c) in recent:
-        has = c > 0
-        with np.errstate(divide="ignore", invalid="ignore"):
-            y = np.where(has, s / c, 0.0)
-        points, sx, sy, sc = points + has, sx + has * x, sy + y, sc + c
-    active &= points >= 2
+    active = (count > 0) & (covered / n >= config.min_coverage) & ~_exceeds(target, mean) & (points >= 2)
     if not active.any():
         return mean, expected
-    with np.errstate(divide="ignore", invalid="ignore"):
-        mx, my = sx / points, sy / points
-        sxx, sxy = np.zeros(k), np.zeros(k)
-        for x, (s, c) in recent:
-            has = c > 0
-            dx = np.where(has, x - mx, 0.0)
-            sxx, sxy = sxx + dx * dx, sxy + dx * (np.where(has, s / c, 0.0) - my)
-        slope = np.where(active, sxy / sxx, 0.0)
-        level = np.where(active, my - slope * mx, 0.0)  # the fitted line at ``last``
-        per_bucket = np.where(active, sc / points, 0.0)
+    level, step = np.where(active, level, 0.0), np.where(active, slope, 0.0)
+    per_bucket = np.where(active, per_bucket, 0.0)
     damping = 1.0 if config.trend_half_life_s is None else 2.0 ** (-width_ms / (config.trend_half_life_s * 1000))
-    step = slope
     for s in range(1, steps + 1):
         level = level + step
         step = step * damping
         total = total + np.maximum(0.0, level) * per_bucket
         count = count + per_bucket
-        if (leaving := cells.get(last - n + s)) is not None:
-            total, count = total - leaving[0], count - leaving[1]
+        if s - 1 < sums.shape[1]:  # bucket last - n + s leaves the window (zero where a station had no data)
+            total, count = total - sums[:, s - 1], count - counts[:, s - 1]
         with np.errstate(divide="ignore", invalid="ignore"):
             crossed = active & (expected < 0) & (count > 0) & _exceeds(target, total / count)
         expected[crossed] = (last + s + 1) * width_ms  # the end of the bucket in which the mean passes
     return mean, expected
 
 
-def _window(column: Column, k: int, last: int, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(sum, count, buckets holding data) over the n buckets ending at ``last``, summed in time order."""
-    total, count, covered = np.zeros(k), np.zeros(k), np.zeros(k)
-    for b in range(last - n + 1, last + 1):
-        if (cell := column(b)) is not None:
-            total, count, covered = total + cell[0], count + cell[1], covered + (cell[1] > 0)
-    return total, count, covered
-
-
 def current_mean(buckets: Buckets, now_ms: int, window_ms: int) -> tuple[float | None, float]:
     """(mean over the window ending at ``now_ms``, fraction of its buckets holding data) of one station's series."""
     n = window_ms // buckets.width_ms
-    total, count, covered = _window(buckets_column(buckets), 1, now_ms // buckets.width_ms, n)
-    return (float(total[0] / count[0]) if count[0] else None), float(covered[0] / n)
+    last = now_ms // buckets.width_ms
+    sums, counts = buckets_window(buckets)(last - n + 1, last)
+    total, count = _sums(sums), _sums(counts)
+    return (float(total[0] / count[0]) if count[0] else None), float((counts > 0).sum() / n)
 
 
 def _exceeds(target: ForecastTarget, values: np.ndarray) -> np.ndarray:
@@ -198,7 +192,7 @@ class Forecaster:
         last = now_ms // self.width_ms
         figures = {}
         for target in self.targets:
-            mean, expected = project(buckets_column(self.series[target.metric]), 1, last, self.width_ms, target,
+            mean, expected = project(buckets_window(self.series[target.metric]), 1, last, self.width_ms, target,
                                      self.config)
             figures[target.rule_id] = (float(mean[0]), int(expected[0]))
         return self.decide(now_ms, figures)

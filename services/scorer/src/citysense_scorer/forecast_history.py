@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from citysense_scorer.forecast import Column
+from citysense_scorer.forecast import Window
 
 SLACK_BUCKETS = 12  # an hour of 5-minute buckets kept beyond the longest window: stations whose clocks lag a little
 
@@ -96,14 +96,17 @@ class ForecastHistory:
             if cell is not None:
                 self.dirty.add(b)
 
-    def column(self, metric: str, slots: np.ndarray) -> Column:
+    def window(self, metric: str, slots: np.ndarray) -> Window:
         """The series of the stations in ``slots`` for one metric, as :func:`~citysense_scorer.forecast.project`
         reads it."""
         j = self.metrics.index(metric)
 
-        def read(b: int) -> tuple[np.ndarray, np.ndarray] | None:
-            cell = self.cells.get(b)
-            return None if cell is None else (cell[0, j, slots], cell[1, j, slots])
+        def read(first: int, last: int) -> tuple[np.ndarray, np.ndarray]:
+            sums, counts = np.zeros((len(slots), last - first + 1)), np.zeros((len(slots), last - first + 1))
+            for b in range(first, last + 1):
+                if (cell := self.cells.get(b)) is not None:
+                    sums[:, b - first], counts[:, b - first] = cell[0, j, slots], cell[1, j, slots]
+            return sums, counts
         return read
 
     def migrate(self, station: str, series: dict[str, dict[str, list[float]]]) -> None:

@@ -353,7 +353,7 @@ class HealthBucket:
         for group in np.unique(last).tolist():  # stations whose newest reading falls in the same bucket
             members = [due[k] for k in np.flatnonzero(last == group)]
             for target in self.ctx.targets:
-                mean, expected = project(history.column(target.metric, slots[members]), len(members), group,
+                mean, expected = project(history.window(target.metric, slots[members]), len(members), group,
                                          history.width_ms, target, self.ctx.forecast)
                 for i, m, e in zip(members, mean.tolist(), expected.tolist(), strict=True):
                     out[i][target.rule_id] = (m, e)
