@@ -15,6 +15,7 @@ grows with the number of stations, only the (cheap) Python work per reading does
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -352,9 +353,11 @@ class HealthBucket:
         last = newest[due] // history.width_ms
         for group in np.unique(last).tolist():  # stations whose newest reading falls in the same bucket
             members = [due[k] for k in np.flatnonzero(last == group)]
+            # targets on the same metric and window (the rules' bands) read the same window: gather it once
+            windows = {m: functools.cache(history.window(m, slots[members])) for m in history.metrics}
             for target in self.ctx.targets:
-                mean, expected = project(history.window(target.metric, slots[members]), len(members), group,
-                                         history.width_ms, target, self.ctx.forecast)
+                mean, expected = project(windows[target.metric], len(members), group, history.width_ms, target,
+                                         self.ctx.forecast)
                 for i, m, e in zip(members, mean.tolist(), expected.tolist(), strict=True):
                     out[i][target.rule_id] = (m, e)
         return out
