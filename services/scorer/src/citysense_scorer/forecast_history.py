@@ -74,6 +74,10 @@ class ForecastHistory:
     def advance(self, newest_ts_ms: int) -> None:
         """A reading at ``newest_ts_ms`` arrived: drop the buckets that fell out of the kept span."""
         self.newest = max(self.newest, newest_ts_ms // self.width_ms)
+        self.prune()
+
+    def prune(self) -> None:
+        """Drop the buckets below the kept span (the deletions go out with the next save)."""
         for b in [b for b in self.cells if b < self.floor]:
             del self.cells[b]
             self.dirty.discard(b)

@@ -254,7 +254,7 @@ class HealthBucket:
             series = (station_doc.get("forecast") or {}).pop("series", None)
             if series:
                 self.history.migrate(station, series)
-        self.history.advance(self.history.newest * self.history.width_ms)
+        self.history.prune()  # migrated series and stored entries may reach back further than the kept span
         # Stations handled since the bucket was read: their detector objects, so a bucket the worker keeps between
         # micro-batches (health_spark) does not rebuild them each batch, and their documents as JSON - bytes, which
         # the cyclic garbage collector does not walk (PySpark collects after every task; ~35 dicts per station
