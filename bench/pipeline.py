@@ -34,6 +34,9 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
+# Stack settings a benchmark run may choose from its own environment (every other CITYSENSE_* is the bench's): station
+# health, and the scorer's Kafka read tasks (to compare against one task per partition, as before).
+CHOSEN_SETTINGS = ("CITYSENSE_HEALTH_ENABLED", "CITYSENSE_SCORER_SOURCE_TASKS")
 
 
 def free_port() -> int:
@@ -221,8 +224,7 @@ class StackRun:
 
     def env(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("CITYSENSE_")}
-        if "CITYSENSE_HEALTH_ENABLED" in os.environ:  # the one stack setting a benchmark run may choose
-            env["CITYSENSE_HEALTH_ENABLED"] = os.environ["CITYSENSE_HEALTH_ENABLED"]
+        env.update({k: os.environ[k] for k in CHOSEN_SETTINGS if k in os.environ})
         env.update({
             "CITYSENSE_DATA_DIR": str(self.data_dir), "CITYSENSE_KAFKA_PORT": str(self.kafka_port),
             "CITYSENSE_API_PORT": str(self.api_port), "CITYSENSE_STATIONS": str(self.stations),
@@ -489,4 +491,5 @@ def run_note() -> str:
     """Free text about the run's conditions (CITYSENSE_BENCH_NOTE), e.g. that the machine was shared."""
     note = os.environ.get("CITYSENSE_BENCH_NOTE", "").strip()
     health = os.environ.get("CITYSENSE_HEALTH_ENABLED", "true (default)")
-    return f" Station health (CITYSENSE_HEALTH_ENABLED): {health}." + (f" Note: {note}" if note else "")
+    chosen = "".join(f" {k}={os.environ[k]}." for k in CHOSEN_SETTINGS[1:] if k in os.environ)
+    return f" Station health (CITYSENSE_HEALTH_ENABLED): {health}.{chosen}" + (f" Note: {note}" if note else "")

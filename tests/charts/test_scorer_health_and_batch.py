@@ -41,14 +41,17 @@ def test_health_values_reach_the_scorer_settings(monkeypatch: pytest.MonkeyPatch
     assert health.health_buckets == 16
 
 
-def test_state_partitions_follow_the_executor_cores(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_state_partitions_and_source_tasks_follow_the_executor_cores(monkeypatch: pytest.MonkeyPatch) -> None:
     from citysense_scorer.settings import scorer_settings
 
     docs = render(values={"scorer.executor": {"instances": 3, "cores": 2}})
     env = env_of(find(docs, "SparkApplication", STREAM)["spec"]["driver"])
     assert env["CITYSENSE_SCORER_SHUFFLE_PARTITIONS"] == "6"
-    monkeypatch.setenv("CITYSENSE_SCORER_SHUFFLE_PARTITIONS", env["CITYSENSE_SCORER_SHUFFLE_PARTITIONS"])
-    assert scorer_settings().scorer_shuffle_partitions == 6
+    assert env["CITYSENSE_SCORER_SOURCE_TASKS"] == "6"
+    for name in ("CITYSENSE_SCORER_SHUFFLE_PARTITIONS", "CITYSENSE_SCORER_SOURCE_TASKS"):
+        monkeypatch.setenv(name, env[name])
+    settings = scorer_settings()
+    assert (settings.scorer_shuffle_partitions, settings.scorer_source_tasks) == (6, 6)
 
 
 @pytest.mark.parametrize(("values", "needle"), [

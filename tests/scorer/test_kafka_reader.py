@@ -8,7 +8,7 @@ import pyarrow as pa
 import pytest
 from citysense_common.kafka import TopicSpec, ensure_topics
 from citysense_scorer import kafka_source
-from citysense_scorer.kafka_source import KafkaRange, read_range
+from citysense_scorer.kafka_source import KafkaRange, group_ranges, read_range, read_ranges
 from confluent_kafka import Producer
 
 
@@ -59,3 +59,35 @@ def test_an_abandoned_read_discards_the_pooled_consumer(kafka_broker, unique_top
     reader.close()
     assert not [t for (_, t, _) in kafka_source._POOL if t == topic]  # noqa: SLF001
     assert offsets(list(read_range(conf, KafkaRange(topic, 0, 0, 5000)))) == list(range(5000))
+
+
+def test_ranges_are_spread_over_at_most_the_configured_tasks() -> None:
+    ranges = [KafkaRange("t", p, 10 * p, 10 * p + 5) for p in (5, 0, 3, 1, 4)]  # partition 2 has nothing new
+    groups = group_ranges(ranges, 2)
+    assert [[r.partition for r in g.ranges] for g in groups] == [[0, 4], [1, 3, 5]]
+    # Each range is planned exactly once and keeps its offsets.
+    assert sorted((r.partition, r.start, r.end) for g in groups for r in g.ranges) == \
+        sorted((r.partition, r.start, r.end) for r in ranges)
+    # A partition stays with its task whatever else has new data.
+    assert [r.partition for r in group_ranges([KafkaRange("t", 3, 0, 1)], 2)[0].ranges] == [3]
+    assert [[r.partition for r in g.ranges] for g in group_ranges(ranges, 0)] == [[5], [0], [3], [1], [4]]
+    assert [len(g.ranges) for g in group_ranges(ranges, 8)] == [1, 1, 1, 1, 1]
+    assert group_ranges([], 2) == []
+
+
+def test_one_task_reads_every_range_it_was_given_exactly(kafka_broker, unique_topics) -> None:  # noqa: ANN001
+    topic = unique_topics["readings_topic"]
+    ensure_topics(kafka_broker.bootstrap, [TopicSpec(topic, 3)])
+    producer = Producer({"bootstrap.servers": kafka_broker.bootstrap, "enable.idempotence": True})
+    for p in range(3):
+        for i in range(40):
+            producer.produce(topic, f"p{p}-{i}".encode(), b"k", partition=p)
+    assert producer.flush(10) == 0
+    conf = {"bootstrap.servers": kafka_broker.bootstrap}
+
+    (task,) = group_ranges([KafkaRange(topic, 0, 5, 40), KafkaRange(topic, 2, 0, 12)], 1)
+    batches = list(read_ranges(conf, task.ranges))
+    rows = [(p, o, v) for b in batches for p, o, v in zip(b.column("partition").to_pylist(),
+                                                             b.column("offset").to_pylist(),
+                                                             b.column("value").to_pylist(), strict=True)]
+    assert rows == [(0, o, f"p0-{o}".encode()) for o in range(5, 40)] + [(2, o, f"p2-{o}".encode()) for o in range(12)]

@@ -20,6 +20,9 @@ working directory /opt/spark/work-dir; driver and executors run the same image.
   value: /opt/venv/bin/python
 - name: CITYSENSE_SCORER_SHUFFLE_PARTITIONS
   value: {{ include "citysense.spark.statePartitions" . | quote }}
+# Kafka read tasks per micro-batch: one per executor core too (each task costs a Python worker round trip).
+- name: CITYSENSE_SCORER_SOURCE_TASKS
+  value: {{ include "citysense.spark.statePartitions" . | quote }}
 # Give memory back after each micro-batch (the values of citysense_scorer.spark.LEAN_MEMORY_ENV; see there).
 - name: MALLOC_MMAP_THRESHOLD_
   value: "131072"

@@ -21,6 +21,11 @@ class ScorerSettings(StoreSettings):
         "(needs the spark-sql-kafka jars on the classpath)",
     )
     scorer_spark_master: str = "local[2]"
+    scorer_source_tasks: int = Field(
+        default=2, ge=0, description="Spark tasks that read a micro-batch from Kafka (the bundled source; Kafka "
+        "partitions are spread over them); 0 = one per Kafka partition. Each task costs a Python worker round trip: "
+        "locally, with 6 partitions on 2 cores, one per partition tripled the source's time per micro-batch. "
+        "Cluster: the executor cores")
     scorer_shuffle_partitions: int = Field(
         default=1, ge=1, description="partitions of the health operator's state (fixed by a checkpoint once it "
         "exists). Locally 1: a Python worker reuses the buckets it wrote only if it gets their partition again, and "

@@ -53,6 +53,7 @@ def source_frame(spark: Any, settings: ScorerSettings) -> Any:
             .option("topic", settings.readings_topic)
             .option("kafka_options", json.dumps(settings.kafka_options))
             .option("max_offsets_per_trigger", str(settings.scorer_max_offsets_per_trigger))
+            .option("tasks", str(settings.scorer_source_tasks))
             .option("registry", registry.model_dump_json())
             .option("future_tolerance_s", str(settings.scorer_future_tolerance_s))
             .load())
