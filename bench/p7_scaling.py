@@ -4,7 +4,8 @@ The total input rate is held at --rate readings/s (default 5,000, the P2 load) a
 stations (50 Hz at 100 stations ... 0.05 Hz at 100,000, i.e. one tick of 100,000 readings every 20 s). What grows is
 the state (per-station windows, baselines, alert slots, station rows), so any change in cost is the city's size,
 not its traffic. Per size, one full stack run (broker, scorer, API, notifier; the simulator starts once the scorer
-runs, and --settle s of load pass before anything is measured):
+runs, --settle s of load pass and the scorer's cycle has stopped falling (JIT warm-up, at most --warm-up-timeout
+s) before anything is measured):
 - throughput: the scorer's rows/s between two micro-batch completions at least --window s apart (offered vs
   scored, lag sampled every second) and its cost over the same span, scorer CPU seconds (driver + JVM + Python
   workers) per 1,000 readings; 2 cores / that cost = the CPU-bound capacity estimate (readings/s the scorer
@@ -34,7 +35,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import pipeline as pl  # noqa: E402
 from harness import Figure, progress, write_result  # noqa: E402
-from p2_p3_latency import GiB, measure, wait_caught_up  # noqa: E402
+from p2_p3_latency import GiB, measure, wait_caught_up, wait_warm  # noqa: E402
 
 
 def throughput_window(run: pl.StackRun, rate: float, window: float, max_wait: float) -> dict:
@@ -86,7 +87,7 @@ HEAP_BY_SIZE = {100_000: "1536m"}
 
 
 def one_size(stations: int, rate: float, window: float, max_wait: float, settle: float, probes: int,
-             spacing: float, catch_up: float, probe_timeout: float) -> dict:
+             spacing: float, catch_up: float, probe_timeout: float, warm_up: float) -> dict:
     rate_hz = rate / stations
     env = {"CITYSENSE_HISTORY": "30"}
     if stations in HEAP_BY_SIZE:
@@ -95,6 +96,7 @@ def one_size(stations: int, rate: float, window: float, max_wait: float, settle:
         progress(f"P7 {stations:,} stations x {rate_hz:g} Hz: stack up, waiting for the scorer, then the load")
         run.start_load()
         time.sleep(settle)  # past the first micro-batches (JIT, every station's state created): steady state
+        warm = wait_warm(run, warm_up)
         behind, how = wait_caught_up(run, rate, catch_up)
         progress(f"  lag {behind:,.0f} after the catch-up wait ({how}); throughput window {window:.0f}s")
         tput = throughput_window(run, rate, window, max_wait)
@@ -119,6 +121,7 @@ def one_size(stations: int, rate: float, window: float, max_wait: float, settle:
         stop.set()
         watcher.join(5)
     return {"stations": stations, "rate_hz": rate_hz, "lag_before": behind, "lag_before_state": how,
+            "warm_up_cycles_s": [round(c, 3) for c in warm],
             "scorer_heap": env.get("CITYSENSE_SCORER_DRIVER_MEMORY", "default"), **tput,
             "p2_p50_ms": lat["p2_p50_ms"], "p2_p99_ms": lat["p2_p99_ms"], "p3_p50_ms": lat["p3_p50_ms"],
             "p3_p99_ms": lat["p3_p99_ms"], "probes": probes, "p2_count": lat["p2_count"], "p3_count": lat["p3_count"],
@@ -158,6 +161,7 @@ def main() -> int:
     parser.add_argument("--probes", type=int, default=8)
     parser.add_argument("--spacing", type=float, default=1.5)
     parser.add_argument("--catch-up-timeout", type=float, default=60)
+    parser.add_argument("--warm-up-timeout", type=float, default=180)
     parser.add_argument("--probe-timeout", type=float, default=30)
     args = parser.parse_args()
     load0 = pl.load_avg()
@@ -169,7 +173,7 @@ def main() -> int:
             continue
         try:
             row = one_size(stations, args.rate, args.window, args.window_max_wait, args.settle, args.probes,
-                           args.spacing, args.catch_up_timeout, args.probe_timeout)
+                           args.spacing, args.catch_up_timeout, args.probe_timeout, args.warm_up_timeout)
         except RuntimeError as exc:  # one size failing (e.g. the scorer never started) must not lose the others
             progress(f"  -> {stations:,}: FAILED: {str(exc)[:2000]}")
             failed.append({"stations": stations, "error": str(exc)[:2000]})

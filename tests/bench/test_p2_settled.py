@@ -61,3 +61,21 @@ def test_no_finished_batch_has_no_breakdown() -> None:
     same = scorer_metrics(5, engine=1.0)
     assert p2.cycle_breakdown(same, same, seconds=30.0) is None
     assert p2.cycle_breakdown({}, {}, seconds=30.0) is None
+
+
+def test_the_cycle_is_warm_once_it_stops_falling() -> None:
+    assert not p2.warmed_up([])
+    assert not p2.warmed_up([1.25])  # one window: nothing to compare with
+    assert not p2.warmed_up([1.25, 1.05])  # still falling by more than 10 %
+    assert p2.warmed_up([1.25, 1.05, 0.99])  # within 10 % of the window before
+    assert p2.warmed_up([0.85, 0.95])  # a longer cycle is not warming up any more either
+    assert not p2.warmed_up([1.0, 0.0])  # a window without a finished batch says nothing
+
+
+def test_waiting_for_warm_up_reads_the_scorers_batch_counter(monkeypatch) -> None:  # noqa: ANN001
+    counts = iter([0.0, 24.0, 54.0, 87.0, 120.0])  # cycles 1.25, 1.0, 0.91, 0.91 s over 30 s windows
+    monkeypatch.setattr(p2.pl, "scrape", lambda port: {"citysense_scorer_batch_duration_seconds_count": next(counts)})
+    monkeypatch.setattr(p2.time, "sleep", lambda s: None)
+    run = type("Run", (), {"scorer_metrics_port": 1})()
+    cycles = p2.wait_warm(run, timeout=1e9)
+    assert [round(c, 3) for c in cycles] == [1.25, 1.0, 0.909]
