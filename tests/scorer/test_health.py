@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import orjson
 import pandas as pd
@@ -323,3 +325,45 @@ def test_history_dropped_with_its_document_is_rewritten_where_new_readings_fall(
     assert reread.history.slots == ["st-2"]
     sums, counts = reread.history.window("pm2_5", np.array([0]))(T0 // 300_000, T0 // 300_000)
     assert (sums.tolist(), counts.tolist()) == ([[12.0]], [[1.0]])
+
+
+def test_the_station_json_is_the_documents_bytes_in_every_state(registry: Registry) -> None:
+    """to_json (what a bucket writes each micro-batch) must be exactly orjson of to_doc (what everything else reads):
+    fresh, warming up, a fault open, NaN pending values, an offline alert open; with forecast series and without a
+    forecaster."""
+    rows = sequence()
+    for context in (ctx(registry), replace(ctx(registry), targets=())):
+        health = StationHealth("st-1", context)
+        states = [health.to_json()]
+        assert states[0] == orjson.dumps(health.to_doc())
+        for a, b in ((0, 10), (10, 55), (55, 70), (70, 100)):
+            _, _, timer = health.process(rows[a:b], now_ms=T0 + b * 1000)
+            assert health.to_json() == orjson.dumps(health.to_doc())
+            states.append(health.to_json())
+        assert any(t.open for t in health.faults.tracks.values())  # the temperature fault opened on the way
+        [offline] = health.on_timer(timer)
+        assert offline.kind is AlertKind.STATION_OFFLINE and health.offline.state.alert_id is not None
+        assert health.to_json() == orjson.dumps(health.to_doc())
+        assert len(set(states)) == len(states)  # each step changed the state that was compared
+        assert (b'"series"' in states[-1]) is bool(context.targets)
+
+
+def test_station_ends_give_each_stations_newest_time_and_last_located_row() -> None:
+    import pytest
+    from citysense_scorer.health import BatchColumns, _station_ends
+
+    nan = np.nan
+    batch = BatchColumns(stations=["a", "b", "c"], starts=np.array([0, 3, 4]), ends=np.array([3, 4, 6]),
+                         ts_ms=np.array([10, 30, 20, 5, 7, 9]), values=np.zeros((6, 1)), names=["x"],
+                         lat=np.array([1.0, nan, 2.0, nan, 3.0, nan]), lon=np.zeros(6))
+    newest, located = _station_ends(batch)
+    assert newest.tolist() == [30, 5, 9]  # the newest, not the last row's time (a is out of order)
+    assert located.tolist() == [2, -1, 4]  # b never sent a location
+    with pytest.raises(ValueError, match="contiguous"):
+        _station_ends(BatchColumns(stations=["a", "b"], starts=np.array([0, 3]), ends=np.array([2, 4]),
+                                   ts_ms=np.arange(4), values=np.zeros((4, 1)), names=["x"], lat=np.zeros(4),
+                                   lon=np.zeros(4)))
+    empty = BatchColumns(stations=[], starts=np.array([], np.int64), ends=np.array([], np.int64),
+                         ts_ms=np.array([], np.int64), values=np.zeros((0, 1)), names=["x"], lat=np.zeros(0),
+                         lon=np.zeros(0))
+    assert [a.tolist() for a in _station_ends(empty)] == [[], []]
