@@ -13,6 +13,7 @@ reached the scorer's sink. It is measured for each number of Kafka read tasks (`
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 import tempfile
 import threading
@@ -96,6 +97,8 @@ def measure(tasks: int, rate: int, stations: int, seconds: float, warmup: float)
         finally:
             stop.set()
             load.join(15)
+            with contextlib.suppress(Exception):  # let the last batch finish: stopping mid-batch cancels its job
+                query.processAllAvailable()
             query.stop()
             spark.stop()
     values = np.concatenate(samples) if samples else np.array([])

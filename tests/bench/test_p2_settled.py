@@ -79,3 +79,10 @@ def test_waiting_for_warm_up_reads_the_scorers_batch_counter(monkeypatch) -> Non
     run = type("Run", (), {"scorer_metrics_port": 1})()
     cycles = p2.wait_warm(run, timeout=1e9)
     assert [round(c, 3) for c in cycles] == [1.25, 1.0, 0.909]
+
+
+def test_a_big_citys_throughput_window_spans_three_ticks() -> None:
+    import p7_scaling
+
+    assert p7_scaling.span_for(30, 1_000, 5000) == 30  # ticks of 0.2 s: the window as asked
+    assert p7_scaling.span_for(30, 100_000, 5000) == 60  # one tick every 20 s: three of them

@@ -59,8 +59,9 @@ _KEPT: dict[str, tuple[str, HealthBucket]] = {}
 
 class StationHealthProcessor(StatefulProcessor):
     """One group per bucket of stations (see :class:`~citysense_scorer.health.HealthBucket`), plus the dead letters'
-    group, which passes through. Per bucket and micro-batch: one state get, one update, and one timer at the
-    bucket's earliest offline deadline.
+    group, which passes through. Per bucket and micro-batch: one state get, one update, one timer at the
+    bucket's earliest offline deadline, and the forecast-history entries that changed (usually one: the current
+    5-minute bucket; see :mod:`citysense_scorer.forecast_history`).
 
     The state value is ``<revision>\\n<bucket JSON, compressed>`` (:func:`encode_state`) with a fresh random revision
     per write. PySpark reuses its Python workers across micro-batches, so the worker keeps the bucket objects it
