@@ -491,5 +491,6 @@ def run_note() -> str:
     """Free text about the run's conditions (CITYSENSE_BENCH_NOTE), e.g. that the machine was shared."""
     note = os.environ.get("CITYSENSE_BENCH_NOTE", "").strip()
     health = os.environ.get("CITYSENSE_HEALTH_ENABLED", "true (default)")
-    chosen = "".join(f" {k}={os.environ[k]}." for k in CHOSEN_SETTINGS[1:] if k in os.environ)
+    chosen = "".join(f" {k}={os.environ[k]}." for k in CHOSEN_SETTINGS
+                     if k in os.environ and k != "CITYSENSE_HEALTH_ENABLED")  # health is named above
     return f" Station health (CITYSENSE_HEALTH_ENABLED): {health}.{chosen}" + (f" Note: {note}" if note else "")

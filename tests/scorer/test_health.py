@@ -10,6 +10,7 @@ import pandas as pd
 from citysense_common.contract import AlertKind, AlertState
 from citysense_common.registry import Registry
 from citysense_scorer.baselines import BaselineConfig
+from citysense_scorer.faults import MetricTrack
 from citysense_scorer.forecast import ForecastTarget
 from citysense_scorer.health import HealthBucket, HealthContext, Row, StationHealth
 from citysense_scorer.health_spark import mask_faulty, split_health
@@ -327,23 +328,43 @@ def test_history_dropped_with_its_document_is_rewritten_where_new_readings_fall(
     assert (sums.tolist(), counts.tolist()) == ([[12.0]], [[1.0]])
 
 
-def test_the_station_json_is_the_documents_bytes_in_every_state(registry: Registry) -> None:
-    """to_json (what a bucket writes each micro-batch) must be exactly orjson of to_doc (what everything else reads):
-    fresh, warming up, a fault open, NaN pending values, an offline alert open; with forecast series and without a
-    forecaster."""
+def reference_doc(health: StationHealth) -> dict:
+    """The station document's layout written out field by field (as the scorer built it before to_json)."""
+    def track_doc(track: MetricTrack) -> dict:
+        doc = dict(vars(track))
+        doc["baseline"] = dict(vars(track.baseline))
+        doc["open"] = {fault: dict(vars(o)) for fault, o in track.open.items()}
+        return doc
+
+    doc = {"tracks": {name: track_doc(t) for name, t in health.faults.tracks.items()},
+           "pm_run": health.faults.pm_run, "offline": dict(vars(health.offline.state))}
+    if health.forecaster is not None:
+        doc["forecast"] = {"open": {r: dict(vars(o)) for r, o in health.forecaster.open.items()},
+                           "last_eval_bucket": health.forecaster.last_eval_bucket}
+        if health.forecaster.series:
+            doc["forecast"]["series"] = {m: {str(b): c for b, c in s.data.items()}
+                                         for m, s in health.forecaster.series.items()}
+    return doc
+
+
+def test_the_station_json_is_the_documents_layout_in_every_state(registry: Registry) -> None:
+    """to_json (what a bucket writes each micro-batch) must give exactly the bytes of the document's field-by-field
+    layout, which stored states of earlier versions have: fresh, warming up, a fault open, NaN pending values, an
+    offline alert open; with forecast series and without a forecaster."""
     rows = sequence()
     for context in (ctx(registry), replace(ctx(registry), targets=())):
         health = StationHealth("st-1", context)
         states = [health.to_json()]
-        assert states[0] == orjson.dumps(health.to_doc())
+        assert states[0] == orjson.dumps(reference_doc(health))
         for a, b in ((0, 10), (10, 55), (55, 70), (70, 100)):
             _, _, timer = health.process(rows[a:b], now_ms=T0 + b * 1000)
-            assert health.to_json() == orjson.dumps(health.to_doc())
+            assert health.to_json() == orjson.dumps(reference_doc(health))
             states.append(health.to_json())
         assert any(t.open for t in health.faults.tracks.values())  # the temperature fault opened on the way
         [offline] = health.on_timer(timer)
         assert offline.kind is AlertKind.STATION_OFFLINE and health.offline.state.alert_id is not None
-        assert health.to_json() == orjson.dumps(health.to_doc())
+        assert health.to_json() == orjson.dumps(reference_doc(health))
+        assert health.to_doc() == orjson.loads(orjson.dumps(reference_doc(health)))
         assert len(set(states)) == len(states)  # each step changed the state that was compared
         assert (b'"series"' in states[-1]) is bool(context.targets)
 

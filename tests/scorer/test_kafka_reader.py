@@ -91,3 +91,14 @@ def test_one_task_reads_every_range_it_was_given_exactly(kafka_broker, unique_to
                                                              b.column("offset").to_pylist(),
                                                              b.column("value").to_pylist(), strict=True)]
     assert rows == [(0, o, f"p0-{o}".encode()) for o in range(5, 40)] + [(2, o, f"p2-{o}".encode()) for o in range(12)]
+
+
+def test_a_negative_number_of_read_tasks_is_refused_by_name(monkeypatch: pytest.MonkeyPatch) -> None:
+    from citysense_common.settings import SettingsError
+    from citysense_scorer.settings import scorer_settings
+
+    monkeypatch.setenv("CITYSENSE_SCORER_SOURCE_TASKS", "-1")
+    with pytest.raises(SettingsError, match="CITYSENSE_SCORER_SOURCE_TASKS"):
+        scorer_settings()
+    monkeypatch.setenv("CITYSENSE_SCORER_SOURCE_TASKS", "0")
+    assert scorer_settings().scorer_source_tasks == 0  # 0 = one task per Kafka partition

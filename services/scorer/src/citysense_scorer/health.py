@@ -189,25 +189,14 @@ class StationHealth:
 
     # -- state document (written by HealthBucket.dump_json) ----------------------------------------------------------
     def to_doc(self) -> dict[str, Any]:
-        doc: dict[str, Any] = {
-            "tracks": {name: _track_doc(t) for name, t in self.faults.tracks.items()},
-            "pm_run": self.faults.pm_run,
-            "offline": dict(vars(self.offline.state)),
-        }
-        if self.forecaster is not None:
-            doc["forecast"] = {
-                "open": {r: dict(vars(o)) for r, o in self.forecaster.open.items()},
-                "last_eval_bucket": self.forecaster.last_eval_bucket,
-            }
-            if self.forecaster.series:
-                doc["forecast"]["series"] = {m: {str(b): c for b, c in s.data.items()}
-                                             for m, s in self.forecaster.series.items()}
-        return doc
+        """The station's state document as plain JSON values (what :meth:`from_doc` reads)."""
+        return orjson.loads(self.to_json())
 
     def to_json(self) -> bytes:
-        """``orjson.dumps(self.to_doc())`` - the same bytes - with orjson walking the tracks, baselines, open faults
-        and offline state itself (they are dataclasses): building the document as dicts in Python first was ~15 % of
-        the health worker's time at 5,000 stations (py-spy), on every micro-batch's critical path."""
+        """The state document as JSON, written by orjson straight from the tracks, baselines, open faults and
+        offline state (dataclasses, fields in declaration order; NaN becomes null): building it as dicts in Python
+        first was ~15 % of the health worker's time at 5,000 stations (py-spy), on every micro-batch's critical
+        path. A bucket keeps these bytes for each station it handled (:meth:`HealthBucket._keep`)."""
         doc: dict[str, Any] = {"tracks": self.faults.tracks, "pm_run": self.faults.pm_run,
                                "offline": self.offline.state}
         if self.forecaster is not None:
@@ -240,15 +229,6 @@ class StationHealth:
             health.forecaster.open = {r: OpenForecast(**o) for r, o in fc["open"].items()}
             health.forecaster.last_eval_bucket = fc["last_eval_bucket"]
         return health
-
-
-def _track_doc(track: MetricTrack) -> dict[str, Any]:
-    """``dataclasses.asdict`` of a track, written out: asdict deep-copies recursively and was a third of the
-    health operator's time per reading."""
-    doc = dict(vars(track))
-    doc["baseline"] = dict(vars(track.baseline))
-    doc["open"] = {fault: dict(vars(o)) for fault, o in track.open.items()}
-    return doc
 
 
 def _offline_deadline(alert_id: str | None, last_arrival_ms: int, after_ms: int) -> int | None:
