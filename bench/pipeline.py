@@ -36,7 +36,7 @@ REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 # Stack settings a benchmark run may choose from its own environment (every other CITYSENSE_* is the bench's): station
 # health, and the scorer's Kafka read tasks (to compare against one task per partition, as before).
-CHOSEN_SETTINGS = ("CITYSENSE_HEALTH_ENABLED", "CITYSENSE_SCORER_SOURCE_TASKS")
+CHOSEN_SETTINGS = ("CITYSENSE_HEALTH_ENABLED", "CITYSENSE_SCORER_SOURCE_TASKS", "CITYSENSE_SCORER_SOURCE_WAIT_MS")
 
 
 def free_port() -> int:

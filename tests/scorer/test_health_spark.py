@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import base64
 import time
+import zlib
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -113,11 +115,13 @@ def test_faults_and_offline_in_a_stream(spark: Any, registry: Registry, tmp_path
 class ValueStateDouble:
     def __init__(self) -> None:
         self.value: tuple | None = None
+        self.gets = 0
 
     def exists(self) -> bool:
         return self.value is not None
 
     def get(self) -> tuple | None:
+        self.gets += 1
         return self.value
 
     def update(self, value: tuple) -> None:
@@ -143,12 +147,18 @@ class MapStateDouble:
 
 class HandleDouble:
     def __init__(self) -> None:
-        self.state = ValueStateDouble()
+        self.state = ValueStateDouble()  # "health": the bucket document
+        self.revision = ValueStateDouble()
         self.history = MapStateDouble()
         self.timers: set[int] = set()
 
     def getValueState(self, name: str, schema: Any) -> ValueStateDouble:  # noqa: N802 - Spark's name
-        return self.state
+        return {"health": self.state, "revision": self.revision}[name]
+
+    def written_by(self, revision: str) -> None:
+        """The bucket as another worker (or an older state version) left it: same document, other revision."""
+        self.state.value = (f"{revision}\n" + self.state.value[0].split("\n", 1)[1],)
+        self.revision.value = (revision,)
 
     def getMapState(self, name: str, key_schema: Any, value_schema: Any) -> MapStateDouble:  # noqa: N802
         return self.history
@@ -214,11 +224,12 @@ def test_the_worker_reuses_the_bucket_it_wrote_and_reads_any_other(registry: Reg
     proc, handle = processor(registry)
     cold, cold_handle = processor(registry)  # the same batches with nothing kept: read from the state every time
 
-    warm_reads, events = [], []
+    warm_reads, events, doc_reads = [], [], []
     for start in (0, 40, 80):
-        before = len(reads)
+        before, fetched = len(reads), handle.state.gets
         got = batch(proc, start)
         warm_reads.append(reads[before:])
+        doc_reads.append(handle.state.gets - fetched)
         mine = dict(kept)
         kept.clear()
         want = batch(cold, start)
@@ -231,14 +242,22 @@ def test_the_worker_reuses_the_bucket_it_wrote_and_reads_any_other(registry: Reg
         assert handle.history.entries == cold_handle.history.entries != {}
         assert handle.timers == cold_handle.timers
     assert warm_reads == [[False], [], []]  # a new bucket for the first batch, then the kept one, never parsed
+    assert doc_reads == [1, 0, 0]  # nor fetched from the state store: the kept bucket only checks the revision
+    assert handle.revision.value[0] == handle.state.value[0].split("\n", 1)[0]
     assert reads.count(True) == 2  # while the cold side parsed the stored JSON for batches 2 and 3
     assert got[0]["fault_temperature"].any()  # st-a's frozen temperature: flagged from the 30th reading on
     assert any('"fault-flatline.temperature"' in e for e in events)
 
     # a document this worker did not write (another worker, or an older state version Spark re-runs from)
-    handle.state.value = ("someone-else\n" + handle.state.value[0].split("\n", 1)[1],)
+    handle.written_by("someone-else")
     before = len(reads)
     batch(proc, 120)
+    assert reads[before:] == [True]
+    # a checkpoint written before the revision had a variable of its own: the document is read once
+    handle.revision.clear()
+    before = len(reads)
+    batch(proc, 140)
+    batch(proc, 150)
     assert reads[before:] == [True]
 
     # a batch that fails half-way leaves no kept bucket behind: the next batch reads the stored state
@@ -287,12 +306,13 @@ def test_bucket_state_is_stored_compressed_and_earlier_layouts_still_read(regist
     stored = handle.state.value[0]
     revision, body = split_state(stored)
     document = state_json(body)
-    assert body.startswith("z:") and stored.isascii()
-    assert len(stored) * 2 < len(document)  # 2.9x for these two stations; ~5x for full buckets
+    assert body.startswith(f"zs:{len(document)}:") and stored.isascii()
+    assert len(stored) * 2 < len(document)  # 3.3x for these two stations; ~8x for full buckets
     restored = HealthBucket(proc.ctx, document)
     assert set(restored.stations) == {"st-a", "st-b"}
     assert encode_state(revision, restored.dump_json()) == stored  # deterministic: same document, same value
-    # what versions before the compression wrote: "<revision>\n<JSON>", and plain JSON before revisions
+    # what earlier versions wrote: zlib, "<revision>\n<JSON>" before the compression, plain JSON before revisions
+    assert state_json("z:" + base64.b64encode(zlib.compress(document, 1)).decode()) == document
     plain = document.decode()
     assert split_state(f"r1\n{plain}") == ("r1", plain) and state_json(plain) == plain
     assert split_state(plain) == ("", plain)
@@ -309,11 +329,18 @@ def test_a_worker_reads_a_bucket_an_earlier_version_stored_uncompressed(registry
     batch(upgraded, 0)
     batch(reference, 0)
     revision, body = split_state(handle.state.value[0])
-    handle.state.value = (f"older-worker\n{state_json(body).decode()}",)  # as written before the change
-    got, want = batch(upgraded, 40), batch(reference, 40)
-    pd.testing.assert_frame_equal(got[0], want[0])
-    assert got[1] == want[1]
-    assert split_state(handle.state.value[0])[1].startswith("z:")
+    document = state_json(body)
+    for older in (document.decode(), "z:" + base64.b64encode(zlib.compress(document, 1)).decode()):
+        handle.state.value = (f"older-worker\n{older}",)  # as written before zstd, and before the compression
+        handle.revision.clear()  # and before the revision variable
+        got, want = batch(upgraded, 40), batch(reference, 40)
+        pd.testing.assert_frame_equal(got[0], want[0])
+        assert got[1] == want[1]
+        assert split_state(handle.state.value[0])[1].startswith("zs:")
+        upgraded, handle = processor(registry)
+        reference, _ = processor(registry)
+        batch(upgraded, 0)
+        batch(reference, 0)
 
 
 def test_a_bucket_whose_stored_state_cannot_be_read_starts_afresh(registry: Registry, caplog) -> None:  # noqa: ANN001
@@ -324,13 +351,15 @@ def test_a_bucket_whose_stored_state_cannot_be_read_starts_afresh(registry: Regi
 
     fresh, fresh_handle = processor(registry)
     want = batch(fresh, 0)
-    for damage in ("document", "history"):
+    damaged_documents = ["z:not base64 at all", "zs:100:not base64 at all", "zs:100:" + base64.b64encode(b"no zstd")
+                         .decode(), "zs:" + base64.b64encode(b"no size").decode(), "zs:x:AAAA"]
+    for damage in (*damaged_documents, "history"):
         proc, handle = processor(registry)
         batch(proc, 0)
-        if damage == "document":
-            handle.state.value = ("someone-else\nz:not base64 at all",)
+        handle.written_by("someone-else")
+        if damage != "history":
+            handle.state.value = (f"someone-else\n{damage}",)
         else:
-            handle.state.value = ("someone-else\n" + split_state(handle.state.value[0])[1],)
             [entry] = handle.history.entries
             handle.history.entries[entry] = ("pm2_5;2;eAFj",)  # truncated zlib stream
         with caplog.at_level("ERROR", logger="citysense_scorer.health_spark"):

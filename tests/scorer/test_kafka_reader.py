@@ -102,3 +102,57 @@ def test_a_negative_number_of_read_tasks_is_refused_by_name(monkeypatch: pytest.
         scorer_settings()
     monkeypatch.setenv("CITYSENSE_SCORER_SOURCE_TASKS", "0")
     assert scorer_settings().scorer_source_tasks == 0  # 0 = one task per Kafka partition
+
+
+def test_with_nothing_new_latest_offset_waits_for_readings_before_allowing_a_no_data_batch(
+        kafka_broker, unique_topics) -> None:  # noqa: ANN001
+    """A trigger that finds nothing new long-polls (wait_ms) so a burst landing meanwhile starts its own micro-batch
+    at once instead of waiting behind a no-data one; when nothing comes, the offsets stay where they were."""
+    import threading
+    import time
+
+    from citysense_scorer.kafka_source import KafkaStreamReader
+
+    topic = unique_topics["readings_topic"]
+    ensure_topics(kafka_broker.bootstrap, [TopicSpec(topic, 2)])
+    produce(kafka_broker.bootstrap, topic, 3)  # partition 0
+    reader = KafkaStreamReader({"bootstrap": kafka_broker.bootstrap, "topic": topic, "wait_ms": "1500"})
+    try:
+        start = reader.latestOffset({"0": 0, "1": 0})
+        assert start == {"0": 3, "1": 0}  # new data: no wait needed
+
+        began = time.monotonic()
+        assert reader.latestOffset(start) == start  # nothing new within wait_ms: the same offsets, after waiting
+        assert time.monotonic() - began >= 1.4
+
+        later = threading.Timer(0.3, produce, (kafka_broker.bootstrap, topic, 2))
+        later.start()
+        began = time.monotonic()
+        latest = reader.latestOffset(start)  # the readings produced during the wait end it
+        later.join()
+        assert latest == {"0": 5, "1": 0}
+        assert time.monotonic() - began < 1.4  # it returned on their arrival, not at the end of the wait
+
+        without = KafkaStreamReader({"bootstrap": kafka_broker.bootstrap, "topic": topic, "wait_ms": "0"})
+        try:
+            began = time.monotonic()
+            assert without.latestOffset(latest) == latest
+            assert time.monotonic() - began < 1.4
+        finally:
+            without.stop()
+    finally:
+        reader.stop()
+
+
+def test_the_source_wait_is_a_setting_and_reaches_the_reader(monkeypatch: pytest.MonkeyPatch) -> None:
+    from citysense_common.settings import SettingsError
+    from citysense_scorer.settings import scorer_settings
+
+    assert scorer_settings().scorer_source_wait_ms == 500
+    monkeypatch.setenv("CITYSENSE_SCORER_SOURCE_WAIT_MS", "-5")
+    with pytest.raises(SettingsError, match="CITYSENSE_SCORER_SOURCE_WAIT_MS"):
+        scorer_settings()
+    from citysense_scorer.kafka_source import KafkaStreamReader
+
+    assert KafkaStreamReader({"topic": "t", "wait_ms": "250"}).wait_s == 0.25
+    assert KafkaStreamReader({"topic": "t"}).wait_s == 0

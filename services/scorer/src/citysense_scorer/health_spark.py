@@ -19,6 +19,7 @@ version, so it emits the same events with the same ids (the sink's read-back ded
 from __future__ import annotations
 
 import base64
+import functools
 import logging
 import uuid
 import zlib
@@ -64,11 +65,14 @@ class StationHealthProcessor(StatefulProcessor):
     5-minute bucket; see :mod:`citysense_scorer.forecast_history`).
 
     The state value is ``<revision>\\n<bucket JSON, compressed>`` (:func:`encode_state`) with a fresh random revision
-    per write. PySpark reuses its Python workers across micro-batches, so the worker keeps the bucket objects it
-    wrote; when the stored revision is the one it wrote, the next batch takes the kept bucket instead of parsing the
-    JSON and rebuilding every station's detectors (~165 of ~275 µs per station and batch). Anything else - another
-    worker wrote it, a batch re-runs from an older state version, the worker is new - reads the stored JSON, which is
-    always complete."""
+    per write, and the revision alone is stored again in a small state variable of its own. PySpark reuses its Python
+    workers across micro-batches, so the worker keeps the bucket objects it wrote; when the stored revision is the
+    one it wrote, the next batch takes the kept bucket instead of parsing the JSON and rebuilding every station's
+    detectors (~165 of ~275 µs per station and batch) - and without fetching the document at all: the JVM would
+    read it from RocksDB and ship it over the state socket (~5 MB per micro-batch at 5,000 stations) only for its
+    first line. Anything else - another worker wrote it, a batch re-runs from an older state version (document and
+    revision are committed together), the worker is new, a checkpoint from before the revision variable - reads the
+    stored JSON, which is always complete."""
 
     def __init__(self, ctx: HealthContext, columns: Sequence[str]) -> None:
         self.ctx = ctx
@@ -80,22 +84,25 @@ class StationHealthProcessor(StatefulProcessor):
         freeze_kept()
         self.handle = handle
         self.doc = handle.getValueState("health", StructType([StructField("doc", StringType(), True)]))
+        self.revision = handle.getValueState("revision", StructType([StructField("revision", StringType(), True)]))
         # The forecast history, one entry per 5-minute bucket of event time (forecast_history). Checkpoints written
         # before it existed take the new state variable as it is (an empty map).
         self.history = handle.getMapState("forecast_history", StructType([StructField("bucket", LongType(), False)]),
                                           StructType([StructField("cells", StringType(), True)]))
 
     def _load(self, key: str) -> HealthBucket:
-        stored = self.doc.get()  # None when the key has no state yet
-        revision, body = split_state(stored[0] if stored else None)
         # Taken out while the batch runs: a batch that fails half-way must not leave a half-updated bucket behind.
         kept = _KEPT.pop(key, None)
-        if kept is not None and revision and kept[0] == revision and kept[1].ctx == self.ctx:
-            return kept[1]
+        if kept is not None and kept[1].ctx == self.ctx:
+            current = self.revision.get()  # None when the key has no state yet
+            if current and current[0] == kept[0]:
+                return kept[1]
+        stored = self.doc.get()
+        _, body = split_state(stored[0] if stored else None)
         history = [(int(k[0]), str(v[0])) for k, v in self.history.iterator()] if body is not None else []
         try:
             return HealthBucket(self.ctx, state_json(body), history)
-        except (ValueError, zlib.error) as err:  # bad base64, zlib or JSON, in the document or a history entry
+        except (ValueError, OSError, zlib.error) as err:  # bad base64, zstd, zlib or JSON (document or history)
             # Failing here would fail every micro-batch from now on: nothing would be scored any more. The bucket's
             # stations start learning afresh instead (baselines warm up again, open health alerts stay open), and
             # its stored history is deleted on the next save. Deterministic: a re-run makes the same choice.
@@ -106,6 +113,7 @@ class StationHealthProcessor(StatefulProcessor):
     def _save(self, key: str, bucket: HealthBucket) -> None:
         revision = uuid.uuid4().hex
         self.doc.update((encode_state(revision, bucket.dump_json()),))
+        self.revision.update((revision,))
         puts, gone = bucket.history_changes()
         for b, value in puts.items():
             self.history.updateValue((b,), (value,))
@@ -159,6 +167,7 @@ class StationHealthProcessor(StatefulProcessor):
                            expiredTimerInfo: ExpiredTimerInfo) -> Iterator[pd.DataFrame]:
         if not str(key[0]).startswith(BUCKET_PREFIX):
             self.doc.clear()  # a per-station key of the layout before buckets: its station now lives in a bucket
+            self.revision.clear()
             return
         bucket = self._load(key[0])
         events = bucket.expire(timerValues.getCurrentProcessingTimeInMs())
@@ -176,17 +185,28 @@ class StationHealthProcessor(StatefulProcessor):
         pass
 
 
-# A bucket's document goes to the JVM's state server on every write and comes back on every read, each a blocking
-# round trip that pickles, copies and stores it (RocksDB and its changelog): at 5,000 stations (1.7 MB of JSON per
-# bucket) 14 ms per read and 30 ms per write, 8 buckets per micro-batch, all on the batch's critical path. zlib at
-# level 1 makes it ~5x smaller for ~8 ms of compression per write; base64 keeps the value an ASCII string (the state's
-# schema, fixed by existing checkpoints, is a string column). A kept bucket is never decompressed.
-COMPRESSED = "z:"
+# A bucket's document goes to the JVM's state server on every write (and comes back whenever a worker has to read
+# it), each a blocking round trip that pickles, copies and stores it (RocksDB and its changelog): at 5,000 stations
+# (1.5 MB of JSON per bucket) 14 ms per read and 30 ms per write, 8 buckets per micro-batch, all on the batch's
+# critical path. zstd at level 1 makes it ~8x smaller in ~1.7 ms per 625-station bucket (zlib level 1, which
+# earlier versions wrote and which is still read: ~6x in ~5.8 ms); base64 keeps the value an ASCII string (the
+# state's schema, fixed by existing checkpoints, is a string column). A kept bucket is never decompressed.
+ZSTD = "zs:"  # "zs:<document bytes>:<base64 zstd frame>" (pyarrow's zstd needs the size to decompress)
+ZLIB = "z:"  # "z:<base64 zlib stream>", written by earlier versions
+_ZSTD_LEVEL = 1
+
+
+@functools.cache
+def _zstd() -> Any:
+    import pyarrow as pa
+
+    return pa.Codec("zstd", compression_level=_ZSTD_LEVEL)
 
 
 def encode_state(revision: str, document: bytes) -> str:
     """The stored value for a bucket document (JSON bytes) written under ``revision``."""
-    return f"{revision}\n{COMPRESSED}{base64.b64encode(zlib.compress(document, 1)).decode('ascii')}"
+    packed = base64.b64encode(_zstd().compress(document, asbytes=True)).decode("ascii")
+    return f"{revision}\n{ZSTD}{len(document)}:{packed}"
 
 
 def split_state(value: str | None) -> tuple[str, str | None]:
@@ -201,9 +221,17 @@ def split_state(value: str | None) -> tuple[str, str | None]:
 
 
 def state_json(body: str | None) -> bytes | str | None:
-    """The bucket JSON of a stored body (see :func:`split_state`)."""
-    if body is not None and body.startswith(COMPRESSED):
-        return zlib.decompress(base64.b64decode(body[len(COMPRESSED):]))
+    """The bucket JSON of a stored body (see :func:`split_state`): zstd, zlib (earlier versions) or plain. Damaged
+    bytes raise ValueError (base64, the size) or OSError (zstd) or zlib.error."""
+    if body is None:
+        return None
+    if body.startswith(ZSTD):
+        size, sep, packed = body[len(ZSTD):].partition(":")
+        if not sep:
+            raise ValueError("zstd state without its size")
+        return _zstd().decompress(base64.b64decode(packed, validate=True), decompressed_size=int(size), asbytes=True)
+    if body.startswith(ZLIB):
+        return zlib.decompress(base64.b64decode(body[len(ZLIB):]))
     return body
 
 

@@ -108,6 +108,7 @@ class EndOffsetProbe:
         self._ends: dict[int, int] = {p: int(start.get(p, 0)) for p in partitions}
         self._fresh: set[int] = set()
         self._lock = threading.Lock()
+        self._grew = threading.Condition(self._lock)  # notified when an end offset moves forward
         self._stop = threading.Event()
         self._consumer = Consumer({
             **conf,
@@ -152,6 +153,7 @@ class EndOffsetProbe:
                     self._fresh.add(p)
                 if end > self._ends[p]:
                     self._ends[p] = end
+                    self._grew.notify_all()
         # Skip ahead rather than reading everything a second time: only the watermark matters here.
         for p, end in list(self._ends.items()):
             pos = seen.get(p)
@@ -173,6 +175,13 @@ class EndOffsetProbe:
                     break
             time.sleep(0.02)
         with self._lock:
+            return dict(self._ends)
+
+    def ends_beyond(self, offsets: dict[int, int], timeout: float) -> dict[int, int]:
+        """Current end offsets once some partition's end is past ``offsets``, or after ``timeout`` s (then they may
+        equal ``offsets``: nothing new arrived)."""
+        with self._grew:
+            self._grew.wait_for(lambda: any(end > offsets.get(p, 0) for p, end in self._ends.items()), timeout)
             return dict(self._ends)
 
     def close(self) -> None:
@@ -344,12 +353,16 @@ def _decoder(options: dict[str, str]) -> Any:
     return decoder_for(options["registry"], float(options.get("future_tolerance_s", "300")))
 
 
+BURST_GATHER_S = 0.1  # after a wait for new readings ends, how long more to gather (see latestOffset)
+
+
 class KafkaStreamReader(DataSourceStreamReader):
     def __init__(self, options: dict[str, str]) -> None:
         self.options = dict(options)
         self.topic = options["topic"]
         self.max_per_trigger = int(options.get("max_offsets_per_trigger") or 0)
         self.tasks = int(options.get("tasks") or 0)
+        self.wait_s = int(options.get("wait_ms") or 0) / 1000
         self._probe: EndOffsetProbe | None = None
 
     def _conf(self) -> dict[str, Any]:
@@ -367,7 +380,21 @@ class KafkaStreamReader(DataSourceStreamReader):
 
     def latestOffset(self, start: dict | None = None, limit: Any = None) -> dict:  # noqa: N802 - Spark's name
         start = start or self.initialOffset()
-        ends = self._ensure_probe(start).ends()
+        probe = self._ensure_probe(start)
+        ends = probe.ends()
+        if self.wait_s and not any(end > int(start.get(str(p), 0)) for p, end in ends.items()):
+            # Nothing new: Spark would run a no-data micro-batch now (the health operator's processing-time timers
+            # ask for one on every trigger). Readings that land while it runs - a fleet reporting on the second
+            # sends them all at once - then wait for it to finish before their own batch starts. A long poll for
+            # them first; if none come, the no-data batch still runs, at most wait_ms later (offline timers are
+            # minutes).
+            began = time.monotonic()
+            ends = probe.ends_beyond({p: int(start.get(str(p), 0)) for p in ends}, self.wait_s)
+            if any(end > int(start.get(str(p), 0)) for p, end in ends.items()):
+                # The first readings of a burst ended the wait; the rest of it follows within milliseconds and
+                # would otherwise miss this batch and wait a whole micro-batch for the next one.
+                time.sleep(max(0.0, min(BURST_GATHER_S, self.wait_s - (time.monotonic() - began))))
+                ends = probe.ends(0)
         latest = {str(p): max(end, int(start.get(str(p), 0))) for p, end in ends.items()}
         max_rows = getattr(limit, "max_rows", None) or self.max_per_trigger
         if max_rows:

@@ -26,6 +26,10 @@ class ScorerSettings(StoreSettings):
         "partitions are spread over them); 0 = one per Kafka partition. Each task costs a Python worker round trip: "
         "locally, with 6 partitions on 2 cores, one per partition tripled the source's time per micro-batch. "
         "Cluster: the executor cores")
+    scorer_source_wait_ms: int = Field(
+        default=500, ge=0, description="when a trigger finds no new readings, how long the bundled Kafka source "
+        "waits for some before Spark runs a micro-batch without data (which the health operator's offline timers "
+        "need; readings arriving meanwhile would wait for it to finish); 0 = no wait")
     scorer_shuffle_partitions: int = Field(
         default=1, ge=1, description="partitions of the health operator's state (fixed by a checkpoint once it "
         "exists). Locally 1: a Python worker reuses the buckets it wrote only if it gets their partition again, and "

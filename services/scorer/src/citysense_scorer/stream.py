@@ -54,6 +54,7 @@ def source_frame(spark: Any, settings: ScorerSettings) -> Any:
             .option("kafka_options", json.dumps(settings.kafka_options))
             .option("max_offsets_per_trigger", str(settings.scorer_max_offsets_per_trigger))
             .option("tasks", str(settings.scorer_source_tasks))
+            .option("wait_ms", str(settings.scorer_source_wait_ms))
             .option("registry", registry.model_dump_json())
             .option("future_tolerance_s", str(settings.scorer_future_tolerance_s))
             .load())
