@@ -89,11 +89,14 @@ def test_the_call_returns_while_the_previous_batch_is_still_in_the_sink(tmp_path
     order.append("spark commits 0 and computes 1")  # the call has returned: Spark is free to go on
     assert sink.wal.pending() == [0]  # ... and batch 0 is safe in its file while the sink works on it
     assert sink.wal.read(0).equals(table(0))
+    assert sink.last_finished is None  # what the lag gauge counts as processed: nothing yet
     release.set()
     sink(Collected(table(1)), 1)  # waits for batch 0 before handing over 1
     assert order[:2] == ["spark commits 0 and computes 1", "sink 0"]
+    assert sink.last_finished == 0
     sink.drain()
     assert order == ["spark commits 0 and computes 1", "sink 0", "sink 1"]
+    assert sink.last_finished == 1
 
 
 def test_a_failed_batch_fails_the_next_call_and_stays_in_its_file(tmp_path: Path) -> None:

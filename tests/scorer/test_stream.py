@@ -129,3 +129,32 @@ def test_the_driver_probe_reports_lag_without_any_batch(kafka_broker, unique_top
         assert lag.value() == 0
     finally:
         probe.close()
+
+
+def test_with_the_overlapped_sink_the_lag_counts_the_batch_still_in_the_sink(tmp_path: Path) -> None:
+    """Spark's progress is a batch ahead of the store when the sink runs overlapped: the gauge follows the batch the
+    sink last finished, read from the checkpoint's offset log."""
+    from citysense_scorer.stream import batch_offsets, follow_processed
+
+    ckpt = tmp_path / "spark"
+    write_batch(ckpt, 0, {"0": 100, "1": 50}, committed=True)
+    write_batch(ckpt, 1, {"0": 600, "1": 550}, committed=True)  # Spark is done with it; the sink is writing it
+
+    class Sink:
+        last_finished: int | None = None
+
+    sink, ends = Sink(), Ends({0: 700, 1: 550})
+    lag = ConsumerLag(TOPIC, ends)
+    follow_processed(lag, progress({"0": 600, "1": 550}, batch_id=1), sink, ckpt, TOPIC)  # type: ignore[arg-type]
+    assert lag.value() is None  # nothing the store holds yet: unknown, not 0
+    sink.last_finished = 0
+    follow_processed(lag, progress({"0": 600, "1": 550}, batch_id=1), sink, ckpt, TOPIC)  # type: ignore[arg-type]
+    assert lag.value() == 600 + 500  # batch 1 (1,000 readings) is still in the sink, plus 100 newer readings
+    sink.last_finished = 1
+    follow_processed(lag, None, sink, ckpt, TOPIC)  # type: ignore[arg-type]
+    assert lag.value() == 100
+    # without the overlapped sink, progress is what the store holds
+    inline = ConsumerLag(TOPIC, ends)
+    follow_processed(inline, progress({"0": 600, "1": 550}, batch_id=1), None, ckpt, TOPIC)
+    assert inline.value() == 100
+    assert batch_offsets(ckpt, 7, TOPIC) is None  # not planned (or purged): no change to the gauge

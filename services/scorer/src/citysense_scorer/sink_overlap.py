@@ -89,6 +89,7 @@ class OverlappedSink:
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="citysense-sink")
         self._pending: Future[None] | None = None
         self._lock = threading.Lock()
+        self.last_finished: int | None = None  # the newest batch the sink has written completely
 
     def recover(self) -> int:
         """Run every batch a previous process left in the write-ahead files (call before the query starts)."""
@@ -133,3 +134,4 @@ class OverlappedSink:
     def _finish(self, table: pa.Table, batch_id: int) -> None:
         self._run(table, batch_id)
         self.wal.remove(batch_id)
+        self.last_finished = batch_id

@@ -115,9 +115,9 @@ class ConsumerLag:
     Query progress alone cannot give this: ``lastProgress`` is written when a micro-batch finishes, so its
     ``latestOffset`` is as old as the running batch, and a long batch (a backlog after an outage) read as no lag
     growth at all. Here the ends come from an :class:`~citysense_scorer.kafka_source.EndOffsetProbe` in this process
-    (``ends``, current to a fraction of a second) and only the processed side from progress (:meth:`update` with
-    ``lastProgress``: its ``endOffset`` is where the last finished batch ended), seeded at start with what the
-    checkpoint last committed, so a long first batch after a restart shows its backlog too.
+    (``ends``, current to a fraction of a second) and only the processed side from where the last batch the store
+    holds ended (:func:`follow_processed`: Spark's progress, or the overlapped sink's last finished batch), seeded
+    at start with what the checkpoint last committed, so a long first batch after a restart shows its backlog too.
     """
 
     def __init__(self, topic: str, ends: Callable[[], dict[int, int] | None],
@@ -129,8 +129,11 @@ class ConsumerLag:
     def update(self, progress: dict | None) -> None:
         """Take the processed offsets from a ``query.lastProgress`` (no-op when there is none yet)."""
         sources = (progress or {}).get("sources") or []
-        done = source_offsets(sources[0].get("endOffset"), self.topic) if sources else None
-        for p, off in (done or {}).items():
+        self.processed_to(source_offsets(sources[0].get("endOffset"), self.topic) if sources else None)
+
+    def processed_to(self, offsets: dict[int, int] | None) -> None:
+        """Readings before ``offsets`` are processed (never moves back: a re-run batch does not undo progress)."""
+        for p, off in (offsets or {}).items():
             self._processed[p] = max(self._processed.get(p, 0), off)
 
     def value(self) -> int | None:
@@ -158,17 +161,33 @@ def source_offsets(doc: Any, topic: str) -> dict[int, int] | None:
 
 def committed_offsets(checkpoint: Path, topic: str) -> dict[int, int] | None:
     """Where the last committed micro-batch of a Spark checkpoint ended (None: nothing committed or unreadable).
-
-    Spark's offset log ``offsets/<batch>`` is ``v1``, a metadata line, then one line per source; ``commits/<batch>``
-    exists once that batch finished."""
+    ``commits/<batch>`` exists once that batch finished."""
     try:
         done = [int(f.name) for f in (checkpoint / "commits").iterdir() if f.name.isdigit()]
-        if not done:
-            return None
-        lines = (checkpoint / "offsets" / str(max(done))).read_text(encoding="utf-8").splitlines()
+    except OSError:
+        return None
+    return batch_offsets(checkpoint, max(done), topic) if done else None
+
+
+def batch_offsets(checkpoint: Path, batch_id: int, topic: str) -> dict[int, int] | None:
+    """Where micro-batch ``batch_id`` of a Spark checkpoint ends (None: not planned, purged or unreadable). Spark's
+    offset log ``offsets/<batch>`` is ``v1``, a metadata line, then one line per source."""
+    try:
+        lines = (checkpoint / "offsets" / str(batch_id)).read_text(encoding="utf-8").splitlines()
     except OSError:
         return None
     return source_offsets(lines[2], topic) if len(lines) >= 3 else None
+
+
+def follow_processed(lag: ConsumerLag, progress: dict | None, overlapped: OverlappedSink | None, checkpoint: Path,
+                     topic: str) -> None:
+    """Move the lag gauge's processed side to what the store holds. Inline sink: Spark's last finished micro-batch
+    (its progress). Overlapped sink: the batch the sink last finished - Spark's progress is a batch ahead there,
+    and counting the batch still being written as processed made the gauge read a whole batch low."""
+    if overlapped is None:
+        lag.update(progress)
+    elif (done := overlapped.last_finished) is not None:
+        lag.processed_to(batch_offsets(checkpoint, done, topic))
 
 
 def start_lag(settings: ScorerSettings) -> tuple[ConsumerLag, Any]:
@@ -218,7 +237,7 @@ def run(settings: ScorerSettings) -> int:
                 failure = error
                 break
             progress = query.lastProgress
-            lag.update(progress)
+            follow_processed(lag, progress, overlapped, settings.checkpoint_dir / "spark", settings.readings_topic)
             for phase, ms in ((progress or {}).get("durationMs") or {}).items():
                 m.TRIGGER_PHASE.labels(phase).set(ms / 1000)
             messages = lag.value()
