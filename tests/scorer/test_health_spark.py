@@ -307,7 +307,7 @@ def test_bucket_state_is_stored_compressed_and_earlier_layouts_still_read(regist
     revision, body = split_state(stored)
     document = state_json(body)
     assert body.startswith(f"zs:{len(document)}:") and stored.isascii()
-    assert len(stored) * 2 < len(document)  # 3.3x for these two stations; ~8x for full buckets
+    assert len(stored) * 1.5 < len(document)  # 1.8x for these two stations (with the revision and base64)
     restored = HealthBucket(proc.ctx, document)
     assert set(restored.stations) == {"st-a", "st-b"}
     assert encode_state(revision, restored.dump_json()) == stored  # deterministic: same document, same value

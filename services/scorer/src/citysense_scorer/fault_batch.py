@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from citysense_common.contract import AlertEvent
@@ -95,14 +96,134 @@ class _Tracks:
             det.pm_run = pm_run
 
 
+# TrackTable's arrays: the numeric fields of MetricTrack (and its baseline), their dtype and a new track's value.
+_FIELDS: dict[str, tuple[type, float]] = {
+    "last": (np.float64, math.nan), "run": (np.int64, 0), "limit_run": (np.int64, 0),
+    "jump_from": (np.float64, math.nan), "jump_ms": (np.int64, 0), "jump_value": (np.float64, math.nan),
+    "n": (np.int64, 0), "mean": (np.float64, 0.0), "var": (np.float64, 0.0)}
+
+
+class TrackTable:
+    """The numeric fault-track state of every station of a health bucket, kept as arrays (stations x metrics)
+    across micro-batches: :func:`observe_batch` gathers the batch's rows from it and scatters them back, instead of
+    building arrays from :class:`MetricTrack` objects and writing every field back (two thirds of the fault
+    detection's time at 625 stations per bucket, py-spy). The tracks' objects then only hold their open alerts.
+
+    ``stations`` lists the stations in row order; ``names`` are the metrics (columns). Serialised as one JSON object
+    of arrays (:meth:`to_doc`, :meth:`from_doc`; orjson writes a float64 shortest-round-trip, so it reads back
+    exactly; NaN as null)."""
+
+    def __init__(self, names: Sequence[str]) -> None:  # noqa: D107 - a new table holds no station
+        self.names = list(names)
+        self.stations: list[str] = []
+        self.row_of: dict[str, int] = {}
+        width = len(self.names)
+        self.has = np.zeros((0, width), bool)
+        for name, (dtype, fill) in _FIELDS.items():
+            setattr(self, name, np.full((0, width), fill, dtype))
+        self.open = np.zeros((0, width, len(_PER_METRIC)), bool)
+        self.pm_run = np.zeros(0, np.int64)
+        self.pm_open = np.zeros(0, bool)
+
+    def rows(self, stations: Sequence[str]) -> np.ndarray:
+        """Row of each station, adding the ones the table does not hold yet (no tracks, nothing open)."""
+        new = [s for s in dict.fromkeys(stations) if s not in self.row_of]
+        if new:
+            for s in new:
+                self.row_of[s] = len(self.stations)
+                self.stations.append(s)
+            more, width = len(new), len(self.names)
+            self.has = np.concatenate((self.has, np.zeros((more, width), bool)))
+            for name, (dtype, fill) in _FIELDS.items():
+                setattr(self, name, np.concatenate((getattr(self, name), np.full((more, width), fill, dtype))))
+            self.open = np.concatenate((self.open, np.zeros((more, width, len(_PER_METRIC)), bool)))
+            self.pm_run = np.concatenate((self.pm_run, np.zeros(more, np.int64)))
+            self.pm_open = np.concatenate((self.pm_open, np.zeros(more, bool)))
+        return np.array([self.row_of[s] for s in stations], np.int64)
+
+    def gather(self, rows: np.ndarray, names: Sequence[str]) -> _Tracks:
+        """The state of the stations at ``rows`` for the metrics ``names`` (copies, in that order), for
+        :func:`observe_batch`."""
+        at = np.ix_(rows, self._columns(names))
+        out = _Tracks.__new__(_Tracks)
+        for name in ("has", *_FIELDS, "open"):
+            setattr(out, name, getattr(self, name)[at])
+        out.pm_run, out.pm_open = self.pm_run[rows], self.pm_open[rows]
+        return out
+
+    def scatter(self, rows: np.ndarray, names: Sequence[str], tracks: _Tracks) -> None:
+        """Write back what :meth:`gather` took, once the batch has advanced it."""
+        at = np.ix_(rows, self._columns(names))
+        for name in ("has", *_FIELDS, "open"):
+            getattr(self, name)[at] = getattr(tracks, name)
+        self.pm_run[rows], self.pm_open[rows] = tracks.pm_run, tracks.pm_open
+
+    def _columns(self, names: Sequence[str]) -> list[int]:
+        try:
+            return [self.names.index(n) for n in names]
+        except ValueError as err:
+            raise ValueError(f"metrics {list(names)} are not all in the track table's {self.names}") from err
+
+    def load_tracks(self, station: str, tracks: dict[str, dict], pm_run: int) -> None:
+        """Take one station's numeric state from its tracks as :class:`MetricTrack` documents (the per-station
+        layout written before the table; metrics the table does not have are left out)."""
+        row = int(self.rows([station])[0])
+        for name, t in tracks.items():
+            if name not in self.names:
+                continue
+            j = self.names.index(name)
+            self.has[row, j] = True
+            self.last[row, j] = math.nan if t["last"] is None else t["last"]
+            self.run[row, j], self.limit_run[row, j] = t["run"], t["limit_run"]
+            self.jump_from[row, j] = math.nan if t["pending_jump_from"] is None else t["pending_jump_from"]
+            self.jump_ms[row, j] = t["pending_jump_ms"]
+            self.jump_value[row, j] = math.nan if t["pending_jump_value"] is None else t["pending_jump_value"]
+            base = t["baseline"]
+            self.n[row, j], self.mean[row, j], self.var[row, j] = base["n"], base["mean"], base["var"]
+            self.open[row, j] = [fault in t["open"] for fault in _PER_METRIC]
+        self.pm_run[row] = pm_run
+        self.pm_open[row] = PM_ORDER in tracks.get(PM_ORDER_METRIC, {}).get("open", {})
+
+    def to_doc(self) -> dict[str, Any]:
+        """JSON-able (orjson with OPT_SERIALIZE_NUMPY): the arrays by name, with the stations and metrics."""
+        return {"stations": self.stations, "metrics": self.names, "has": self.has,
+                **{name: getattr(self, name) for name in _FIELDS}, "open": self.open, "pm_run": self.pm_run,
+                "pm_open": self.pm_open}
+
+    @classmethod
+    def from_doc(cls, names: Sequence[str], doc: dict[str, Any] | None) -> TrackTable:
+        """The table of :meth:`to_doc` for the metrics ``names`` (a metric the document lacks starts without
+        tracks; one it has beyond ``names`` is left out)."""
+        table = cls(names)
+        if not doc or not doc["stations"]:
+            return table
+        table.rows(doc["stations"])
+        cols = [(k, doc["metrics"].index(m)) for k, m in enumerate(table.names) if m in doc["metrics"]]
+        mine, theirs = [k for k, _ in cols], [j for _, j in cols]
+        if mine:
+            table.has[:, mine] = np.array(doc["has"], bool).reshape(len(table.stations), -1)[:, theirs]
+            for name, (dtype, _) in _FIELDS.items():
+                # null (NaN written by orjson) becomes NaN again in a float64 array
+                table_values = np.array(doc[name], np.float64 if dtype is np.float64 else dtype)
+                getattr(table, name)[:, mine] = table_values.reshape(len(table.stations), -1)[:, theirs]
+            opened = np.array(doc["open"], bool).reshape(len(table.stations), -1, len(_PER_METRIC))
+            table.open[:, mine] = opened[:, theirs]
+        table.pm_run[:] = doc["pm_run"]
+        table.pm_open[:] = doc["pm_open"]
+        return table
+
+
 def observe_batch(detectors: Sequence[FaultDetector], starts: np.ndarray, ends: np.ndarray, ts_ms: np.ndarray,
                   values: np.ndarray, names: Sequence[str],
-                  locate: Callable[[int], tuple[float | None, float | None]]) -> BatchVerdict:
+                  locate: Callable[[int], tuple[float | None, float | None]],
+                  table: TrackTable | None = None, table_rows: np.ndarray | None = None) -> BatchVerdict:
     """Feed ``detectors[i]`` the rows ``starts[i]:ends[i]`` (each station's rows in event-time order).
 
     ``values`` is (rows, metrics) in ``names`` order, NaN where a reading lacks the metric; ``names`` must be metrics
     the detectors know. ``locate(row)`` gives the location an event raised at that row carries. The detectors'
-    state is advanced exactly as ``observe`` row by row would have."""
+    state is advanced exactly as ``observe`` row by row would have - in their :class:`MetricTrack` objects, or, with
+    a ``table`` (holding every metric of ``names``), in its row ``table_rows[i]`` for ``detectors[i]``, the objects then
+    holding only the open alerts."""
     rows_n, width = values.shape
     verdict = BatchVerdict(np.zeros((rows_n, width), bool), np.full((rows_n, width), np.nan), {})
     if not detectors or not rows_n:
@@ -119,7 +240,7 @@ def observe_batch(detectors: Sequence[FaultDetector], starts: np.ndarray, ends: 
     has_condition = np.stack((varies, np.ones_like(varies), np.ones_like(varies)), axis=1)  # flatline: varying only
     j25 = names.index("pm2_5") if "pm2_5" in names else None
     j10 = names.index("pm10") if "pm10" in names else None
-    st = _Tracks(detectors, names)
+    st = table.gather(table_rows, names) if table is not None else _Tracks(detectors, names)
     lengths = ends - starts
     for k in range(int(lengths.max())):
         act = np.flatnonzero(lengths > k)  # stations with a k-th reading
@@ -128,8 +249,9 @@ def observe_batch(detectors: Sequence[FaultDetector], starts: np.ndarray, ends: 
         valid = np.isfinite(v)
         new = valid & ~st.has[act]
         if new.any():  # the reference's tracks.setdefault, in its order (station, then metric)
-            for a, j in np.argwhere(new):
-                detectors[act[a]].tracks.setdefault(names[j], MetricTrack())
+            if table is None:
+                for a, j in np.argwhere(new):
+                    detectors[act[a]].tracks.setdefault(names[j], MetricTrack())
             st.has[act] |= new
         last = st.last[act]
         # flatline
@@ -200,5 +322,8 @@ def observe_batch(detectors: Sequence[FaultDetector], starts: np.ndarray, ends: 
             st.var[act] = np.where(learn, (1.0 - weight) * (var + diff * incr), var)
         verdict.faults[rows] = faulty
         verdict.baseline_z[rows] = z
-    st.store(detectors, names)
+    if table is not None:
+        table.scatter(table_rows, names, st)
+    else:
+        st.store(detectors, names)
     return verdict

@@ -184,7 +184,8 @@ class Forecaster:
         return now_ms // self.width_ms != self.last_eval_bucket
 
     def evaluate(self, now_ms: int, lat: float | None = None, lon: float | None = None) -> list[AlertEvent]:
-        """Re-project every target from the station's own series (at most once per bucket of event time)."""
+        """Re-project every target from the station's own series (at most once per bucket of event time); events
+        carry the station's location (``lat``, ``lon``)."""
         for metric, series in self.series.items():
             series.prune(now_ms // series.width_ms - self.longest[metric] // series.width_ms - 1)
         if not self.due(now_ms):
@@ -195,12 +196,15 @@ class Forecaster:
             mean, expected = project(buckets_window(self.series[target.metric]), 1, last, self.width_ms, target,
                                      self.config)
             figures[target.rule_id] = (float(mean[0]), int(expected[0]))
-        return self.decide(now_ms, figures)
+        return self.decide(now_ms, figures, lat, lon)
 
-    def decide(self, now_ms: int, figures: dict[str, tuple[float, int]]) -> list[AlertEvent]:
+    def decide(self, now_ms: int, figures: dict[str, tuple[float, int]], lat: float | None = None,
+               lon: float | None = None) -> list[AlertEvent]:
         """Open, keep, resolve or withdraw each target's forecast from its (window mean, NaN without data;
-        projected crossing in ms, -1 for none) at ``now_ms`` (see :func:`project`)."""
+        projected crossing in ms, -1 for none) at ``now_ms`` (see :func:`project`). Events carry ``lat``/``lon``
+        (the station's location) like fault and offline events, so a map or a bbox query finds them."""
         events: list[AlertEvent] = []
+        where = (lat, lon)
         self.last_eval_bucket = now_ms // self.width_ms
         for target in self.targets:
             value, crossing = figures[target.rule_id]
@@ -208,7 +212,7 @@ class Forecaster:
             expected = None if crossing < 0 else crossing
             current = self.open.get(target.rule_id)
             if current is not None and mean is not None and target.exceeds(mean):
-                events.append(self._event(target, current, AlertState.RESOLVED, now_ms, mean,
+                events.append(self._event(target, current, AlertState.RESOLVED, now_ms, mean, where,
                                           f"{self._what(target)} reached {mean:.1f} {target.unit} as forecast"))
                 del self.open[target.rule_id]
                 continue
@@ -217,13 +221,13 @@ class Forecaster:
                                       expected)
                 self.open[target.rule_id] = opened
                 events.append(self._event(
-                    target, opened, AlertState.OPEN, now_ms, mean,
+                    target, opened, AlertState.OPEN, now_ms, mean, where,
                     f"{self._what(target)} expected to pass {target.threshold:g} {target.unit} around "
                     f"{ms_to_dt(expected):%H:%M} UTC (now {mean or 0:.1f} {target.unit})"))
             elif current is not None and expected is None:
                 current.misses += 1
                 if current.misses >= self.config.withdraw_after:
-                    events.append(self._event(target, current, AlertState.RESOLVED, now_ms, mean,
+                    events.append(self._event(target, current, AlertState.RESOLVED, now_ms, mean, where,
                                               f"{self._what(target)} no longer expected to pass "
                                               f"{target.threshold:g} {target.unit}"))
                     del self.open[target.rule_id]
@@ -237,13 +241,13 @@ class Forecaster:
         return f"{hours}-h {target.metric_label or target.metric} mean"
 
     def _event(self, target: ForecastTarget, fc: OpenForecast, state: AlertState, now_ms: int,
-               mean: float | None, message: str) -> AlertEvent:
+               mean: float | None, where: tuple[float | None, float | None], message: str) -> AlertEvent:
         number = 1 if state is AlertState.OPEN else 2
         return build_event(alert=fc.alert_id, number=number, state=state, kind=AlertKind.FORECAST,
                            severity=Severity.INFO, rule_id=target.rule_id + ".forecast", station_id=self.station_id,
                            opened_ms=fc.opened_ms, event_ms=now_ms, message=message, metric=target.metric,
                            value=None if mean is None else round(mean, 3), threshold=target.threshold,
-                           window=f"{target.window_ms // 3_600_000}h")
+                           window=f"{target.window_ms // 3_600_000}h", lat=where[0], lon=where[1])
 
 
 def targets_from_rules(rules: object, config: ForecastConfig,

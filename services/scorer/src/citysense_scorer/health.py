@@ -2,9 +2,10 @@
 
 :class:`StationHealth` combines the pure detectors (:mod:`baselines`, :mod:`faults`, :mod:`offline`,
 :mod:`forecast`) for one station and serialises to one JSON-able document. :class:`HealthBucket` holds the documents
-of all stations that hash to one state-store key, and their forecast series as columns beside them
-(:mod:`citysense_scorer.forecast_history`); :mod:`citysense_scorer.health_spark` keeps one bucket document and its
-forecast history per key in Spark's state store.
+of all stations that hash to one state-store key, with their forecast series and the numbers of their fault tracks
+as columns beside them (:mod:`citysense_scorer.forecast_history`, :class:`~citysense_scorer.fault_batch.TrackTable`);
+:mod:`citysense_scorer.health_spark` keeps one bucket document and its forecast history per key in Spark's state
+store.
 
 Why buckets rather than one key per station: every group a Python stateful processor handles costs the JVM a few
 milliseconds per micro-batch (Arrow round trips, state and timer calls over the state server), whatever its size.
@@ -29,7 +30,7 @@ from citysense_common.settings import CommonSettings
 from pydantic import Field
 
 from citysense_scorer.baselines import Baseline, BaselineConfig
-from citysense_scorer.fault_batch import observe_batch
+from citysense_scorer.fault_batch import TrackTable, observe_batch
 from citysense_scorer.faults import FaultConfig, FaultDetector, MetricTrack, OpenFault
 from citysense_scorer.forecast import (
     Buckets,
@@ -155,13 +156,16 @@ def _opt(value: float) -> float | None:
 
 
 class StationHealth:
-    def __init__(self, station_id: str, ctx: HealthContext, keep_series: bool = True) -> None:
-        """``keep_series=False``: the forecast series live in the health bucket's columns, not here."""
+    def __init__(self, station_id: str, ctx: HealthContext, in_bucket: bool = False) -> None:
+        """``in_bucket``: a station of a :class:`HealthBucket`, whose columns hold its forecast series and the
+        numeric state of its fault tracks (:class:`~citysense_scorer.fault_batch.TrackTable`); its tracks' objects
+        then hold only their open alerts, and its document only those."""
         self.station_id = station_id
         self.ctx = ctx
+        self.in_bucket = in_bucket
         self.faults = FaultDetector(station_id, ctx.metrics, ctx.profile, ctx.faults, ctx.baseline)
         self.offline = OfflineTracker(station_id, ctx.offline.after_ms(station_id))
-        self.forecaster = (Forecaster(station_id, list(ctx.targets), ctx.forecast, keep_series)
+        self.forecaster = (Forecaster(station_id, list(ctx.targets), ctx.forecast, keep_series=not in_bucket)
                            if ctx.targets else None)
 
     def process(self, rows: list[Row], now_ms: int) -> tuple[list[RowResult], list[AlertEvent], int]:
@@ -180,8 +184,8 @@ class StationHealth:
             results.append(RowResult(sorted(verdict.faults), {k: round(v, 4) for k, v in verdict.baseline_z.items()}))
             if self.forecaster is not None:
                 self.forecaster.add(row.ts_ms, {k: v for k, v in row.values.items() if k not in verdict.faults})
-        if self.forecaster is not None:
-            events.extend(self.forecaster.evaluate(newest, *last_loc))
+        if self.forecaster is not None:  # at the station's last known location, as the bucket does
+            events.extend(self.forecaster.evaluate(newest, self.offline.state.lat, self.offline.state.lon))
         return results, events, timer
 
     def on_timer(self, now_ms: int) -> list[AlertEvent]:
@@ -196,9 +200,13 @@ class StationHealth:
         """The state document as JSON, written by orjson straight from the tracks, baselines, open faults and
         offline state (dataclasses, fields in declaration order; NaN becomes null): building it as dicts in Python
         first was ~15 % of the health worker's time at 5,000 stations (py-spy), on every micro-batch's critical
-        path. A bucket keeps these bytes for each station it handled (:meth:`HealthBucket._keep`)."""
-        doc: dict[str, Any] = {"tracks": self.faults.tracks, "pm_run": self.faults.pm_run,
-                               "offline": self.offline.state}
+        path. A bucket keeps these bytes for each station it handled (:meth:`HealthBucket._keep`); a bucket's station
+        (``in_bucket``) writes only its tracks' open alerts, the numbers being in the bucket's track table."""
+        if self.in_bucket:  # the numbers are in the bucket's track table
+            doc: dict[str, Any] = {"tracks": {name: {"open": t.open} for name, t in self.faults.tracks.items()
+                                              if t.open}, "offline": self.offline.state}
+        else:
+            doc = {"tracks": self.faults.tracks, "pm_run": self.faults.pm_run, "offline": self.offline.state}
         if self.forecaster is not None:
             doc["forecast"] = {"open": self.forecaster.open, "last_eval_bucket": self.forecaster.last_eval_bucket}
             if self.forecaster.series:
@@ -208,13 +216,16 @@ class StationHealth:
 
     @classmethod
     def from_doc(cls, station_id: str, ctx: HealthContext, doc: dict[str, Any] | None,
-                 keep_series: bool = True) -> StationHealth:
-        health = cls(station_id, ctx, keep_series)
+                 in_bucket: bool = False) -> StationHealth:
+        health = cls(station_id, ctx, in_bucket)
         if not doc:
             return health
         for name, t in doc.get("tracks", {}).items():
-            track = MetricTrack(**{**t, "baseline": Baseline(**t["baseline"]),
-                                   "open": {f: OpenFault(**o) for f, o in t["open"].items()}})
+            opened = {f: OpenFault(**o) for f, o in t["open"].items()}
+            if "baseline" not in t:  # a bucket station's document: the numbers are in the bucket's table
+                health.faults.tracks[name] = MetricTrack(open=opened)
+                continue
+            track = MetricTrack(**{**t, "baseline": Baseline(**t["baseline"]), "open": opened})
             if track.pending_jump_value is None:
                 track.pending_jump_value = math.nan
             health.faults.tracks[name] = track
@@ -257,11 +268,17 @@ class HealthBucket:
             self.history.restore(doc["history"], history)
         else:  # a fresh bucket, or one written under another bucket count: its stored history goes too
             self.history.gone.update(b for b, _ in history)
+        self.table = TrackTable.from_doc(list(ctx.metrics), doc.get("tracks") if current else None)
         for station, station_doc in self.stations.items():
             # documents written before the history had its own columns carry each station's series
             series = (station_doc.get("forecast") or {}).pop("series", None)
             if series:
                 self.history.migrate(station, series)
+            # and those written before the track table their tracks' numbers
+            tracks = station_doc.get("tracks") or {}
+            if any("baseline" in t for t in tracks.values()):
+                self.table.load_tracks(station, tracks, station_doc.pop("pm_run", 0))
+                station_doc["tracks"] = {name: {"open": t["open"]} for name, t in tracks.items() if t["open"]}
         self.history.prune()  # migrated series and stored entries may reach back further than the kept span
         # Stations handled since the bucket was read: their detector objects, so a bucket the worker keeps between
         # micro-batches (health_spark) does not rebuild them each batch, and their documents as JSON - bytes, which
@@ -273,7 +290,7 @@ class HealthBucket:
     def _health(self, station: str) -> StationHealth:
         health = self.live.get(station)
         if health is None:
-            health = StationHealth.from_doc(station, self.ctx, self.stations.get(station), keep_series=False)
+            health = StationHealth.from_doc(station, self.ctx, self.stations.get(station), in_bucket=True)
         return health
 
     def _keep(self, station: str, health: StationHealth) -> None:
@@ -325,7 +342,7 @@ class HealthBucket:
             return (float(lat), _opt(batch.lon[row])) if not math.isnan(lat) else fallback[int(station_of[row])]
 
         verdict = observe_batch([h.faults for h in healths], batch.starts, batch.ends, batch.ts_ms, batch.values,
-                                batch.names, locate)
+                                batch.names, locate, self.table, self.table.rows(batch.stations))
         forecasts = self._forecast(batch, healths, verdict.faults)
         events: list[AlertEvent] = []
         for i, health in enumerate(healths):
@@ -334,7 +351,7 @@ class HealthBucket:
             for row in range(a, b):
                 events.extend(verdict.events.get(row, ()))
             if (fc := health.forecaster) is not None and (figures := forecasts.get(i)) is not None:
-                events.extend(fc.decide(int(newest[i]), figures))
+                events.extend(fc.decide(int(newest[i]), figures, health.offline.state.lat, health.offline.state.lon))
             self._keep(batch.stations[i], health)
         events.extend(self.expire(now_ms, skip=set(batch.stations)))
         return verdict.faults, verdict.baseline_z, events
@@ -405,9 +422,11 @@ class HealthBucket:
         return {station: docs[station] for station in sorted(docs)}
 
     def dump_json(self) -> bytes:
-        # orjson writes NaN as null; the one float that can be NaN (a track's pending jump value) is restored on load.
+        # orjson writes NaN as null: a station document's one float that can be NaN (a track's pending jump value) is
+        # restored on load, and the track table's float arrays read null back as NaN.
         return orjson.dumps({"buckets": self.ctx.buckets, "stations": self._documents(),
-                             "history": self.history.meta()})
+                             "history": self.history.meta(), "tracks": self.table.to_doc()},
+                            option=orjson.OPT_SERIALIZE_NUMPY)
 
     def history_changes(self) -> tuple[dict[int, str], list[int]]:
         """The forecast buckets to store and to delete since the last call (saved beside :meth:`dump_json`)."""
