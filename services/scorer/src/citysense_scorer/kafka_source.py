@@ -181,13 +181,18 @@ class EndOffsetProbe:
         """Current end offsets once some partition's end is past ``offsets``, or after ``timeout`` s (then they may
         equal ``offsets``: nothing new arrived)."""
         with self._grew:
-            self._grew.wait_for(lambda: any(end > offsets.get(p, 0) for p, end in self._ends.items()), timeout)
+            self._grew.wait_for(lambda: _beyond(self._ends, offsets), timeout)
             return dict(self._ends)
 
     def close(self) -> None:
         self._stop.set()
         self._thread.join(timeout=5)
         self._consumer.close()
+
+
+def _beyond(ends: dict[int, int], offsets: dict[int, int]) -> bool:
+    """Some partition's end is past its offset in ``offsets`` (new readings to read)."""
+    return any(end > offsets.get(p, 0) for p, end in ends.items())
 
 
 @dataclass
@@ -382,20 +387,21 @@ class KafkaStreamReader(DataSourceStreamReader):
         start = start or self.initialOffset()
         probe = self._ensure_probe(start)
         ends = probe.ends()
-        if self.wait_s and not any(end > int(start.get(str(p), 0)) for p, end in ends.items()):
+        begin = {p: int(start.get(str(p), 0)) for p in ends}
+        if self.wait_s and not _beyond(ends, begin):
             # Nothing new: Spark would run a no-data micro-batch now (the health operator's processing-time timers
             # ask for one on every trigger). Readings that land while it runs - a fleet reporting on the second
             # sends them all at once - then wait for it to finish before their own batch starts. A long poll for
             # them first; if none come, the no-data batch still runs, at most wait_ms later (offline timers are
             # minutes).
             began = time.monotonic()
-            ends = probe.ends_beyond({p: int(start.get(str(p), 0)) for p in ends}, self.wait_s)
-            if any(end > int(start.get(str(p), 0)) for p, end in ends.items()):
+            ends = probe.ends_beyond(begin, self.wait_s)
+            if _beyond(ends, begin):
                 # The first readings of a burst ended the wait; the rest of it follows within milliseconds and
                 # would otherwise miss this batch and wait a whole micro-batch for the next one.
                 time.sleep(max(0.0, min(BURST_GATHER_S, self.wait_s - (time.monotonic() - began))))
                 ends = probe.ends(0)
-        latest = {str(p): max(end, int(start.get(str(p), 0))) for p, end in ends.items()}
+        latest = {str(p): max(end, begin.get(p, 0)) for p, end in ends.items()}
         max_rows = getattr(limit, "max_rows", None) or self.max_per_trigger
         if max_rows:
             latest = _cap(start, latest, int(max_rows))
