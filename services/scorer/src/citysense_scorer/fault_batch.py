@@ -117,13 +117,16 @@ class TrackTable:
         self.names = list(names)
         self.stations: list[str] = []
         self.row_of: dict[str, int] = {}
+        for name, blank in self._blank(0).items():
+            setattr(self, name, blank)
+
+    def _blank(self, stations: int) -> dict[str, np.ndarray]:
+        """Every array of the table for ``stations`` new stations: no tracks, nothing open."""
         width = len(self.names)
-        self.has = np.zeros((0, width), bool)
-        for name, (dtype, fill) in _FIELDS.items():
-            setattr(self, name, np.full((0, width), fill, dtype))
-        self.open = np.zeros((0, width, len(_PER_METRIC)), bool)
-        self.pm_run = np.zeros(0, np.int64)
-        self.pm_open = np.zeros(0, bool)
+        return {"has": np.zeros((stations, width), bool),
+                **{name: np.full((stations, width), fill, dtype) for name, (dtype, fill) in _FIELDS.items()},
+                "open": np.zeros((stations, width, len(_PER_METRIC)), bool),
+                "pm_run": np.zeros(stations, np.int64), "pm_open": np.zeros(stations, bool)}
 
     def rows(self, stations: Sequence[str]) -> np.ndarray:
         """Row of each station, adding the ones the table does not hold yet (no tracks, nothing open)."""
@@ -132,13 +135,8 @@ class TrackTable:
             for s in new:
                 self.row_of[s] = len(self.stations)
                 self.stations.append(s)
-            more, width = len(new), len(self.names)
-            self.has = np.concatenate((self.has, np.zeros((more, width), bool)))
-            for name, (dtype, fill) in _FIELDS.items():
-                setattr(self, name, np.concatenate((getattr(self, name), np.full((more, width), fill, dtype))))
-            self.open = np.concatenate((self.open, np.zeros((more, width, len(_PER_METRIC)), bool)))
-            self.pm_run = np.concatenate((self.pm_run, np.zeros(more, np.int64)))
-            self.pm_open = np.concatenate((self.pm_open, np.zeros(more, bool)))
+            for name, blank in self._blank(len(new)).items():
+                setattr(self, name, np.concatenate((getattr(self, name), blank)))
         return np.array([self.row_of[s] for s in stations], np.int64)
 
     def gather(self, rows: np.ndarray, names: Sequence[str]) -> _Tracks:
@@ -166,7 +164,8 @@ class TrackTable:
 
     def load_tracks(self, station: str, tracks: dict[str, dict], pm_run: int) -> None:
         """Take one station's numeric state from its tracks as :class:`MetricTrack` documents (the per-station
-        layout written before the table; metrics the table does not have are left out)."""
+        layout written before the table; metrics the table does not have are left out). Many stations: add their
+        rows first (:meth:`rows`), which grows the arrays once."""
         row = int(self.rows([station])[0])
         for name, t in tracks.items():
             if name not in self.names:

@@ -274,11 +274,14 @@ class HealthBucket:
             series = (station_doc.get("forecast") or {}).pop("series", None)
             if series:
                 self.history.migrate(station, series)
-            # and those written before the track table their tracks' numbers
-            tracks = station_doc.get("tracks") or {}
-            if any("baseline" in t for t in tracks.values()):
-                self.table.load_tracks(station, tracks, station_doc.pop("pm_run", 0))
-                station_doc["tracks"] = {name: {"open": t["open"]} for name, t in tracks.items() if t["open"]}
+        # and those written before the track table their tracks' numbers (the table grows once for all of them)
+        numbered = {s: d for s, d in self.stations.items()
+                    if any("baseline" in t for t in (d.get("tracks") or {}).values())}
+        self.table.rows(list(numbered))
+        for station, station_doc in numbered.items():
+            tracks = station_doc["tracks"]
+            self.table.load_tracks(station, tracks, station_doc.pop("pm_run", 0))
+            station_doc["tracks"] = {name: {"open": t["open"]} for name, t in tracks.items() if t["open"]}
         self.history.prune()  # migrated series and stored entries may reach back further than the kept span
         # Stations handled since the bucket was read: their detector objects, so a bucket the worker keeps between
         # micro-batches (health_spark) does not rebuild them each batch, and their documents as JSON - bytes, which
