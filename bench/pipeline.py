@@ -35,8 +35,10 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 # Stack settings a benchmark run may choose from its own environment (every other CITYSENSE_* is the bench's): station
-# health, and the scorer's Kafka read tasks (to compare against one task per partition, as before).
-CHOSEN_SETTINGS = ("CITYSENSE_HEALTH_ENABLED", "CITYSENSE_SCORER_SOURCE_TASKS", "CITYSENSE_SCORER_SOURCE_WAIT_MS")
+# health, the scorer's Kafka read tasks (to compare against one task per partition, as before) and its source wait,
+# and a durable local broker (its log on disk, memory flat: for a soak of a long-running install).
+CHOSEN_SETTINGS = ("CITYSENSE_HEALTH_ENABLED", "CITYSENSE_SCORER_SOURCE_TASKS", "CITYSENSE_SCORER_SOURCE_WAIT_MS",
+                   "CITYSENSE_DURABLE")
 
 
 def free_port() -> int:
@@ -282,7 +284,8 @@ class StackRun:
         """Memory by component (launcher, broker, scorer incl. JVM and Python workers, ...) and the total; VmRSS
         unless ``measure`` is :func:`pss_bytes`."""
         state = self.refresh_state()
-        names = {state.get("launcher"): "launcher", state.get("broker"): "broker",
+        # A durable broker's object store (localbucket) holds its log: part of the broker.
+        names = {state.get("launcher"): "launcher", state.get("broker"): "broker", state.get("object_store"): "broker",
                  **{pid: name for name, pid in state.get("components", {}).items()}}
         out: dict[str, int] = {}
         for pid in self.pids():

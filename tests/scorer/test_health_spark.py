@@ -294,6 +294,12 @@ def test_output_frames_are_converted_without_writing_into_a_column_selection(reg
     assert out["s"].dtype == object and out["s"].iloc[0] == "p" and pd.isna(out["s"].iloc[1])
     assert out["station_id"].tolist() == ["a", "b"]
     assert selection["gone"].dtype == "float64"  # the caller's frame is left as it was
+    # A double output column stays float (NaN is null to Arrow); nullable ints still become objects.
+    doubles = pd.DataFrame({"z": [float("nan")] * 2, "n": pd.array([1, None], dtype="Int64"), "ok": [True, False]})
+    kept = _plain(doubles, frozenset({"z"}))
+    assert kept["z"].dtype == "float64" and kept["ok"].dtype == bool
+    assert kept["n"].dtype == object and kept["n"].iloc[0] == 1
+    assert _plain(doubles)["z"].tolist() == [None, None]  # not declared double: all-null becomes None
     assert readings["health_event"].tolist() == [None] * len(readings)
 
 

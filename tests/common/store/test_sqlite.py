@@ -15,6 +15,7 @@ from citysense_common.settings import SettingsError, load_settings
 from citysense_common.store import (
     EnrichedReading,
     SQLiteStore,
+    StationRecord,
     StoreError,
     StoreSettings,
     open_store,
@@ -119,6 +120,23 @@ def test_an_invalid_batch_is_rejected_whole(tmp_path: Path) -> None:
     with pytest.raises(ValueError):
         store.write_readings([good, nan])
     assert store.read_readings("st", T0, T0 + timedelta(days=1)).items == []
+
+
+def test_station_latest_values_round_trip_exactly_and_a_nan_is_refused(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "s.db")
+    store.migrate()
+    latest = {"pm2_5": 0.1 + 0.2, "pressure": 1e16, "noise_level": -0.0, "rainfall": 5e-324, "humidity": 71.0}
+    record = StationRecord(station_id="st-1", last_seen=T0, last_seq=1, latest=latest, lat=None, lon=None)
+    store.upsert_stations([record])
+    assert store.get_station("st-1") == record
+    stored = json.loads(sqlite3.connect(tmp_path / "s.db").execute("SELECT latest FROM stations").fetchone()[0])
+    assert stored == latest
+    for bad in (float("nan"), float("inf")):
+        later = StationRecord(station_id="st-1", last_seen=T0 + timedelta(seconds=1), last_seq=2,
+                              latest={"pm2_5": bad})
+        with pytest.raises(ValueError, match="finite"):
+            store.upsert_stations([later])
+        assert store.get_station("st-1") == record  # nothing written
 
 
 def test_migrations_are_recorded_once(tmp_path: Path) -> None:

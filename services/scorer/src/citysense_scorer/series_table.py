@@ -30,12 +30,16 @@ def grow(array: np.ndarray, rows: int, fill: float | int) -> np.ndarray:
     return bigger
 
 
-def runs(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Start and end (exclusive) of each run of equal values in sorted ``keys``."""
-    if not len(keys):
+def runs(*keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Start and end (exclusive) of each run of rows equal in every one of ``keys`` (sorted, same length)."""
+    if not len(keys[0]):
         return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
-    starts = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]])
-    return starts, np.r_[starts[1:], len(keys)]
+    change = np.zeros(len(keys[0]), dtype=bool)
+    change[0] = True
+    for key in keys:
+        change[1:] |= key[1:] != key[:-1]
+    starts = np.flatnonzero(change)
+    return starts, np.r_[starts[1:], len(keys[0])]
 
 
 @dataclass
