@@ -157,10 +157,14 @@ class StationHealthProcessor(StatefulProcessor):
         self._save(key[0], bucket)
         # The verdict as plain columns: pandas hands them to Arrow as whole arrays (a per-row JSON or list column
         # cost a Python object per reading here and a parser per reading in the JVM).
-        verdict = {name: faults[:, j] for j, name in enumerate(self.fault_columns)}
-        verdict.update({name: zs[:, j] for j, name in enumerate(self.z_columns)})
-        pdf = pdf.assign(**verdict, health_event=None)
-        yield _plain(pdf[self.columns], self.doubles)
+        # The output frame is built in one go from the columns (assign + selection inserted the 25 new columns one
+        # by one: ~2.4 of ~13 ms per bucket).
+        columns: dict[str, Any] = {name: faults[:, j] for j, name in enumerate(self.fault_columns)}
+        columns.update({name: zs[:, j] for j, name in enumerate(self.z_columns)})
+        columns["health_event"] = np.full(len(pdf), None, dtype=object)
+        out = pd.DataFrame({name: columns[name] if name in columns else pdf[name] for name in self.columns},
+                           copy=False)
+        yield _plain(out, self.doubles)
         if events:
             yield self._event_rows(events)
 
