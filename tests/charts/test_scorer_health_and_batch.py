@@ -54,12 +54,27 @@ def test_state_partitions_and_source_tasks_follow_the_executor_cores(monkeypatch
     assert (settings.scorer_shuffle_partitions, settings.scorer_source_tasks) == (6, 6)
 
 
+def test_stream_pacing_reaches_the_scorer_settings(default_docs, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: ANN001
+    from citysense_scorer.settings import scorer_settings
+
+    default = env_of(find(default_docs, "SparkApplication", STREAM)["spec"]["driver"])
+    assert (default["CITYSENSE_SCORER_TRIGGER_MS"], default["CITYSENSE_SCORER_SOURCE_WAIT_MS"]) == ("500", "500")
+    docs = render(values={"scorer.stream": {"triggerMs": 0, "sourceWaitMs": 250}})
+    env = env_of(find(docs, "SparkApplication", STREAM)["spec"]["driver"])
+    for name in ("CITYSENSE_SCORER_TRIGGER_MS", "CITYSENSE_SCORER_SOURCE_WAIT_MS"):
+        monkeypatch.setenv(name, env[name])
+    settings = scorer_settings()
+    assert (settings.scorer_trigger_ms, settings.scorer_source_wait_ms) == (0, 250)
+
+
 @pytest.mark.parametrize(("values", "needle"), [
     ({"scorer.health.offlineAfterSeconds": 0}, "offlineAfterSeconds"),
     ({"scorer.health.enabled": "yes"}, "enabled"),
     ({"scorer.health.offlineGroups": {"lora-*": "slow"}}, "offlineGroups"),
     ({"scorer.health.offlineAfter": 60}, "additional properties"),
-], ids=["zero-offline-after", "enabled-not-bool", "group-not-a-number", "typo"])
+    ({"scorer.stream.sourceWaitMs": -1}, "sourceWaitMs"),
+    ({"scorer.stream.triggerMs": "fast"}, "triggerMs"),
+], ids=["zero-offline-after", "enabled-not-bool", "group-not-a-number", "typo", "negative-wait", "trigger-not-int"])
 def test_bad_health_values_are_rejected(values: dict, needle: str) -> None:
     result = template_raw(values=values)
     assert result.returncode != 0, f"helm accepted {values}"

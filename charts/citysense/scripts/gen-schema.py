@@ -253,6 +253,13 @@ SCHEMA = {
             "sparkConf": {"type": "object", "additionalProperties": {"type": ["string", "number", "boolean"]}},
             "hadoopConf": {"type": "object", "additionalProperties": {"type": ["string", "number", "boolean"]}},
             "extraEnv": POD_EXTRAS["extraEnv"],
+            "stream": obj({
+                "triggerMs": {"type": "integer", "minimum": 0,
+                              "description": "micro-batch trigger interval (ms); 0 = back to back"},
+                "sourceWaitMs": {"type": "integer", "minimum": 0,
+                                 "description": "how long the Kafka source waits for new readings before a "
+                                                "micro-batch without data (ms); 0 = no wait"},
+            }, ["triggerMs", "sourceWaitMs"]),
             "health": obj({
                 "enabled": BOOL,
                 "offlineAfterSeconds": {"type": "number", "exclusiveMinimum": 0},

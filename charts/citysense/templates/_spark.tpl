@@ -30,6 +30,12 @@ working directory /opt/spark/work-dir; driver and executors run the same image.
   value: "131072"
 - name: ARROW_DEFAULT_MEMORY_POOL
   value: system
+{{- with .Values.scorer.stream }}
+- name: CITYSENSE_SCORER_TRIGGER_MS
+  value: {{ .triggerMs | quote }}
+- name: CITYSENSE_SCORER_SOURCE_WAIT_MS
+  value: {{ .sourceWaitMs | quote }}
+{{- end }}
 {{- with .Values.scorer.health }}
 - name: CITYSENSE_HEALTH_ENABLED
   value: {{ .enabled | quote }}
