@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import json
 import time
 import zlib
 from datetime import UTC, datetime, timedelta
@@ -353,13 +354,20 @@ def test_a_bucket_whose_stored_state_cannot_be_read_starts_afresh(registry: Regi
     """Damaged bytes in the state store (a document or a history entry that is not valid base64, zlib or JSON) must
     not fail every micro-batch from then on: the bucket's stations start learning afresh, the error is logged with
     the key, and the next save writes a readable state and deletes the damaged history."""
-    from citysense_scorer.health_spark import split_state, state_json
+    from citysense_scorer.health_spark import encode_state, split_state, state_json
 
     fresh, fresh_handle = processor(registry)
     want = batch(fresh, 0)
     damaged_documents = ["z:not base64 at all", "zs:100:not base64 at all", "zs:100:" + base64.b64encode(b"no zstd")
                          .decode(), "zs:" + base64.b64encode(b"no size").decode(), "zs:x:AAAA"]
-    for damage in (*damaged_documents, "history"):
+    # valid JSON of the wrong shape: a track array missing, a list where a list of stations belongs, not an object
+    good_doc = json.loads(state_json(split_state(fresh_handle.state.value[0])[1]))
+    no_track = json.loads(json.dumps(good_doc))
+    del no_track["tracks"]["has"]
+    stations_not_a_list = {**good_doc, "tracks": {**good_doc["tracks"], "stations": 5}}
+    misshapen = [encode_state("someone-else", json.dumps(d).encode()).split("\n", 1)[1]
+                 for d in (no_track, stations_not_a_list, [1, 2], {**good_doc, "stations": None})]
+    for damage in (*damaged_documents, *misshapen, "history"):
         proc, handle = processor(registry)
         batch(proc, 0)
         handle.written_by("someone-else")

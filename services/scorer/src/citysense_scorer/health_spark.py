@@ -103,7 +103,9 @@ class StationHealthProcessor(StatefulProcessor):
         history = [(int(k[0]), str(v[0])) for k, v in self.history.iterator()] if body is not None else []
         try:
             return HealthBucket(self.ctx, state_json(body), history)
-        except (ValueError, OSError, zlib.error) as err:  # bad base64, zstd, zlib or JSON (document or history)
+        # bad base64, zstd, zlib or JSON (document or history), or JSON of the wrong shape (a document the scorer
+        # wrote is always complete; one damaged by hand or by a bug must not stop the stream either)
+        except (ValueError, OSError, zlib.error, KeyError, TypeError, AttributeError, IndexError) as err:
             # Failing here would fail every micro-batch from now on: nothing would be scored any more. The bucket's
             # stations start learning afresh instead (baselines warm up again, open health alerts stay open), and
             # its stored history is deleted on the next save. Deterministic: a re-run makes the same choice.
