@@ -128,6 +128,29 @@ def test_reading_batch_z_column_absent_in_every_row_is_not_stored(store: Store) 
     assert sorted(store.read_readings("st-e", at(0), at(10)).items, key=lambda r: r.seq) == bare
 
 
+@pytest.mark.parametrize("patterns", [2, 40], ids=["few-z-patterns", "a-pattern-per-row"])
+def test_reading_batch_rows_keep_their_own_z_scores(store: Store, patterns: int) -> None:
+    """Rows of one batch carry different sets of z-scores (metrics a station does not measure, baselines learned
+    for some stations only): each row stores exactly its finite ones, whether rows share a few sets or each has its
+    own; an infinite z is left out like a NaN."""
+    rng = np.random.default_rng(patterns)
+    n, names = 40, ("pm2_5", "pm10", "noise_level", "station:pm2_5", "station:pm10")
+    zscores = np.round(rng.normal(0, 3, (n, len(names))), 4)
+    if patterns == 2:
+        zscores[::2, 3:] = np.nan  # baselines not learned for every other station
+    else:
+        zscores[rng.random(zscores.shape) < 0.4] = np.nan
+    zscores[5, 0] = np.inf
+    zscores[7, :] = np.nan
+    readings = [EnrichedReading(f"st-z{i % 3}", at(i), i, {"pm2_5": 10.0}, ingested_at=at(50)) for i in range(n)]
+    store.write_reading_batch(replace(ReadingBatch.of(readings), z_names=names, zscores=zscores))
+    got = {r.seq: r.zscores for s in range(3) for r in store.read_readings(f"st-z{s}", at(0), at(60), limit=n).items}
+    want = {i: {name: float(v) for name, v in zip(names, zscores[i], strict=True) if np.isfinite(v)}
+            for i in range(n)}
+    assert got == want
+    assert want[7] == {} and "pm2_5" not in want[5]
+
+
 def test_naive_datetimes_are_utc(store: Store) -> None:
     store.write_readings([EnrichedReading("st-1", at(5).replace(tzinfo=None), 0, {"pm2_5": 1.0})])
     assert store.read_readings("st-1", at(0), at(10)).items[0].ts == at(5)

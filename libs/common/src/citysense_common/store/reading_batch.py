@@ -43,7 +43,7 @@ class ReadingBatch:
     def rows(self) -> Iterator[EnrichedReading]:
         """The same readings as objects (backends without a column-wise write path, and tests)."""
         for i in range(len(self)):
-            zs = {n: float(v) for n, v in zip(self.z_names, self.zscores[i], strict=True) if not math.isnan(v)}
+            zs = {n: float(v) for n, v in zip(self.z_names, self.zscores[i], strict=True) if math.isfinite(v)}
             lat, lon = float(self.lat[i]), float(self.lon[i])
             yield EnrichedReading(
                 station_id=self.station_id[i],

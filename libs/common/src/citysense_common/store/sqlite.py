@@ -111,21 +111,35 @@ def _json_list(names: Sequence[str]) -> str | None:
 
 
 def _zscore_json(batch: ReadingBatch) -> list[str | None]:
-    """The ``zscores`` JSON object per row (None when a row has none), as ``write_readings`` writes it."""
+    """The ``zscores`` JSON object per row (None when a row has none), as ``write_readings`` writes it.
+
+    Rows share few patterns of which z-scores they carry (all of them; all but the station baselines not learned
+    yet; ...), so the columns a row keeps are picked once per pattern, not by a mask per row. A NaN or infinite z
+    is left out (JSON has no spelling for either)."""
     z = batch.zscores
-    present = ~np.isnan(z)
+    present = np.isfinite(z)
     used = present.any(axis=0)  # e.g. the station baselines' z before they are learned: absent in every row
+    out: list[str | None] = [None] * len(batch)
     if not used.any():
-        return [None] * len(batch)
+        return out
     keys = np.array(batch.z_names, dtype=object)[used]
     z, present = z[:, used], present[:, used]
-    rows = z.tolist()
-    if present.all():
-        # The common case: one template for every row ('%r' of a float is its JSON spelling).
-        template = "{" + ",".join(f"{orjson.dumps(k).decode()}:%r" for k in keys) + "}"
-        return [template % tuple(row) for row in rows]
-    return [orjson.dumps(dict(zip(keys[p].tolist(), np.asarray(row)[p].tolist(), strict=True))).decode()
-            if p.any() else None for row, p in zip(rows, present, strict=True)]
+    # a row's pattern as one integer per 62 columns (a registry has a few dozen metrics, z for each twice)
+    chunks = [present[:, a:a + 62] @ (1 << np.arange(min(62, present.shape[1] - a), dtype=np.int64))
+              for a in range(0, present.shape[1], 62)]
+    _, first, which = np.unique(np.stack(chunks, axis=1), axis=0, return_index=True, return_inverse=True)
+    if len(first) * 8 > len(z):  # hardly a pattern shared: a mask per row is cheaper than one pass per pattern
+        return [orjson.dumps(dict(zip(keys[p].tolist(), values[p].tolist(), strict=True))).decode() if p.any()
+                else None for values, p in zip(z, present, strict=True)]
+    which = which.reshape(-1)
+    for k, row in enumerate(first.tolist()):
+        cols = np.flatnonzero(present[row])
+        if not len(cols):
+            continue
+        names, rows = keys[cols].tolist(), np.flatnonzero(which == k)
+        for i, values in zip(rows.tolist(), z[np.ix_(rows, cols)].tolist(), strict=True):
+            out[i] = orjson.dumps(dict(zip(names, values, strict=True))).decode()
+    return out
 
 
 _READING_COLUMNS = (
