@@ -118,3 +118,13 @@ def test_the_station_row_keeps_the_last_known_location_and_every_outlier_name(re
     assert stations.loc["a", "outlier_metrics"] == "pm10,pm2_5"
     assert stations.loc["a", "zmax"] == 1.0 and np.isnan(stations.loc["b", "zmax"])
     assert stations.loc["a", "last_ms"] == T0 + 3
+
+
+def test_an_empty_batch_reduces_to_empty_frames(registry) -> None:  # noqa: ANN001
+    engine = AlertEngine(rules(), registry, watermark_ms=10**12, outlier_cooldown_ms=0)
+    empty = hostile_batch(np.random.default_rng(0), 1, 1, span_ms=1, integers=True).iloc[:0]
+    got = engine.reduce(empty)
+    assert got.series_aggs.empty and list(got.series_aggs.columns) == SERIES_AGG_COLUMNS
+    assert got.stations.empty
+    assert list(got.stations.columns) == ["station_id", "slice", "last_ms", "lat", "lon", "outlier", "zmax",
+                                          "outlier_metrics"]

@@ -131,7 +131,7 @@ def _last_known(values: np.ndarray, first: np.ndarray) -> np.ndarray:
     """Per run: its last non-NaN value, NaN if it has none (pandas' ``GroupBy.last``)."""
     position = np.where(np.isnan(values), -1, np.arange(len(values)))
     at = _reduce_runs(np.maximum, position, first)  # the last known row of each run, or -1
-    return np.where(at >= first, values[np.maximum(at, 0)], np.nan) if len(first) else values[:0]
+    return np.where(at >= first, values[np.maximum(at, 0)], np.nan)
 
 
 class AlertEngine:
@@ -161,7 +161,6 @@ class AlertEngine:
         key order, and its numbers are numpy reductions over the runs. (A pandas groupby per series cost ~60 ms per
         5,000-reading batch on the way to the alert; this ~10 ms. tests/scorer/test_engine_reduce.py holds the
         groupby version as the reference.)"""
-        n = len(readings)
         codes, uniques = pd.factorize(readings["station_id"], sort=True)  # code order = station id order
         ts = readings["ts_ms"].to_numpy(dtype=np.int64)
         order = np.lexsort((ts, codes))  # stable: readings with equal times keep their order
@@ -193,7 +192,7 @@ class AlertEngine:
             "station_id": ids[codes[first]], "slice": slices[first], "last_ms": ts[last],
             "lat": _last_known(readings["lat"].to_numpy(dtype="float64")[order], first),
             "lon": _last_known(readings["lon"].to_numpy(dtype="float64")[order], first),
-            "outlier": np.add.reduceat(n_outliers, first) > 0 if n else np.zeros(0, dtype=bool),
+            "outlier": _reduce_runs(np.add, n_outliers, first) > 0,
             "zmax": _reduce_runs(np.fmax, readings["zmax"].to_numpy(dtype="float64")[order], first),  # NaN-skipping
         })
         # Outlier names: a Python join per group, so only over the (few) readings that have any.

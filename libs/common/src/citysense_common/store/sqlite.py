@@ -131,7 +131,7 @@ def _zscore_json(batch: ReadingBatch) -> list[str | None]:
     if len(first) * 8 > len(z):  # hardly a pattern shared: a mask per row is cheaper than one pass per pattern
         return [orjson.dumps(dict(zip(keys[p].tolist(), values[p].tolist(), strict=True))).decode() if p.any()
                 else None for values, p in zip(z, present, strict=True)]
-    which = which.reshape(-1)
+    which = which.reshape(-1)  # numpy 2.0/2.1 return it with the unique axis kept
     for k, row in enumerate(first.tolist()):
         cols = np.flatnonzero(present[row])
         if not len(cols):
