@@ -203,7 +203,7 @@ class TrackTable:
             table.has[:, mine] = np.array(doc["has"], bool).reshape(len(table.stations), -1)[:, theirs]
             for name, (dtype, _) in _FIELDS.items():
                 # null (NaN written by orjson) becomes NaN again in a float64 array
-                table_values = np.array(doc[name], np.float64 if dtype is np.float64 else dtype)
+                table_values = np.array(doc[name], dtype)
                 getattr(table, name)[:, mine] = table_values.reshape(len(table.stations), -1)[:, theirs]
             opened = np.array(doc["open"], bool).reshape(len(table.stations), -1, len(_PER_METRIC))
             table.open[:, mine] = opened[:, theirs]
