@@ -59,13 +59,13 @@ def produce(bootstrap: str, rate: int, stations: int, stop: threading.Event, tic
 def measure(tasks: int, rate: int, stations: int, seconds: float, warmup: float) -> dict:
     """One broker and one Spark session; ``warmup`` s of load unrecorded, then ``seconds`` recorded."""
     from citysense_common.kafka import TopicSpec, ensure_topics
-    from citysense_localstack.broker import running_broker
+    from citysense_localstack.servers.kafka import running_kafka
     from citysense_scorer.settings import scorer_settings
     from citysense_scorer.spark import build_session
     from citysense_scorer.stream import source_frame
 
     tmp = Path(tempfile.mkdtemp(prefix="citysense-floor-"))
-    with running_broker(log_path=tmp / "broker.log") as broker:
+    with running_kafka(log_path=tmp / "broker.log") as broker:
         ensure_topics(broker.bootstrap, [TopicSpec(TOPIC, PARTITIONS)])
         settings = scorer_settings(kafka_bootstrap=broker.bootstrap, data_dir=tmp, scorer_source_tasks=tasks)
         spark = build_session(settings.scorer_spark_master, shuffle_partitions=1,

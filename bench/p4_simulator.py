@@ -129,9 +129,9 @@ def main() -> int:
         return 0
 
     from citysense_common.kafka import TopicSpec, ensure_topics
-    from citysense_localstack.broker import running_broker
+    from citysense_localstack.servers.kafka import running_kafka
 
-    with running_broker() as broker:
+    with running_kafka() as broker:
         _pin_pid(broker.proc.pid, 1)
         ensure_topics(broker.bootstrap, [TopicSpec(TOPIC, 6)])
         progress(f"P4 citysense simulator: {args.stations} stations, {args.seconds:.0f}s on CPU 0")

@@ -103,7 +103,7 @@ def result_of(proc: subprocess.Popen) -> dict:
 
 def measure(data: Path, bootstrap: str, args: argparse.Namespace, cache_s: float) -> dict[str, dict]:
     """One API run (fresh processes) under the two-endpoint load; wrk's result per endpoint."""
-    from citysense_localstack.broker import free_port
+    from citysense_localstack.servers.net import free_port
 
     port = free_port()
     env = {**os.environ, "CITYSENSE_DATA_DIR": str(data), "CITYSENSE_KAFKA_BOOTSTRAP": bootstrap,
@@ -160,9 +160,9 @@ def main() -> int:
         print("P5 needs wrk: apt-get install wrk", file=sys.stderr)
         return 2
 
-    from citysense_localstack.broker import running_broker
+    from citysense_localstack.servers.kafka import running_kafka
 
-    with tempfile.TemporaryDirectory() as tmp, running_broker() as broker:
+    with tempfile.TemporaryDirectory() as tmp, running_kafka() as broker:
         data = Path(tmp)
         progress(f"P5 seeding {args.stations} stations and {args.alerts} active alerts")
         seed(data, args.stations, args.alerts)

@@ -1,4 +1,4 @@
-"""Fixtures shared by the whole suite: a real Kafka-protocol broker and settings pointed at it."""
+"""Fixtures shared by the whole suite: a real Apache Kafka broker and settings pointed at it."""
 
 from __future__ import annotations
 
@@ -7,16 +7,17 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from citysense_localstack.broker import LocalBroker, running_broker
+from citysense_localstack.servers.kafka import KafkaBroker, running_kafka
 
 REPO = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="session")
-def kafka_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalBroker]:
-    """One tansu broker for the session on a free loopback port (tests isolate by unique topic names)."""
-    log = tmp_path_factory.mktemp("broker") / "tansu.log"
-    with running_broker(log_path=log) as broker:
+def kafka_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KafkaBroker]:
+    """One Apache Kafka broker (KRaft, one node) for the session on free loopback ports; tests isolate by unique
+    topic names."""
+    data = tmp_path_factory.mktemp("kafka")
+    with running_kafka(data, log_path=data / "kafka.log") as broker:
         yield broker
 
 

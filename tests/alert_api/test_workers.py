@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 import httpx
-from citysense_localstack.broker import free_port
+from citysense_localstack.servers.net import free_port
 
 
 def test_two_workers_serve_reads_and_authenticated_writes(tmp_path: Path, kafka_broker) -> None:  # noqa: ANN001

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from citysense_common import java
+from citysense_common.jvm import java
 
 
 def fake_java(home: Path, version: str) -> Path:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 from citysense_common.contract import parse_reading
-from citysense_localstack.broker import free_port
+from citysense_localstack.servers.net import free_port
 from confluent_kafka import Consumer, TopicPartition
 
 REPO = Path(__file__).resolve().parents[2]

@@ -28,7 +28,7 @@ import pytest
 from citysense_common.contract import ContractError, format_ts
 from citysense_common.kafka import TopicSpec, ensure_topics
 from citysense_common.registry import load_registry
-from citysense_localstack.broker import free_port
+from citysense_localstack.servers.net import free_port
 from citysense_scorer.reference import validate_reading
 from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
 from hypothesis import HealthCheck, example, given, settings

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from citysense_common.java import ensure_java
+from citysense_common.jvm.java import ensure_java
 from citysense_common.registry import Registry, load_registry
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 import urllib.request
 
-from citysense_localstack.broker import free_port
+from citysense_localstack.servers.net import free_port
 from citysense_simulator import runner
 from citysense_simulator.settings import load
 from citysense_simulator.telemetry import SimulatorTelemetry

@@ -7,7 +7,7 @@ import ctypes.util
 import os
 import sys
 
-from citysense_common.java import ensure_java
+from citysense_common.jvm.java import ensure_java
 from pyspark.sql import SparkSession
 
 from citysense_scorer.kafka_source import KafkaDataSource

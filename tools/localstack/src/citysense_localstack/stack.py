@@ -1,9 +1,10 @@
 """``make up``: the whole pipeline on one machine, supervised, stopped cleanly on Ctrl-C or SIGTERM.
 
-Order: broker -> topics -> scorer -> alert API -> notifier -> simulator; stopping runs the other way, so producers
-stop before their consumers and the broker goes last. A component that dies is restarted with backoff (the scorer
-resumes from its checkpoint). Children run in their own process groups with a parent-death signal, so even a
-SIGKILLed launcher leaves no orphan behind.
+Order: Kafka -> topics -> (Cassandra, with ``CITYSENSE_STORE=cassandra``) -> scorer -> alert API -> notifier ->
+simulator; stopping runs the other way, so producers stop before their consumers and the servers go last. Kafka and
+Cassandra keep their data under DATA_DIR (``kafka/``, ``cassandra/``) across runs. A component that dies is restarted
+with backoff (the scorer resumes from its checkpoint); so is Kafka, on the same port and data. Children run in their
+own process groups with a parent-death signal, so even a SIGKILLed launcher leaves no orphan behind.
 """
 
 from __future__ import annotations
@@ -21,13 +22,14 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from citysense_common.java import JavaNotFound, ensure_java
+from citysense_common.jvm.java import JavaNotFound, ensure_java
 from citysense_common.kafka import default_topics, ensure_topics, wait_for_broker
-from citysense_common.settings import CommonSettings, load_settings
+from citysense_common.settings import load_settings
+from citysense_common.store.settings import StoreSettings
 from pydantic import Field
 
-from citysense_localstack.broker import LocalBroker, start_broker
 from citysense_localstack.procs import spawn, stop
+from citysense_localstack.servers.kafka import KafkaBroker, start_kafka
 
 log = logging.getLogger("citysense.stack")
 
@@ -35,7 +37,7 @@ RESTART_LIMIT = 5  # restarts of one component within RESTART_WINDOW_S before th
 RESTART_WINDOW_S = 300.0
 
 
-class StackSettings(CommonSettings):
+class StackSettings(StoreSettings):
     stations: int = Field(default=50, ge=0, description="simulated stations; 0 runs no simulator")
     rate_hz: float = Field(default=1.0, gt=0)
     api_port: int = Field(default=8000, ge=1, le=65535)
@@ -43,7 +45,8 @@ class StackSettings(CommonSettings):
     webhook_allowed_networks: str = Field(default="127.0.0.0/8,::1/128",
                                           description="local subscribers may be on this machine")
     env: str = Field(default="development")
-    durable: bool = Field(default=False, description="keep the local broker's data under DATA_DIR/broker")
+    kafka_heap_mb: int = Field(default=512, ge=128, description="heap of the local Kafka broker")
+    cassandra_heap_mb: int = Field(default=768, ge=256, description="heap of the local Cassandra node")
     components: str = Field(default="scorer,alert-api,notifier,simulator",
                             description="which components to run, comma-separated")
 
@@ -100,7 +103,8 @@ class Stack:
         self.data_dir = settings.data_dir.resolve()
         self.logs = self.data_dir / "logs"
         self.stopping = StopFlag()
-        self.broker: LocalBroker | None = None
+        self.broker: KafkaBroker | None = None
+        self.cassandra = None  # the local Cassandra node, with CITYSENSE_STORE=cassandra and no hosts set
         self.components = plan(settings)
 
     # ---- environment handed to every child -------------------------------------------------------------
@@ -117,6 +121,7 @@ class Stack:
             "CITYSENSE_INSTANCE_ID": s.instance_id,
             "CITYSENSE_WEBHOOK_ALLOWED_NETWORKS": env.get("CITYSENSE_WEBHOOK_ALLOWED_NETWORKS",
                                                           s.webhook_allowed_networks),
+            "CITYSENSE_STORE": s.store,
             "PYTHONUNBUFFERED": "1",
         })
         return env
@@ -129,12 +134,13 @@ class Stack:
             log.info("using Kafka at %s (no local broker)", s.kafka_bootstrap)
             wait_for_broker(s.kafka_bootstrap, timeout=30, extra=s.kafka_options)
         else:
-            log.info("starting the local Kafka-protocol broker (tansu, %s) on 127.0.0.1:%d",
-                     "durable" if s.durable else "in memory", s.kafka_port)
-            self.broker = start_broker(s.kafka_port, log_path=self.logs / "broker.log",
-                                       durable_dir=self.data_dir / "broker" if s.durable else None)
+            log.info("starting Apache Kafka on 127.0.0.1:%d (data: %s)", s.kafka_port, self.data_dir / "kafka")
+            self.broker = self._start_kafka()
+            log.info("%s is up on %s", self.broker.title, self.broker.bootstrap)
         created = ensure_topics(s.bootstrap, default_topics(s), extra=s.kafka_options)
         log.info("topics ready%s", f" (created {', '.join(created)})" if created else "")
+        if s.store == "cassandra":
+            self._start_store()
         if any(c.name == "scorer" for c in self.components):
             log.info("Java for Spark: %s", ensure_java())
         env = self.child_env()
@@ -145,6 +151,29 @@ class Stack:
             if component.name == "alert-api":
                 self._wait_http(component, f"{component.address}/healthz")
         self._write_state()
+
+    def _start_kafka(self) -> KafkaBroker:
+        return start_kafka(self.data_dir / "kafka", port=self.settings.kafka_port, log_path=self.logs / "kafka.log",
+                           heap_mb=self.settings.kafka_heap_mb, progress=_progress)
+
+    def _start_store(self) -> None:
+        """Cassandra: the configured cluster, or a local node under DATA_DIR/cassandra; then the CQL migrations."""
+        from citysense_common.store.factory import open_store
+
+        s = self.settings
+        if s.cassandra_hosts:
+            log.info("using Cassandra at %s:%d (no local node)", ",".join(s.cassandra_hosts), s.cassandra_port)
+        else:
+            from citysense_localstack.servers.cassandra import start_cassandra
+
+            log.info("starting Apache Cassandra on 127.0.0.1:%d (data: %s)", s.cassandra_port,
+                     self.data_dir / "cassandra")
+            self.cassandra = start_cassandra(self.data_dir / "cassandra", port=s.cassandra_port,
+                                             log_path=self.logs / "cassandra.log", heap_mb=s.cassandra_heap_mb,
+                                             progress=_progress)
+            s = self.settings = s.model_copy(update={"cassandra_hosts": [self.cassandra.host]})
+        open_store(s).close()  # applies the CQL migrations before any component starts
+        log.info("Cassandra store ready (keyspace %s)", s.cassandra_keyspace)
 
     def _launch(self, component: Component, env: dict[str, str]) -> None:
         component.proc = spawn(component.argv, env=env, log_path=str(self.logs / f"{component.name}.log"))
@@ -167,14 +196,18 @@ class Stack:
     def _write_state(self) -> None:
         state = {"launcher": os.getpid(),
                  "broker": self.broker.proc.pid if self.broker else None,
-                 "object_store": self.broker.object_store.pid if self.broker and self.broker.object_store else None,
+                 "cassandra": self.cassandra.proc.pid if self.cassandra else None,
                  "components": {c.name: c.proc.pid for c in self.components if c.proc}}
         (self.data_dir / "stack.json").write_text(json.dumps(state, indent=2), encoding="utf-8")
 
     def summary(self) -> str:
         s = self.settings
-        kind = "" if s.kafka_bootstrap else (" (tansu, durable)" if s.durable else " (tansu, in memory)")
-        rows = [("broker", s.bootstrap + kind, "broker.log")]
+        kind = f" ({self.broker.title})" if self.broker else ""
+        rows = [("kafka", s.bootstrap + kind, "kafka.log")]
+        if s.store == "cassandra":
+            where = f"{','.join(s.cassandra_hosts)}:{s.cassandra_port}"
+            rows.append(("cassandra", where + (f" ({self.cassandra.title})" if self.cassandra else ""),
+                         "cassandra.log"))
         for c in self.components:
             rows.append((c.name, c.address or "-", f"{c.name}.log"))
         width = max(len(r[0]) for r in rows)
@@ -189,10 +222,7 @@ class Stack:
         env = self.child_env()
         while not self.stopping.wait(poll_s):
             if self.broker and self.broker.proc.poll() is not None:
-                log.error("the broker exited (code %s); stopping the stack — see %s",
-                          self.broker.proc.returncode, self.logs / "broker.log")
-                self.stopping.set()
-                break
+                self._restart_kafka()
             for component in self.components:
                 proc = component.proc
                 if proc is None or proc.poll() is None or component.gave_up:
@@ -221,9 +251,30 @@ class Stack:
                 # uvicorn re-raises SIGTERM after its graceful shutdown, so -15 is a clean stop too.
                 how = "on SIGTERM" if code == -signal.SIGTERM else f"exit {code}"
                 log.info("stopped %-9s (%s)", component.name, how)
+        if self.cassandra:
+            self.cassandra.stop()
+            log.info("stopped cassandra")
         if self.broker:
             self.broker.stop()
-            log.info("stopped broker")
+            log.info("stopped kafka")
+
+    def _restart_kafka(self) -> None:
+        """The broker died: start it again on the same port and data; clients reconnect by themselves."""
+        assert self.broker is not None
+        log.error("Kafka exited (code %s); restarting it — see %s", self.broker.proc.returncode,
+                  self.logs / "kafka.log")
+        try:
+            self.broker = self._start_kafka()
+            log.info("%s is back on %s", self.broker.title, self.broker.bootstrap)
+            self._write_state()
+        except Exception as exc:  # noqa: BLE001 - report and stop the stack: nothing works without Kafka
+            log.error("could not restart Kafka: %s; stopping the stack", exc)
+            self.broker = None
+            self.stopping.set()
+
+
+def _progress(message: str) -> None:
+    log.info("%s", message.strip())
 
 
 class StopFlag:
