@@ -173,3 +173,18 @@ def test_runbook_commands_use_real_names() -> None:
     for topic in chart_values()["kafka"]["topics"].values():
         if topic["name"] in ("citysense.alerts", "citysense.readings.dlq"):
             assert f"--topic {topic['name']}" in runbook
+
+
+def test_local_topics_match_the_cluster_topics() -> None:
+    """`make up` and the tests create the contract's topics with the cluster's partitions and retention times."""
+    from citysense_common.kafka import default_topics, webhook_tests_topic
+    from citysense_common.settings import CommonSettings
+
+    cluster = {d["metadata"]["name"]: d["spec"] for d in docs_of(K8S / "kafka-topics.yaml")}
+    local = [*default_topics(CommonSettings()), webhook_tests_topic("citysense.webhook-tests")]
+    assert {t.name for t in local} == set(cluster)
+    for topic in local:
+        spec = cluster[topic.name]
+        assert topic.partitions == spec["partitions"], topic.name
+        assert topic.config["retention.ms"] == str(spec["config"]["retention.ms"]), topic.name
+        assert int(topic.config["retention.bytes"]) > 0, f"{topic.name}: no size bound locally"

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 from citysense_common.contract import parse_reading
+from citysense_common.kafka import default_topics
+from citysense_common.settings import CommonSettings
 from citysense_localstack.servers.net import free_port
 from confluent_kafka import Consumer, TopicPartition
 
@@ -68,7 +70,8 @@ def all_pids(state: dict) -> list[int]:
 
 def read_some(port: int, count: int) -> list:
     consumer = Consumer({"bootstrap.servers": f"127.0.0.1:{port}", "group.id": "t", "enable.auto.commit": False})
-    consumer.assign([TopicPartition("citysense.readings", p, 0) for p in range(6)])
+    readings = default_topics(CommonSettings())[0]
+    consumer.assign([TopicPartition(readings.name, p, 0) for p in range(readings.partitions)])
     got, deadline = [], time.monotonic() + 30
     while len(got) < count and time.monotonic() < deadline:
         got.extend(m for m in consumer.consume(100, timeout=0.5) if not m.error())

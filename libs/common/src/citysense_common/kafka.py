@@ -1,8 +1,4 @@
-"""Kafka client helpers: client configurations, topic creation, broker readiness.
-
-The defaults are right for real Kafka and tolerate the local tansu broker (slow first group join, so a short
-session timeout; ``ListOffsets`` latest is unreliable there, so callers use watermarks cached from fetches).
-"""
+"""Kafka client helpers: client configurations, the contract's topics, topic creation, broker readiness."""
 
 from __future__ import annotations
 
@@ -26,13 +22,29 @@ class TopicSpec:
     config: dict[str, str] = field(default_factory=dict)
 
 
-def default_topics(settings: CommonSettings, readings_partitions: int = 6) -> list[TopicSpec]:
-    """The three topics of the contract with their local defaults (the cluster uses Strimzi KafkaTopics)."""
+DAY_MS = 24 * 3600 * 1000
+MIB = 2**20
+
+
+def _bounded(retention_ms: int, retention_mib: int) -> dict[str, str]:
+    # Size as well as time: a laptop's disk bounds a local install; segments small enough for retention to bite.
+    return {"retention.ms": str(retention_ms), "retention.bytes": str(retention_mib * MIB),
+            "segment.bytes": str(min(64, retention_mib // 4) * MIB), "cleanup.policy": "delete"}
+
+
+def default_topics(settings: CommonSettings, readings_partitions: int = 12) -> list[TopicSpec]:
+    """The contract's topics with the partitions and retention times of the cluster's KafkaTopics
+    (k8s/kafka-topics.yaml; a test keeps them equal), plus a size bound per partition for local installs."""
     return [
-        TopicSpec(settings.readings_topic, readings_partitions, {"retention.ms": str(24 * 3600 * 1000)}),
-        TopicSpec(settings.alerts_topic, 3, {"retention.ms": str(7 * 24 * 3600 * 1000)}),
-        TopicSpec(settings.dlq_topic, 3, {"retention.ms": str(7 * 24 * 3600 * 1000)}),
+        TopicSpec(settings.readings_topic, readings_partitions, _bounded(7 * DAY_MS, 256)),
+        TopicSpec(settings.alerts_topic, 6, _bounded(30 * DAY_MS, 64)),
+        TopicSpec(settings.dlq_topic, 3, _bounded(14 * DAY_MS, 64)),
     ]
+
+
+def webhook_tests_topic(name: str) -> TopicSpec:
+    """Test-event requests from the API to the notifier: one partition, kept a day."""
+    return TopicSpec(name, 1, _bounded(DAY_MS, 16))
 
 
 def base_config(settings: CommonSettings) -> dict[str, str | int | bool]:
@@ -57,7 +69,8 @@ def producer_config(settings: CommonSettings, **extra: str | int | bool) -> dict
 
 
 def consumer_config(settings: CommonSettings, group_id: str, **extra: str | int | bool) -> dict[str, str | int | bool]:
-    """Consumer that commits explicitly; 6 s session timeout keeps tansu's first group join near 3 s."""
+    """Consumer that commits explicitly; a 6 s session (the broker's minimum) moves a crashed consumer's partitions
+    to the other group members within seconds."""
     return {
         **base_config(settings),
         "group.id": group_id,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from citysense_common.kafka import TopicSpec, ensure_topics, producer_config
+from citysense_common.kafka import ensure_topics, producer_config, webhook_tests_topic
 from citysense_common.webhooks import WebhookTestRequest
 from confluent_kafka import KafkaException, Producer
 
@@ -25,8 +25,7 @@ class TestRequestPublisher:
 
     def _ensure(self) -> Producer:
         if not self._topic_ready:
-            ensure_topics(self._settings.bootstrap, [TopicSpec(self._settings.webhook_tests_topic, 1,
-                                                               {"retention.ms": str(24 * 3600 * 1000)})],
+            ensure_topics(self._settings.bootstrap, [webhook_tests_topic(self._settings.webhook_tests_topic)],
                           extra=self._settings.kafka_options, timeout=5)
             self._topic_ready = True
         if self._producer is None:

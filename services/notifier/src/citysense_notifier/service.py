@@ -10,7 +10,7 @@ from collections.abc import Awaitable
 
 import httpx
 from citysense_common.contract import AlertEvent
-from citysense_common.kafka import TopicSpec, consumer_config, default_topics, ensure_topics
+from citysense_common.kafka import consumer_config, default_topics, ensure_topics, webhook_tests_topic
 from citysense_common.store import Store, Subscription
 from citysense_common.webhooks import SubscriptionFilters, WebhookTestRequest
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
@@ -73,7 +73,7 @@ class Notifier:
     async def run(self) -> None:
         s = self.settings
         topics = [spec for spec in default_topics(s) if spec.name == s.alerts_topic]
-        topics.append(TopicSpec(s.webhook_tests_topic, 1, {"retention.ms": str(24 * 3600 * 1000)}))
+        topics.append(webhook_tests_topic(s.webhook_tests_topic))
         await asyncio.to_thread(ensure_topics, s.bootstrap, topics, s.kafka_options)
         consumer = Consumer(consumer_config(s, s.notifier_group, **{"fetch.wait.max.ms": 50}))
         consumer.subscribe([s.alerts_topic, s.webhook_tests_topic], on_revoke=self._on_revoke)
