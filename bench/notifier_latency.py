@@ -15,11 +15,9 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import uuid
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 from citysense_common.contract import AlertEvent, AlertKind, AlertState, Location, Severity
@@ -28,7 +26,8 @@ from citysense_common.settings import load_settings
 from citysense_common.store import Subscription
 from citysense_common.store.factory import open_store
 from citysense_common.store.settings import StoreSettings
-from citysense_common.webhooks import generate_secret, verify
+from citysense_common.testing.webhook_receiver import WebhookReceiver
+from citysense_common.webhooks import generate_secret
 from confluent_kafka import Producer
 
 
@@ -46,38 +45,25 @@ def main() -> int:
     args = parser.parse_args()
 
     sent: dict[str, float] = {}
-    received: dict[str, float] = {}
-    bad_signatures = 0
-    lock = threading.Lock()
     secret = generate_secret()
+    receiver = WebhookReceiver(secret)  # verifies each signature on arrival
+    url = receiver.url
 
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802
-            nonlocal bad_signatures
-            body = self.rfile.read(int(self.headers["content-length"]))
-            now = time.time()
-            ok = verify(secret, dict(self.headers.items()), body)
-            with lock:
-                if not ok:
-                    bad_signatures += 1
-                received.setdefault(json.loads(body)["id"], now)
-            self.send_response(204)
-            self.end_headers()
-
-        def log_message(self, *a: object) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    url = f"http://127.0.0.1:{server.server_address[1]}/hook"
+    def received() -> dict[str, float]:
+        """Event id -> time.time() its first signed delivery arrived."""
+        first: dict[str, float] = {}
+        for r in receiver.received():
+            if r.verified:
+                first.setdefault(r.payload["id"], r.at)
+        return first
 
     with contextlib.ExitStack() as stack:
         if args.bootstrap:
             bootstrap = args.bootstrap
         else:
-            from citysense_localstack.broker import running_broker
+            from citysense_localstack.servers.kafka import running_kafka
 
-            broker = stack.enter_context(running_broker())
+            broker = stack.enter_context(running_kafka())
             bootstrap = broker.bootstrap
         data_dir = Path(stack.enter_context(tempfile.TemporaryDirectory()))
         tag = uuid.uuid4().hex[:8]
@@ -109,7 +95,7 @@ def main() -> int:
         producer.produce(topic, key=warm.station_id.encode(), value=warm.to_json())
         producer.flush(10)
         deadline = time.time() + 60
-        while warm.event_id not in received:
+        while warm.event_id not in received():
             if time.time() > deadline:
                 print("notifier did not deliver the warm-up event within 60 s", file=sys.stderr)
                 return 1
@@ -126,10 +112,13 @@ def main() -> int:
             producer.poll(0)
         producer.flush(10)
         deadline = time.time() + 30
-        while len([k for k in sent if k in received]) < len(sent) and time.time() < deadline:
+        while len(sent.keys() & received().keys()) < len(sent) and time.time() < deadline:
             time.sleep(0.05)
+        receiver.close()
 
-    latencies = [(received[k] - t) * 1000 for k, t in sent.items() if k in received]
+    arrived = received()
+    bad_signatures = receiver.rejected
+    latencies = [(arrived[k] - t) * 1000 for k, t in sent.items() if k in arrived]
     result = {
         "figure": "notifier: alert event on topic -> signed webhook received (ms)",
         "events": len(sent), "delivered": len(latencies), "bad_signatures": bad_signatures,

@@ -13,7 +13,8 @@ completed the condition. Latency is measured from the moment that very reading w
 records the produce time of every probe reading by (station, ts)) to:
 - P2: the alert first appearing in ``GET /v1/alerts?state=all&bbox=...`` (polled every --poll-ms ms);
 - P3: the signed webhook arriving at a local receiver subscribed to the probe stations (signature verified with
-  the ``standardwebhooks`` library; unverifiable deliveries are counted and excluded).
+  the subscription's secret by the shared receiver, citysense_common.testing.webhook_receiver; unverifiable
+  deliveries are counted and excluded).
 A probe whose alert does not arrive within --probe-timeout counts as that timeout (censored: the true latency is
 larger) and fails the target. P6 = the largest sum of PSS (proportional set size: a page shared by forked processes
 counted once) over every process of the stack (launcher, broker, scorer driver + JVM + Python workers, API, notifier,
@@ -32,6 +33,8 @@ import time
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from citysense_common.testing.webhook_receiver import Received, WebhookReceiver
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import pipeline as pl  # noqa: E402
@@ -162,7 +165,7 @@ def measure(run: pl.StackRun, probes: int, spacing: float, poll_ms: float, probe
     """Probe stations against a running full stack; see the module docstring."""
     out = LatencyRun(probes=probes, timeout_ms=probe_timeout * 1000)
     stations = [f"probe-{i:03d}" for i in range(probes)]
-    receiver = pl.WebhookReceiver()
+    receiver = WebhookReceiver(keep_alive=True)  # persistent connections, as a real subscriber would offer
     token = run.token
     created = pl.http_json("POST", f"{run.api}/v1/subscriptions", {"url": receiver.url,
                            "filters": {"station_ids": stations}}, token=token)
@@ -210,11 +213,10 @@ def measure(run: pl.StackRun, probes: int, spacing: float, poll_ms: float, probe
             for i, station in enumerate(stations):
                 if station not in started_at and now - t0 >= i * spacing:
                     started_at[station] = now
-            with receiver.lock:
-                for d in receiver.deliveries:
-                    data = d.payload.get("data", {})
-                    if data.get("rule_id") == RULE and data.get("state") == "open":
-                        hooked.add(data.get("station_id"))
+            for d in receiver.received():
+                data = (d.payload or {}).get("data", {}) if d.verified else {}
+                if data.get("rule_id") == RULE and data.get("state") == "open":
+                    hooked.add(data.get("station_id"))
             active = [s for s, at in started_at.items()
                       if not (s in seen_api and s in hooked) and now - at < probe_timeout]
             if len(started_at) == probes and not active:
@@ -245,10 +247,10 @@ def measure(run: pl.StackRun, probes: int, spacing: float, poll_ms: float, probe
             out.unmatched += 1
         else:
             out.p2_ms.append((first - produced) * 1000)
-    first_hook: dict[str, pl.Delivery] = {}
-    for d in receiver.deliveries:
-        data = d.payload.get("data", {})
-        if data.get("rule_id") == RULE and data.get("state") == "open" and d.verified:
+    first_hook: dict[str, Received] = {}
+    for d in receiver.received():
+        data = (d.payload or {}).get("data", {}) if d.verified else {}
+        if data.get("rule_id") == RULE and data.get("state") == "open":
             first_hook.setdefault(data["station_id"], d)
     out.rejected_hooks = receiver.rejected
     for station in stations:

@@ -5,8 +5,6 @@
 - :func:`scrape` reads a Prometheus text endpoint into ``{"name{labels}": value}``;
 - :meth:`StackRun.rss` sums the memory of every live process in the stack's process groups (the scorer's JVM and
   Spark's Python workers included), as VmRSS (:func:`rss_bytes`) or as PSS (:func:`pss_bytes`);
-- :class:`WebhookReceiver` is a loopback HTTP server that verifies Standard Webhooks signatures and timestamps
-  each delivery;
 - :class:`ProbeProducer` sends readings for dedicated probe stations and records when each was produced, keyed by
   (station, ts) so an alert's ``event_time`` finds the reading that triggered it.
 
@@ -29,7 +27,6 @@ import urllib.request
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -370,63 +367,6 @@ def http_json(method: str, url: str, body: dict | None = None, token: str | None
         req.add_header("authorization", f"Bearer {token}")
     with urllib.request.urlopen(req, timeout=timeout) as r:  # noqa: S310
         return json.loads(r.read() or b"{}")
-
-
-# ---- webhook receiver -------------------------------------------------------------------------------------------
-@dataclass
-class Delivery:
-    at: float  # time.time() when received
-    webhook_id: str
-    payload: dict
-    verified: bool
-
-
-class WebhookReceiver:
-    """Records every POST; verifies it with the subscription secret once :attr:`secret` is set."""
-
-    def __init__(self) -> None:
-        self.secret: str | None = None
-        self.deliveries: list[Delivery] = []
-        self.rejected = 0
-        self.lock = threading.Lock()
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def do_POST(self) -> None:  # noqa: N802
-                at = time.time()
-                body = self.rfile.read(int(self.headers.get("content-length", "0")))
-                headers = {k.lower(): v for k, v in self.headers.items()}
-                receiver._record(at, headers, body)
-                self.send_response(204)
-                self.send_header("content-length", "0")
-                self.end_headers()
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def _record(self, at: float, headers: dict[str, str], body: bytes) -> None:
-        from standardwebhooks.webhooks import Webhook
-
-        try:
-            payload = Webhook(self.secret).verify(body, headers) if self.secret else json.loads(body)
-            verified = self.secret is not None
-        except Exception:  # noqa: BLE001 - a bad signature is counted, not raised
-            with self.lock:
-                self.rejected += 1
-            return
-        with self.lock:
-            self.deliveries.append(Delivery(at, headers.get("webhook-id", ""), payload, verified))
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
 
 
 # ---- probe producer ---------------------------------------------------------------------------------------------

@@ -16,9 +16,6 @@ A service whose package has no command yet (work in progress) is reported as MIS
 from __future__ import annotations
 
 import argparse
-import base64
-import hashlib
-import hmac
 import json
 import os
 import shutil
@@ -26,16 +23,17 @@ import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import uuid
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "libs" / "common" / "src"))
+from citysense_common.testing.webhook_receiver import Received, WebhookReceiver  # noqa: E402
+
 TAG = "e2e"
 SERVICES = ["simulator", "scorer", "alert-api", "notifier"]
 COMMANDS = {"simulator": "citysense_simulator.cli", "scorer": "citysense_scorer.cli",
@@ -112,31 +110,6 @@ def start(name: str, image: str, env: dict[str, str], args: list[str], data: Pat
     return f"{PREFIX}-{name}"
 
 
-def verify_signature(secret: str, headers: dict[str, str], body: bytes, tolerance_s: int = 300) -> bool:
-    """Standard Webhooks verification, written out here rather than imported from the code under test."""
-    lower = {k.lower(): v for k, v in headers.items()}
-    msg_id, ts, sigs = lower.get("webhook-id"), lower.get("webhook-timestamp"), lower.get("webhook-signature", "")
-    if not msg_id or not ts or abs(time.time() - int(ts)) > tolerance_s:
-        return False
-    key = base64.b64decode(secret.removeprefix("whsec_"))
-    expected = base64.b64encode(hmac.new(key, f"{msg_id}.{ts}.".encode() + body, hashlib.sha256).digest()).decode()
-    return any(part.startswith("v1,") and hmac.compare_digest(part[3:], expected) for part in sigs.split())
-
-
-class Receiver(BaseHTTPRequestHandler):
-    received: list[dict] = []
-
-    def do_POST(self) -> None:  # noqa: N802
-        body = self.rfile.read(int(self.headers.get("content-length", 0)))
-        Receiver.received.append({"headers": dict(self.headers), "raw": body, "body": json.loads(body or b"{}"),
-                                  "at": time.monotonic()})
-        self.send_response(204)
-        self.end_headers()
-
-    def log_message(self, *args: object) -> None:
-        pass
-
-
 def running(name: str) -> bool:
     return run("docker", "inspect", "-f", "{{.State.Running}}", name, check=False).stdout.strip() == "true"
 
@@ -192,15 +165,14 @@ def main() -> int:  # noqa: C901, PLR0912, PLR0915 - one linear scenario, easier
     (data / "citysense.db").touch(mode=0o666)
     (data / "citysense.db").chmod(0o666)
     containers: list[str] = []
-    kafka_port, api_port, hook_port = free_port(), free_port(), free_port()
+    kafka_port, api_port = free_port(), free_port()
     bootstrap = f"127.0.0.1:{kafka_port}"
     token = uuid.uuid4().hex + uuid.uuid4().hex
     common = {
         "CITYSENSE_KAFKA_BOOTSTRAP": bootstrap, "CITYSENSE_STORE": "sqlite", "CITYSENSE_LOG_FORMAT": "text",
         "CITYSENSE_ENV": "production", "CITYSENSE_WEBHOOK_ALLOWED_NETWORKS": "127.0.0.0/8",
     }
-    server = ThreadingHTTPServer(("127.0.0.1", hook_port), Receiver)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    receiver = WebhookReceiver()  # verifies each delivery once the subscription's secret is known
     ok = False
     evidence: list[str] = []
     try:
@@ -209,7 +181,6 @@ def main() -> int:  # noqa: C901, PLR0912, PLR0915 - one linear scenario, easier
         containers.append(start("broker", f"citysense/broker:{TAG}", {},
                                 ["--listener-url", url, "--advertised-listener-url", url,
                                  "--storage-engine", "memory://tansu/"]))
-        sys.path.insert(0, str(REPO / "libs" / "common" / "src"))
         from citysense_common.kafka import TopicSpec, ensure_topics, wait_for_broker
 
         wait_for_broker(bootstrap, timeout=60)
@@ -227,10 +198,10 @@ def main() -> int:  # noqa: C901, PLR0912, PLR0915 - one linear scenario, easier
         containers.append(start("notifier", f"citysense/notifier:{TAG}",
                                 {**common, "CITYSENSE_NOTIFIER_METRICS_PORT": str(free_port())}, [], data))
         sub = httpx.post(f"{api}/v1/subscriptions", headers={"Authorization": f"Bearer {token}"}, timeout=10,
-                         json={"url": f"http://127.0.0.1:{hook_port}/hook", "description": "e2e"})
+                         json={"url": receiver.url, "description": "e2e"})
         if sub.status_code != 201:
             raise SystemExit(f"subscription refused: {sub.status_code} {sub.text}")
-        secret = sub.json()["secret"]
+        receiver.secret = sub.json()["secret"]
         log(f"subscribed webhook receiver (subscription {sub.json().get('id')})")
         if present["scorer"]:
             containers.append(start(
@@ -240,7 +211,7 @@ def main() -> int:  # noqa: C901, PLR0912, PLR0915 - one linear scenario, easier
         TIMINGS["start broker, API, notifier, scorer"] = time.monotonic() - started
 
         polluted: str | None = None
-        driven_at = time.monotonic()
+        driven_wall = time.time()  # the receiver stamps deliveries with time.time()
         if present["simulator"]:
             containers.append(start("simulator", f"citysense/simulator:{TAG}",
                                     {**common, "CITYSENSE_STATIONS": "5", "CITYSENSE_INSTANCE_ID": "e2e-0",
@@ -262,33 +233,30 @@ def main() -> int:  # noqa: C901, PLR0912, PLR0915 - one linear scenario, easier
             producer.flush(10)
             log("scorer missing: injected one alert event on citysense.alerts")
 
-        deadline = time.monotonic() + args.timeout
-        hook = None
-        while time.monotonic() < deadline and hook is None:
-            for r in list(Receiver.received):
-                data_ = r["body"].get("data") or {}
-                if (r["body"].get("type") == "io.citysense.alert.opened" and data_.get("metric") == "pm2_5"
-                        and data_.get("severity") == "critical"
-                        and (polluted is None or data_.get("station_id") == polluted)
-                        and (polluted is not None or str(data_.get("station_id", "")).endswith("-00000"))):
-                    hook = r
-                    break
-            else:
-                for name in containers:
-                    if not running(name):
-                        raise SystemExit(f"{name} exited while waiting for the webhook")
-                time.sleep(1)
+        def wanted(r: Received) -> bool:
+            body, data_ = r.payload or {}, (r.payload or {}).get("data") or {}
+            return (body.get("type") == "io.citysense.alert.opened" and data_.get("metric") == "pm2_5"
+                    and data_.get("severity") == "critical"
+                    and (polluted is None or data_.get("station_id") == polluted)
+                    and (polluted is not None or str(data_.get("station_id", "")).endswith("-00000")))
+
+        def all_running() -> None:
+            for name in containers:
+                if not running(name):
+                    raise SystemExit(f"{name} exited while waiting for the webhook")
+
+        hook = receiver.wait_until(wanted, args.timeout, alive=all_running)
         if hook is None:
             raise SystemExit(f"no critical PM2.5 io.citysense.alert.opened webhook within {args.timeout:.0f}s "
-                             f"({len(Receiver.received)} other deliveries)")
-        TIMINGS["simulator start -> signed webhook"] = hook["at"] - driven_at
-        body, alert = hook["body"], hook["body"]["data"]
-        if not verify_signature(secret, hook["headers"], hook["raw"]):
-            raise SystemExit(f"webhook signature does not verify: {hook['headers']}")
+                             f"({len(receiver.received())} other deliveries)")
+        TIMINGS["simulator start -> signed webhook"] = hook.at - driven_wall
+        body, alert = hook.payload, hook.payload["data"]
+        if not hook.verified:
+            raise SystemExit(f"webhook signature does not verify: {hook.headers}")
         evidence.append(f"webhook {body['type']} id={body.get('id')} subject={body.get('subject')} "
                         f"rule={alert.get('rule_id')} severity={alert.get('severity')} value={alert.get('value')} "
                         f"threshold={alert.get('threshold')}")
-        evidence.append(f"signature verified (Standard Webhooks v1, webhook-id={hook['headers'].get('webhook-id')})")
+        evidence.append(f"signature verified (Standard Webhooks v1, webhook-id={hook.webhook_id})")
         log(evidence[0])
         log(evidence[1])
         if present["scorer"]:
@@ -319,7 +287,7 @@ def main() -> int:  # noqa: C901, PLR0912, PLR0915 - one linear scenario, easier
             for name in containers:
                 run("docker", "rm", "-f", name, check=False)
             shutil.rmtree(data, ignore_errors=True)
-        server.shutdown()
+        receiver.close()
     ran = [s for s in SERVICES if present[s]]
     for what, seconds in TIMINGS.items():
         print(f"  {what:<40} {seconds:6.1f}s")

@@ -1,4 +1,7 @@
-"""Notifier fixtures: a real HTTP receiver on loopback, a SQLite store, and the notifier run as a real process."""
+"""Notifier fixtures: a real HTTP receiver on loopback, a SQLite store, and the notifier run as a real process.
+
+The receiver is the shared one (citysense_common.testing.webhook_receiver).
+"""
 
 from __future__ import annotations
 
@@ -7,13 +10,11 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -22,75 +23,14 @@ from citysense_common.settings import load_settings
 from citysense_common.store import Store, Subscription
 from citysense_common.store.factory import open_store
 from citysense_common.store.settings import StoreSettings
+from citysense_common.testing.webhook_receiver import Reply, WebhookReceiver
 from citysense_common.webhooks import SubscriptionFilters, generate_secret
 from confluent_kafka import Producer
 
 
-@dataclass
-class Received:
-    headers: dict[str, str]
-    body: bytes
-    at: float
-
-
-@dataclass
-class Reply:
-    status: int = 200
-    headers: dict[str, str] = field(default_factory=dict)
-    hold: threading.Event | None = None  # block the response until set (a receiver mid-request)
-
-
-class Receiver:
-    """A webhook receiver: records every request; replies from a script, then 200."""
-
-    def __init__(self) -> None:
-        self.requests: list[Received] = []
-        self.script: list[Reply] = []
-        self.cond = threading.Condition()
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802
-                body = self.rfile.read(int(self.headers.get("content-length", "0")))
-                with receiver.cond:
-                    receiver.requests.append(Received({k.lower(): v for k, v in self.headers.items()}, body,
-                                                      time.time()))
-                    reply = receiver.script.pop(0) if receiver.script else Reply()
-                    receiver.cond.notify_all()
-                if reply.hold is not None:
-                    reply.hold.wait(60)
-                self.send_response(reply.status)
-                for k, v in reply.headers.items():
-                    self.send_header(k, v)
-                self.send_header("content-length", "0")
-                self.end_headers()
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def wait_for(self, count: int, timeout: float = 60.0) -> list[Received]:
-        deadline = time.monotonic() + timeout
-        with self.cond:
-            while len(self.requests) < count:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    raise AssertionError(f"receiver got {len(self.requests)} requests, expected {count}")
-                self.cond.wait(left)
-            return list(self.requests)
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
 @pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    r = Receiver()
+def receiver() -> Iterator[WebhookReceiver]:
+    r = WebhookReceiver()
     yield r
     r.close()
 
@@ -198,11 +138,11 @@ def reply() -> type[Reply]:
 
 
 @pytest.fixture
-def receiver_factory() -> Iterator[Callable[[], Receiver]]:
-    made: list[Receiver] = []
+def receiver_factory() -> Iterator[Callable[[], WebhookReceiver]]:
+    made: list[WebhookReceiver] = []
 
-    def make() -> Receiver:
-        made.append(Receiver())
+    def make() -> WebhookReceiver:
+        made.append(WebhookReceiver())
         return made[-1]
 
     yield make

@@ -20,35 +20,19 @@ from collections import defaultdict
 from pathlib import Path
 
 import pytest
-from citysense_localstack.broker import free_port
+from citysense_common.testing.webhook_receiver import WebhookReceiver
+from citysense_localstack.servers.net import free_port
 from standardwebhooks.webhooks import Webhook
 
 pytestmark = pytest.mark.slow
 
-# Reuse the notifier suite's receiver, harness and event factory (one copy of that plumbing).
+# Reuse the notifier suite's harness and event factory (one copy of that plumbing).
 _spec = importlib.util.spec_from_file_location("notifier_fixtures",
                                                Path(__file__).resolve().parents[1] / "notifier" / "conftest.py")
 nf = importlib.util.module_from_spec(_spec)
 sys.modules[_spec.name] = nf  # dataclasses look their module up there
 _spec.loader.exec_module(nf)
 notifier = nf.notifier  # the fixture (kafka_broker, unique_topics, tmp_path)
-
-
-class ReceiverOnPort(nf.Receiver):
-    """The notifier suite's receiver, bound to a port chosen before it starts (the subscriber's fixed URL)."""
-
-    def __init__(self, port: int) -> None:
-        plain = nf.ThreadingHTTPServer
-
-        class OnPort(plain):
-            def __init__(self, _address, handler) -> None:  # noqa: ANN001
-                super().__init__(("127.0.0.1", port), handler)
-
-        nf.ThreadingHTTPServer = OnPort
-        try:
-            super().__init__()
-        finally:
-            nf.ThreadingHTTPServer = plain
 
 
 def wait_status(harness, sub_id: str, event_id: str, statuses: set[str], timeout: float = 60.0):  # noqa: ANN001, ANN201
@@ -79,7 +63,7 @@ def test_receiver_down_then_up_with_notifier_killed_meanwhile(notifier) -> None:
     second = notifier.start(CITYSENSE_WEBHOOK_BACKOFF_MAX_S="1", CITYSENSE_WEBHOOK_MAX_ATTEMPTS="100")
     time.sleep(3)  # down a while longer, with the restarted notifier retrying
     assert second.poll() is None
-    receiver = ReceiverOnPort(port)
+    receiver = WebhookReceiver(port=port)  # on the port the subscriber was given while nothing listened
     try:
         for event in events:
             delivered = wait_status(notifier, sub.id, event.event_id, {"delivered"}, timeout=60)
