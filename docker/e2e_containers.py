@@ -90,10 +90,18 @@ def probe(service: str) -> tuple[bool, list[str], str]:
 
 
 def start(name: str, image: str, env: dict[str, str], args: list[str], data: Path | None = None,
-          tmpfs: tuple[str, ...] = ()) -> str:
+          tmpfs: tuple[str, ...] = (), exec_tmp: bool = False) -> str:
+    """Run one container like the chart's pods: read-only root, no capabilities, writable /tmp.
+
+    Docker mounts a --tmpfs noexec unless told ``exec``. A JVM (the scorer) needs /tmp exec-capable: it is
+    java.io.tmpdir, where RocksDB (the health state store), zstd-jni and snappy-java extract their native libraries
+    and dlopen() them; on a noexec /tmp RocksDB fails with ``UnsatisfiedLinkError ... failed to map segment from
+    shared object`` and the scorer exits. Like the chart's /tmp emptyDir, which Kubernetes mounts without noexec
+    (tests/charts/test_native_libraries.py). The Python-only services keep a noexec /tmp.
+    """
+    tmp = "/tmp:rw,exec,size=1g" if exec_tmp else "/tmp:rw,size=1g"  # noqa: S108 - a container tmpfs, not a host path
     cmd = ["docker", "run", "-d", "--name", f"{PREFIX}-{name}", "--network", "host", "--read-only",
-           "--tmpfs", "/tmp:rw,size=1g",  # noqa: S108 - a container tmpfs, not a host path
-           "--cap-drop", "ALL", "--security-opt", "no-new-privileges"]
+           "--tmpfs", tmp, "--cap-drop", "ALL", "--security-opt", "no-new-privileges"]
     for mount in tmpfs:
         cmd += ["--tmpfs", mount]
     if data is not None:
@@ -207,7 +215,7 @@ def main() -> int:  # noqa: C901, PLR0912, PLR0915 - one linear scenario, easier
             containers.append(start(
                 "scorer", f"citysense/scorer:{TAG}",
                 {**common, "CITYSENSE_SCORER_METRICS_PORT": str(free_port())}, ["citysense-scorer", "stream"], data,
-                tmpfs=("/opt/spark-work-dir:rw,size=256m,uid=185,gid=185,mode=0775",)))
+                tmpfs=("/opt/spark-work-dir:rw,size=256m,uid=185,gid=185,mode=0775",), exec_tmp=True))
         TIMINGS["start broker, API, notifier, scorer"] = time.monotonic() - started
 
         polluted: str | None = None

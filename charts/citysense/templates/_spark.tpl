@@ -85,6 +85,10 @@ working directory /opt/spark/work-dir; driver and executors run the same image.
   emptyDir:
     sizeLimit: 1Gi
 {{- end }}
+{{- /* /tmp is the JVM's java.io.tmpdir: RocksDB (the health state store), zstd-jni and snappy-java extract their
+native libraries there and dlopen() them, so it must be writable and exec-capable on the read-only root. An emptyDir
+is both (Kubernetes mounts it without noexec, also with medium: Memory); not a configMap, secret or read-only mount
+(tests/charts/test_native_libraries.py). */}}
 - name: tmp
   emptyDir:
     sizeLimit: 1Gi
