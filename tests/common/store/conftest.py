@@ -1,7 +1,8 @@
-"""The store under test: SQLite always, Cassandra too whenever CITYSENSE_CASSANDRA_HOSTS is set.
+"""The store under test: SQLite, and Cassandra on a real node.
 
-The parameter list is built from the environment (no skips): without a Cassandra the Cassandra cases simply do not
-exist, so nothing is ever reported as passing that did not run.
+The Cassandra cases run against the node the ``cassandra_node`` fixture starts for the session (Apache Cassandra
+from Maven Central jars, in a temporary folder), or against the cluster named by CITYSENSE_CASSANDRA_HOSTS (and
+CITYSENSE_CASSANDRA_PORT) when that is set. Either way every case runs on both backends: nothing is skipped.
 """
 
 from __future__ import annotations
@@ -13,17 +14,36 @@ from pathlib import Path
 
 import pytest
 from citysense_common.store import SQLiteStore, Store, StoreSettings
+from citysense_localstack.servers.cassandra import CassandraNode, running_cassandra
 
-BACKENDS = ["sqlite"] + (["cassandra"] if os.environ.get("CITYSENSE_CASSANDRA_HOSTS") else [])
+BACKENDS = ["sqlite", "cassandra"]
 
 
 @pytest.fixture(scope="session")
-def _cassandra_store() -> Iterator[Store]:
+def cassandra_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CassandraNode | None]:
+    """A single-node Cassandra for the session on free loopback ports; None when CITYSENSE_CASSANDRA_HOSTS names
+    an external cluster (the store then reads its settings from the environment)."""
+    if os.environ.get("CITYSENSE_CASSANDRA_HOSTS"):
+        yield None
+        return
+    with running_cassandra(tmp_path_factory.mktemp("cassandra")) as node:
+        yield node
+
+
+def cassandra_settings(node: CassandraNode | None, **overrides: object) -> StoreSettings:
+    """Store settings pointing at ``node`` (or at the external cluster of the environment when None)."""
+    if node is not None:
+        overrides = {"cassandra_hosts": [node.contact_points], "cassandra_port": node.port, **overrides}
+    return StoreSettings(**overrides)  # type: ignore[arg-type]
+
+
+@pytest.fixture(scope="session")
+def _cassandra_store(cassandra_node: CassandraNode | None) -> Iterator[Store]:
     from citysense_common.store.cassandra import CassandraStore
 
     # A throwaway keyspace per session so a real cluster's data is never touched.
-    settings = StoreSettings(cassandra_keyspace=f"citysense_test_{uuid.uuid4().hex[:12]}")
-    store = CassandraStore(settings)
+    store = CassandraStore(cassandra_settings(cassandra_node,
+                                              cassandra_keyspace=f"citysense_test_{uuid.uuid4().hex[:12]}"))
     store.migrate()
     try:
         yield store

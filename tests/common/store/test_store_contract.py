@@ -1,4 +1,4 @@
-"""The Store contract, run against every backend in conftest.BACKENDS (SQLite always, Cassandra when configured)."""
+"""The Store contract, run against every backend in conftest.BACKENDS (SQLite, and Cassandra on a real node)."""
 
 from __future__ import annotations
 
