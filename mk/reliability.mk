@@ -1,8 +1,8 @@
-# Reliability suite (issue 7): `make test-reliability` runs tests/reliability (R1-R3; real broker, real scorer JVMs,
+# Reliability suite: `make test-reliability` runs tests/reliability (R1-R3, R8; real Kafka, real scorer JVMs,
 # real notifier processes; minutes, not seconds) — not part of `make test`. `make soak` is R7: a 10-minute soak of
 # the whole stack at 10,000 readings/s, writing bench/results/soak.json and soak.png (not for CI).
 .PHONY: test-reliability soak
-test-reliability: $(STAMP)  ## R1-R3: SIGKILLs, receiver outages, hostile readings (slow; real broker and scorer)
+test-reliability: $(STAMP)  ## R1-R3, R8: SIGKILLs of scorer, notifier and Kafka, receiver outages, hostile readings (slow)
 	@CITYSENSE_RELIABILITY=1 $(BIN)/python -m pytest tests/reliability tests/scorer/test_stream_e2e.py \
 		tests/notifier/test_delivery.py -p no:cacheprovider $(PYTEST_ARGS)
 
