@@ -2,26 +2,31 @@
 SHELL := /bin/bash
 VENV  := .venv
 BIN   := $(VENV)/bin
-ENV_INPUTS := scripts/bootstrap-env requirements-dev.txt libs/common/pyproject.toml \
-              $(wildcard services/*/pyproject.toml) tools/localstack/pyproject.toml
-STAMP := $(VENV)/.citysense-env
-ENV_INPUTS += $(wildcard scripts/bootstrap.d/*)
+# Two levels: what running needs (`make up`), and on top of it what the tests need (`make test` and the rest).
+RUN_INPUTS := scripts/bootstrap-env libs/common/pyproject.toml $(wildcard services/*/pyproject.toml) \
+              tools/localstack/pyproject.toml
+RUN_STAMP  := $(VENV)/.citysense-run
+STAMP      := $(VENV)/.citysense-test
 
 .PHONY: up watch test env contracts generate lint clean help
 
 help:  ## list targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
 
-$(STAMP): $(ENV_INPUTS)
-	@scripts/bootstrap-env
+$(RUN_STAMP): $(RUN_INPUTS)
+	@scripts/bootstrap-env run
 	@touch $@
 
-env: $(STAMP)  ## create/refresh the Python environment in .venv
+$(STAMP): $(RUN_STAMP) requirements-dev.txt $(wildcard scripts/bootstrap.d/*)
+	@scripts/bootstrap-env test
+	@touch $@
 
-up: $(STAMP)  ## run broker, simulator, scorer, API and notifier locally (Ctrl-C stops all)
+env: $(STAMP)  ## create/refresh the development environment in .venv (running and testing)
+
+up: $(RUN_STAMP)  ## run Kafka, scorer, API, notifier and simulator locally (Ctrl-C stops all)
 	@exec $(BIN)/citysense-stack up
 
-watch: $(STAMP)  ## live readings/s, stations and invalid readings on the running stack's topic
+watch: $(RUN_STAMP)  ## live readings/s, stations and invalid readings on the running stack's topic
 	@$(BIN)/citysense-stack watch
 
 test: $(STAMP)  ## run the whole test suite

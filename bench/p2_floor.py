@@ -1,6 +1,6 @@
 """P2 floor: how fast the mandated parts alone hand a reading to the scorer, with no scoring at all.
 
-The real local broker (tansu), the scorer's own Spark session and bundled Kafka source (decode and validation
+The real local Kafka broker, the scorer's own Spark session and bundled Kafka source (decode and validation
 included), micro-batches back to back, and a ``foreachBatch`` that only collects each reading's ``ts`` (stamped when
 it was produced) and notes when the batch reached the driver. No health operator, no engine, no store, no API. What
 this gives is a lower bound for P2 on this machine: an alert cannot be readable before the reading that raised it

@@ -1,7 +1,7 @@
 """P4: simulator station-readings per second on one core, beside the original design's way of producing.
 
 Both run in the same invocation, each in its own process pinned to CPU 0 (the broker is pinned to the other core),
-producing into a real tansu broker for the same number of seconds:
+producing into a real Kafka broker for the same number of seconds:
 - citysense: the vectorised simulator (numpy engine, fixed-layout encoder, batched idempotent producer);
 - baseline: the original design — per station and sensor a Python history list and ``np.average`` with rising
   weights, a Python-repr payload (``str(dict)``), one ``produce`` and one ``flush`` per reading.

@@ -29,21 +29,14 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+from citysense_localstack.servers.net import free_port
+
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 # Stack settings a benchmark run may choose from its own environment (every other CITYSENSE_* is the bench's): station
-# health, the scorer's Kafka read tasks (to compare against one task per partition, as before) and its source wait,
-# and a durable local broker (its log on disk, memory flat: for a soak of a long-running install).
+# health, the scorer's Kafka read tasks (to compare against one task per partition) and its source wait, and the store.
 CHOSEN_SETTINGS = ("CITYSENSE_HEALTH_ENABLED", "CITYSENSE_SCORER_SOURCE_TASKS", "CITYSENSE_SCORER_SOURCE_WAIT_MS",
-                   "CITYSENSE_DURABLE")
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+                   "CITYSENSE_STORE")
 
 
 # ---- processes --------------------------------------------------------------------------------------------------
@@ -270,7 +263,7 @@ class StackRun:
 
     def pgids(self) -> set[int]:
         state = self.refresh_state()
-        ids = {state.get("launcher"), state.get("broker"), state.get("object_store"),
+        ids = {state.get("launcher"), state.get("broker"), state.get("cassandra"),
                *state.get("components", {}).values(), self.simulator.pid if self.simulator else None}
         return {int(i) for i in ids if i}
 
@@ -281,8 +274,7 @@ class StackRun:
         """Memory by component (launcher, broker, scorer incl. JVM and Python workers, ...) and the total; VmRSS
         unless ``measure`` is :func:`pss_bytes`."""
         state = self.refresh_state()
-        # A durable broker's object store (localbucket) holds its log: part of the broker.
-        names = {state.get("launcher"): "launcher", state.get("broker"): "broker", state.get("object_store"): "broker",
+        names = {state.get("launcher"): "launcher", state.get("broker"): "broker", state.get("cassandra"): "cassandra",
                  **{pid: name for name, pid in state.get("components", {}).items()}}
         out: dict[str, int] = {}
         for pid in self.pids():
