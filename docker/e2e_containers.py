@@ -66,10 +66,10 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def build(name: str, dockerfile: str, offline: bool) -> None:
+def build(name: str, dockerfile: str, offline: bool, *args: str) -> None:
     started = time.monotonic()
     extra = ["--build-arg", "PIP_NO_INDEX=1"] if offline else []
-    run("docker", "build", "--network", "host", "-q", *extra, "-f", dockerfile, "-t", f"citysense/{name}:{TAG}",
+    run("docker", "build", "--network", "host", "-q", *extra, *args, "-f", dockerfile, "-t", f"citysense/{name}:{TAG}",
         str(REPO))
     TIMINGS[f"build {name}"] = time.monotonic() - started
     size = run("docker", "image", "inspect", "-f", "{{.Size}}", f"citysense/{name}:{TAG}").stdout.strip()
@@ -148,8 +148,9 @@ def main() -> int:  # noqa: C901, PLR0912, PLR0915 - one linear scenario, easier
 
     if not args.no_build:
         for service in SERVICES:
-            build(service, f"services/{service}/Dockerfile", offline=not args.online)
-        build("broker", "docker/broker/Dockerfile", offline=not args.online)
+            build(service, "docker/python-service.Dockerfile", not args.online,
+                  "--build-arg", f"SERVICE={service}", "--target", service)
+        build("broker", "docker/broker/Dockerfile", not args.online)
     present: dict[str, bool] = {}
     for service in SERVICES:
         has, forbidden, uid = probe(service)

@@ -42,11 +42,12 @@ wheelhouse: $(STAMP)  ## host-built wheels for offline image builds (docker/whee
 # Real users: `make images` pulls the upstream base images and pip downloads from PyPI inside the build.
 # IMAGE_BUILD_ARGS passes extra `docker build` arguments (images-offline sets PIP_NO_INDEX=1).
 IMAGE_BUILD_ARGS ?=
+# One Dockerfile for the four: SERVICE picks the service, --target stops the classic builder at its stage.
 images:  ## build the four service images (tag $(IMAGE_TAG)) from the repository root
 	@for svc in $(CITYSENSE_IMAGES); do \
 	  echo "==> citysense/$$svc:$(IMAGE_TAG)"; \
-	  $(DOCKER) build --network host $(IMAGE_BUILD_ARGS) -f services/$$svc/Dockerfile -t citysense/$$svc:$(IMAGE_TAG) . \
-	    || exit 1; \
+	  $(DOCKER) build --network host $(IMAGE_BUILD_ARGS) -f docker/python-service.Dockerfile \
+	    --build-arg SERVICE=$$svc --target $$svc -t citysense/$$svc:$(IMAGE_TAG) . || exit 1; \
 	done
 
 images-offline: base-images wheelhouse  ## build the images with no registry/PyPI access (local base stand-ins + wheelhouse)

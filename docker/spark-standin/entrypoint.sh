@@ -1,7 +1,7 @@
 #!/bin/bash
 # Offline stand-in for the official Apache Spark image's /opt/entrypoint.sh (Spark on Kubernetes contract), used only
 # when docker/build-base-images.sh builds a local `apache/spark` tag because no registry is reachable. Real builds
-# copy the official script from apache/spark (services/scorer/Dockerfile).
+# copy the official script from apache/spark (docker/python-service.Dockerfile, stage scorer).
 #   driver    -> spark-submit in client mode inside the driver pod (the operator passes the rest of the arguments)
 #   executor  -> the JVM executor backend, configured from the SPARK_* variables Spark sets on executor pods
 #   anything else is executed as is (under tini).

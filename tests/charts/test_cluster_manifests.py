@@ -116,7 +116,13 @@ def test_skaffold_builds_four_images_from_the_root_and_deploys_the_chart() -> No
                                                                            "notifier")}
     for artifact in artifacts:
         assert artifact["context"] == "."
-        assert (REPO / artifact["docker"]["dockerfile"]).is_file()
+        # One Dockerfile for the four services: SERVICE and the target stage both name the artifact's service.
+        service = artifact["image"].split("/")[1]
+        assert artifact["docker"]["dockerfile"] == "docker/python-service.Dockerfile"
+        assert artifact["docker"]["buildArgs"] == {"SERVICE": service}
+        assert artifact["docker"]["target"] == service
+        dockerfile = (REPO / artifact["docker"]["dockerfile"]).read_text(encoding="utf-8")
+        assert re.search(rf"^FROM \S+ AS {re.escape(service)}$", dockerfile, re.M), f"no stage {service}"
     release = config["manifests"]["helm"]["releases"][0]
     assert (REPO / release["chartPath"] / "Chart.yaml").is_file()
     assert config["deploy"]["helm"] == {}

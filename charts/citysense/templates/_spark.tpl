@@ -1,6 +1,6 @@
 {{/*
 Shared parts of the scorer's SparkApplication (streaming) and ScheduledSparkApplication (batch) specs.
-The image (services/scorer/Dockerfile) follows the official Apache Spark image layout the operator expects:
+The image (docker/python-service.Dockerfile, stage scorer) follows the official Apache Spark image layout the operator expects:
 SPARK_HOME=/opt/spark, /opt/entrypoint.sh handling the `driver` and `executor` commands, user spark (uid 185),
 working directory /opt/spark/work-dir; driver and executors run the same image.
 */}}
