@@ -20,4 +20,6 @@ started=$SECONDS
 # Wheels for pip inside the builds, prepared on the host (no PyPI access from inside `docker build` needed).
 [[ " $* " == *" --online "* ]] || docker/wheelhouse.sh
 echo "==> wheelhouses ready in $((SECONDS - started))s"
+# The broker image's build context: Kafka's jars (Maven Central, cached on the host) and its rendered config.
+[[ " $* " == *" --no-build "* ]] || .venv/bin/python docker/broker/prepare.py
 exec .venv/bin/python docker/e2e_containers.py "$@"

@@ -1,12 +1,12 @@
 """Container end-to-end run (called by docker/e2e-containers.sh after the base images and wheelhouses exist).
 
-Builds the four service images and the broker image, starts the broker, alert API, notifier, scorer and simulator
-as containers on the host network (read-only root filesystems, all capabilities dropped, no-new-privileges,
-non-root), subscribes a webhook receiver running on this host through the API, lets the simulator drive one station's
-PM2.5 to 400 µg/m³ (`pollution:stations=1,ramp=0,peak=400`), and waits until the scorer's critical PM2.5 alert
-arrives at the receiver as an `io.citysense.alert.opened` CloudEvent whose Standard Webhooks signature verifies
-against the secret the API returned. The store is SQLite on a directory shared by scorer, API and notifier (no
-Cassandra here); the run also reads the alert and the station's readings back through the API.
+Builds the four service images and the broker image (Apache Kafka, one KRaft node), starts the broker, alert API,
+notifier, scorer and simulator as containers on the host network (read-only root filesystems, all capabilities
+dropped, no-new-privileges, non-root), subscribes a webhook receiver running on this host through the API, lets the
+simulator drive one station's PM2.5 to 400 µg/m³ (`pollution:stations=1,ramp=0,peak=400`), and waits until the
+scorer's critical PM2.5 alert arrives at the receiver as an `io.citysense.alert.opened` CloudEvent whose Standard
+Webhooks signature verifies against the secret the API returned. The store is SQLite on a directory shared by scorer,
+API and notifier (no Cassandra here); the run also reads the alert and the station's readings back through the API.
 
 A service whose package has no command yet (work in progress) is reported as MISSING and the run fails, unless
 --allow-missing is given: then, without a scorer, one alert is injected on the alerts topic so the API -> notifier
@@ -66,11 +66,11 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def build(name: str, dockerfile: str, offline: bool, *args: str) -> None:
+def build(name: str, dockerfile: str, offline: bool, *args: str, context: Path = REPO) -> None:
     started = time.monotonic()
     extra = ["--build-arg", "PIP_NO_INDEX=1"] if offline else []
     run("docker", "build", "--network", "host", "-q", *extra, *args, "-f", dockerfile, "-t", f"citysense/{name}:{TAG}",
-        str(REPO))
+        str(context))
     TIMINGS[f"build {name}"] = time.monotonic() - started
     size = run("docker", "image", "inspect", "-f", "{{.Size}}", f"citysense/{name}:{TAG}").stdout.strip()
     log(f"built citysense/{name}:{TAG} in {TIMINGS[f'build {name}']:.0f}s ({int(size) / 1e6:.0f} MB)")
@@ -150,7 +150,8 @@ def main() -> int:  # noqa: C901, PLR0912, PLR0915 - one linear scenario, easier
         for service in SERVICES:
             build(service, "docker/python-service.Dockerfile", not args.online,
                   "--build-arg", f"SERVICE={service}", "--target", service)
-        build("broker", "docker/broker/Dockerfile", not args.online)
+        # Context docker/broker/: the Kafka jars and config that docker/broker/prepare.py put there (no pip inside).
+        build("broker", "docker/broker/Dockerfile", False, context=REPO / "docker" / "broker")
     present: dict[str, bool] = {}
     for service in SERVICES:
         has, forbidden, uid = probe(service)
@@ -160,6 +161,12 @@ def main() -> int:  # noqa: C901, PLR0912, PLR0915 - one linear scenario, easier
                              f"foreign packages {forbidden}")
         if has:
             log(f"image {service}: command present, uid {uid}, none of {', '.join(FORBIDDEN[service])}")
+    broker_uid, _, kafka_version = run(
+        "docker", "run", "--rm", "--network", "none", "--read-only", "--cap-drop", "ALL", "--entrypoint", "sh",
+        f"citysense/broker:{TAG}", "-c", "id -u; cat /opt/kafka/config/VERSION", check=False).stdout.partition("\n")
+    if broker_uid.strip() in {"", "0"}:
+        raise SystemExit(f"citysense/broker:{TAG}: runs as uid {broker_uid.strip() or '?'} (want a non-root user)")
+    log(f"image broker: Apache Kafka {kafka_version.strip()}, uid {broker_uid.strip()}")
     missing = [s for s, ok in present.items() if not ok]
     if missing:
         log(f"MISSING (package has no command yet): {', '.join(missing)}")
@@ -186,13 +193,21 @@ def main() -> int:  # noqa: C901, PLR0912, PLR0915 - one linear scenario, easier
     evidence: list[str] = []
     try:
         started = time.monotonic()
-        url = f"kafka://127.0.0.1:{kafka_port}"
-        containers.append(start("broker", f"citysense/broker:{TAG}", {},
-                                ["--listener-url", url, "--advertised-listener-url", url,
-                                 "--storage-engine", "memory://tansu/"]))
-        from citysense_common.kafka import TopicSpec, ensure_topics, wait_for_broker
+        # Apache Kafka, one KRaft node on loopback; its log on a tmpfs (formatted at start), /tmp exec for the JNI
+        # compression libraries like the scorer's.
+        containers.append(start("broker", f"citysense/broker:{TAG}",
+                                {"KAFKA_HOST": "127.0.0.1", "KAFKA_ADVERTISED_HOST": "127.0.0.1",
+                                 "KAFKA_PORT": str(kafka_port), "KAFKA_CONTROLLER_PORT": str(free_port()),
+                                 "KAFKA_OPTS": "-Xmx384m"}, [],
+                                tmpfs=("/var/lib/kafka:rw,size=512m,uid=10002,gid=10002,mode=0750",), exec_tmp=True))
+        from citysense_common.kafka import BrokerUnavailable, TopicSpec, ensure_topics, wait_for_broker
 
-        wait_for_broker(bootstrap, timeout=60)
+        try:
+            wait_for_broker(bootstrap, timeout=90)
+        except BrokerUnavailable:
+            if not running(containers[-1]):
+                raise SystemExit(f"{containers[-1]} exited while starting") from None
+            raise
         ensure_topics(bootstrap, [TopicSpec("citysense.readings", 6), TopicSpec("citysense.alerts", 3),
                                   TopicSpec("citysense.readings.dlq", 1), TopicSpec("citysense.webhook-tests", 1)])
         log("broker up, topics created")

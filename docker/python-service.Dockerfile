@@ -118,6 +118,7 @@ FROM ${SPARK_IMAGE} AS spark
 FROM ${PYTHON_IMAGE} AS scorer
 # JRE for Spark (17 on bookworm, 21 on trixie: both supported by Spark 4), tini as PID 1 (used by entrypoint.sh),
 # procps for Spark's scripts. (slim images have no /usr/share/man, which the JRE's update-alternatives needs.)
+# docker/broker/Dockerfile repeats this instruction exactly, so the build cache holds the layer once for both.
 RUN mkdir -p /usr/share/man/man1 \
  && apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends default-jre-headless tini procps \

