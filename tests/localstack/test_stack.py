@@ -91,7 +91,7 @@ def test_stack_runs_and_stops_cleanly(tmp_path: Path, signum: int) -> None:
     proc.send_signal(signum)
     out, _ = proc.communicate(timeout=60)
     assert proc.returncode == 0, out
-    assert "stopped simulator (exit 0)" in out and "stopped broker" in out
+    assert "stopped simulator (exit 0)" in out and "stopped kafka" in out
     assert not [pid for pid in pids if alive(pid)]
     assert not [m for pid in pids for m in group_members(pid)]  # no grandchildren left either
 

@@ -124,3 +124,17 @@ def test_server_properties_are_a_single_combined_node() -> None:
                 "transaction.state.log.min.isr", "share.coordinator.state.topic.replication.factor"):
         assert props[key] == "1", key
     assert props["group.initial.rebalance.delay.ms"] == "0"
+
+
+def test_a_cluster_id_never_starts_with_a_dash(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The storage tool's argument parser reads an id starting with '-' as an option (as Kafka's own ids avoid)."""
+    import uuid
+
+    from citysense_localstack.servers import kafka
+
+    dashed = uuid.UUID(bytes=b"\xf8" + bytes(15))  # base64 of 0b111110... is '-'
+    draws = iter([dashed, uuid.UUID(int=1)])
+    monkeypatch.setattr(kafka.uuid, "uuid4", lambda: next(draws))
+    cluster_id = kafka._cluster_id()
+    assert not cluster_id.startswith("-")
+    assert len(cluster_id) == 22

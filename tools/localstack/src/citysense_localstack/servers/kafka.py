@@ -7,6 +7,7 @@ including ones created without explicit settings, so disk stays bounded; the hea
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import os
 import subprocess
@@ -142,10 +143,12 @@ def format_storage(jars: Resolved, config: Path, log_dir: Path, java: str, log_p
 
 
 def _cluster_id() -> str:
-    # Kafka's cluster ids are 16 random bytes in URL-safe base64 without padding (StorageTool random-uuid).
-    import base64
-
-    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    """16 random bytes in URL-safe base64 without padding, as StorageTool random-uuid makes them; never starting with
+    '-', which the storage tool's argument parser would read as an option."""
+    while True:
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cluster_id.startswith("-"):
+            return cluster_id
 
 
 def start_kafka(data_dir: Path, *, port: int | None = None, controller_port: int | None = None,
