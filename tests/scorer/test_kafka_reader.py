@@ -156,3 +156,30 @@ def test_the_source_wait_is_a_setting_and_reaches_the_reader(monkeypatch: pytest
 
     assert KafkaStreamReader({"topic": "t", "wait_ms": "250"}).wait_s == 0.25
     assert KafkaStreamReader({"topic": "t"}).wait_s == 0
+
+
+def test_a_checkpoint_beyond_a_partitions_end_is_refused_with_the_fix() -> None:
+    from citysense_scorer.kafka_source import CheckpointBeyondTopic, check_resumable
+
+    check_resumable("t", {0: 10, 1: 0}, {0: 10, 1: 5}, "/ckpt")  # at the end or behind it: fine
+    with pytest.raises(CheckpointBeyondTopic, match=r"partition 0 ends at offset 3 but the checkpoint resumes at "
+                                                    r"10.*delete /ckpt"):
+        check_resumable("t", {0: 10, 1: 0}, {0: 3, 1: 5}, "/ckpt")
+    with pytest.raises(CheckpointBeyondTopic, match="partition 1 no longer exists"):
+        check_resumable("t", {0: 0, 1: 0}, {0: 3}, "/ckpt")
+
+
+def test_a_running_source_stops_when_the_topic_falls_behind_its_offsets(kafka_broker, unique_topics) -> None:  # noqa: ANN001
+    """The topic was recreated under a running query: the next trigger raises instead of waiting for offset 50."""
+    from citysense_scorer.kafka_source import CheckpointBeyondTopic, KafkaStreamReader
+
+    topic = unique_topics["readings_topic"]
+    ensure_topics(kafka_broker.bootstrap, [TopicSpec(topic, 1)])
+    produce(kafka_broker.bootstrap, topic, 5)
+    reader = KafkaStreamReader({"bootstrap": kafka_broker.bootstrap, "topic": topic, "checkpoint": "/data/ckpt"})
+    try:
+        assert reader.latestOffset({"0": 5}) == {"0": 5}
+        with pytest.raises(CheckpointBeyondTopic, match="ends at offset 5 but the checkpoint resumes at 50"):
+            reader.latestOffset({"0": 50})
+    finally:
+        reader.stop()

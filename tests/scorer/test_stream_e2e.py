@@ -1,4 +1,4 @@
-"""End to end with the real tansu broker: readings (some malformed) -> `citysense-scorer stream` -> store, alerts, DLQ.
+"""End to end with a real Kafka broker: readings (some malformed) -> `citysense-scorer stream` -> store, alerts, DLQ.
 
 The second test SIGKILLs the job mid-stream and restarts it: stored rows and alert events must be exactly as expected.
 """
@@ -176,3 +176,47 @@ def test_stream_end_to_end_then_sigkill_and_restart(kafka_broker, unique_topics,
     assert not [a for a in alerts if a["station_id"] == "calm-1" and a["kind"] == "threshold"]
     # Station health runs by default; readings that vary like real ones (the episode's jumps included) are no fault.
     assert not [a for a in alerts if a["kind"] == "sensor_fault"]
+
+
+def test_a_checkpoint_beyond_a_recreated_topic_stops_the_scorer_with_the_fix(kafka_broker, unique_topics,
+                                                                            tmp_path) -> None:
+    """The readings topic is deleted and recreated while the scorer is down: on restart its checkpoint resumes at
+    offset 60 of a 10-message log. It must refuse to start and say how to recover, not skip to offset 60."""
+    from confluent_kafka.admin import AdminClient
+
+    bootstrap = kafka_broker.bootstrap
+    readings = unique_topics["readings_topic"]
+    ensure_topics(bootstrap, [TopicSpec(unique_topics[t], 1) for t in ("readings_topic", "alerts_topic", "dlq_topic")])
+    calm = [("calm-1", reading("calm-1", i, 8.0, START + timedelta(seconds=i))) for i in range(70)]
+    produce(bootstrap, readings, calm[:60])
+    env = {**scorer_env(tmp_path, bootstrap, unique_topics), "CITYSENSE_SCORER_MAX_OFFSETS_PER_TRIGGER": "0"}
+    log = tmp_path / "scorer.log"
+    db = tmp_path / "data" / "citysense.db"
+    proc = start_scorer(env, log)
+    try:
+        wait_for(lambda: stored_count(db) >= 60, 240, proc, log)
+        os.killpg(proc.pid, signal.SIGTERM)
+        assert proc.wait(60) == 0, log.read_text()[-3000:]
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    admin.delete_topics([readings])[readings].result(30)
+    deadline = time.monotonic() + 30
+    while readings in admin.list_topics(timeout=10).topics and time.monotonic() < deadline:
+        time.sleep(0.2)
+    ensure_topics(bootstrap, [TopicSpec(readings, 1)])
+    produce(bootstrap, readings, calm[60:])
+
+    proc = start_scorer(env, log)
+    try:
+        code = proc.wait(180)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    text = log.read_text()
+    assert code == 2, text[-3000:]
+    assert "partition 0 ends at offset 10 but the checkpoint resumes at 60" in text
+    assert f"delete {tmp_path / 'data' / 'checkpoints' / 'scorer'}" in text
+    assert stored_count(db) == 60  # nothing read from the new log

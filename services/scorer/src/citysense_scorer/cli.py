@@ -26,6 +26,7 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging("scorer", settings.log_level, settings.log_format)
     if args.command == "stream":
         from citysense_scorer.health_wiring import CheckpointMismatch, check_checkpoint
+        from citysense_scorer.kafka_source import CheckpointBeyondTopic
         from citysense_scorer.stream import run
 
         try:
@@ -35,7 +36,11 @@ def main(argv: list[str] | None = None) -> int:
         except CheckpointMismatch as exc:
             logging.getLogger("citysense_scorer").error("cannot start: %s", exc)
             return 2
-        return run(settings)
+        try:
+            return run(settings)
+        except CheckpointBeyondTopic as exc:
+            logging.getLogger("citysense_scorer").error("cannot start: %s", exc)
+            return 2
     return 2
 
 

@@ -1,20 +1,22 @@
 """Spark streaming source for Kafka written with the Python Data Source API (``format("citysense_kafka")``).
 
-Why not Spark's built-in ``kafka`` source: it needs Maven jars that offline machines and CI cannot fetch (it is
-still selectable with ``CITYSENSE_SCORER_SOURCE=kafka`` when the jars are on the classpath).
+Why not Spark's built-in ``kafka`` source: its connector is not published for the pinned pyspark version
+(docs/components.md); it is still selectable with ``CITYSENSE_SCORER_SOURCE=kafka`` when its jars are on the classpath.
 
 Design:
 - Offsets are ``{"<partition>": next_offset}`` dicts kept in Spark's checkpoint (offset log); nothing is committed to
-  Kafka and no consumer group is joined (tansu's first group join costs seconds; partitions are assigned explicitly).
-- ``latestOffset`` needs the end of every partition. ``ListOffsets(latest)`` is wrong on the local tansu broker, so
-  the driver keeps a background :class:`EndOffsetProbe`: a consumer assigned to all partitions that keeps fetching
-  near the end and records the high watermark that every fetch response carries (correct on tansu and on Kafka).
+  Kafka and no consumer group is joined (partitions are assigned explicitly).
+- ``latestOffset`` needs the end of every partition, and when nothing is new it waits for new readings rather than
+  run an empty micro-batch. The driver keeps a background :class:`EndOffsetProbe` for both: a consumer assigned to
+  all partitions that keeps fetching near the end and records the high watermark that every fetch response carries,
+  and wakes ``latestOffset`` when one moves.
+- A checkpoint that resumes beyond a partition's end (the topic was deleted and recreated, or a broker lost its log)
+  stops the query with :class:`CheckpointBeyondTopic`, which names the fix; reading on would skip readings silently.
 - A micro-batch's Kafka partitions are spread over at most ``tasks`` Spark input partitions (Kafka partition p goes
   to task p mod tasks, so a partition stays with the same task); ``read`` consumes each ``[start, end)`` in turn and
   yields Arrow record batches, so no per-row Python objects cross into the JVM. Why not one task per Kafka
-  partition: every task costs a Python worker round trip and scheduling, and with the readings topic's 6 partitions
-  on 2 local cores that was most of a small micro-batch (source alone, 5,000 readings/s: cycle 0.28 s and p99
-  reading-to-sink 697 ms with 6 tasks, 0.14 s and 399 ms with 2, 0.11 s and 322 ms with 1).
+  partition: every task costs a Python worker round trip and scheduling, which on a few local cores is most of a
+  small micro-batch (bench/results/p2_floor.json).
 """
 
 from __future__ import annotations
@@ -73,6 +75,40 @@ def partition_ids(conf: dict[str, Any], topic: str, timeout: float = 30.0) -> li
     return sorted(info.partitions)
 
 
+class CheckpointBeyondTopic(RuntimeError):
+    """The scorer's checkpoint resumes where the Kafka topic has no readings; the message names the fix."""
+
+
+def check_resumable(topic: str, resume: dict[int, int], ends: dict[int, int], checkpoint: str) -> None:
+    """Raise :class:`CheckpointBeyondTopic` when ``resume`` (next offset per partition, from the checkpoint) lies beyond
+    a partition's end or names a partition the topic no longer has."""
+    problems = []
+    for partition, offset in sorted(resume.items()):
+        if partition not in ends:
+            problems.append(f"partition {partition} no longer exists")
+        elif offset > ends[partition]:
+            problems.append(f"partition {partition} ends at offset {ends[partition]} but the checkpoint resumes at "
+                            f"{offset}")
+    if problems:
+        raise CheckpointBeyondTopic(
+            f"the scorer's checkpoint does not match Kafka topic {topic!r}: {'; '.join(problems)}. The topic was "
+            f"deleted and recreated, or its broker lost its log; reading on would skip readings, so nothing is read. "
+            f"Fix: stop the scorer and delete {checkpoint} to score the topic from its first retained reading "
+            f"(re-scoring writes the same rows and alert ids), or point CITYSENSE_KAFKA_BOOTSTRAP at the Kafka "
+            f"this checkpoint belongs to.")
+
+
+def end_offsets(conf: dict[str, Any], topic: str, partitions: list[int]) -> dict[int, int]:
+    """Each partition's end (the offset the next reading will get), from the broker."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    consumer = Consumer({**conf, "group.id": "citysense-scorer-probe"})
+    try:
+        return {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in partitions}
+    finally:
+        consumer.close()
+
+
 def low_offsets(conf: dict[str, Any], topic: str, partitions: list[int]) -> dict[int, int]:
     """Each partition's first retained offset (where ``startingOffsets=earliest`` begins)."""
     from confluent_kafka import Consumer, TopicPartition
@@ -106,6 +142,7 @@ class EndOffsetProbe:
         self._interval_s = interval_s
         self._topic = topic
         self._ends: dict[int, int] = {p: int(start.get(p, 0)) for p in partitions}
+        self._highs: dict[int, int] = {}  # the broker's latest high watermark per partition, never raised to start
         self._fresh: set[int] = set()
         self._lock = threading.Lock()
         self._grew = threading.Condition(self._lock)  # notified when an end offset moves forward
@@ -149,6 +186,8 @@ class EndOffsetProbe:
             for p in list(self._ends):
                 _, high = self._consumer.get_watermark_offsets(self._tp(self._topic, p), cached=True)
                 end = max(self._ends[p], seen.get(p, 0), high if high is not None and high >= 0 else 0)
+                if high is not None and high >= 0:
+                    self._highs[p] = high
                 if high is not None and high >= 0 or p in seen:
                     self._fresh.add(p)
                 if end > self._ends[p]:
@@ -176,6 +215,11 @@ class EndOffsetProbe:
             time.sleep(0.02)
         with self._lock:
             return dict(self._ends)
+
+    def highs(self) -> dict[int, int]:
+        """The broker's high watermarks as last reported (partitions not heard from yet are missing)."""
+        with self._lock:
+            return dict(self._highs)
 
     def ends_beyond(self, offsets: dict[int, int], timeout: float) -> dict[int, int]:
         """Current end offsets once some partition's end is past ``offsets``, or after ``timeout`` s (then they may
@@ -388,6 +432,9 @@ class KafkaStreamReader(DataSourceStreamReader):
         probe = self._ensure_probe(start)
         ends = probe.ends()
         begin = {p: int(start.get(str(p), 0)) for p in ends}
+        highs = probe.highs()
+        check_resumable(self.topic, {p: o for p, o in begin.items() if p in highs}, highs,
+                        self.options.get("checkpoint", "the scorer's checkpoint folder"))
         if self.wait_s and not _beyond(ends, begin):
             # Nothing new: Spark would run a no-data micro-batch now (the health operator's processing-time timers
             # ask for one on every trigger). Readings that land while it runs - a fleet reporting on the second

@@ -57,6 +57,7 @@ def source_frame(spark: Any, settings: ScorerSettings) -> Any:
             .option("wait_ms", str(settings.scorer_source_wait_ms))
             .option("registry", registry.model_dump_json())
             .option("future_tolerance_s", str(settings.scorer_future_tolerance_s))
+            .option("checkpoint", str(settings.checkpoint_dir))
             .load())
 
 
@@ -192,13 +193,16 @@ def follow_processed(lag: ConsumerLag, progress: dict | None, overlapped: Overla
 
 def start_lag(settings: ScorerSettings) -> tuple[ConsumerLag, Any]:
     """The lag gauge's state and the end-offset probe it reads (close it on shutdown)."""
-    from citysense_scorer.kafka_source import EndOffsetProbe, low_offsets, partition_ids
+    from citysense_scorer.kafka_source import EndOffsetProbe, check_resumable, end_offsets, low_offsets, partition_ids
 
     conf = {"bootstrap.servers": settings.bootstrap, **settings.kafka_options}
     topic = settings.readings_topic
     parts = partition_ids(conf, topic)
+    committed = committed_offsets(settings.checkpoint_dir / "spark", topic)
+    if committed:
+        check_resumable(topic, committed, end_offsets(conf, topic, parts), str(settings.checkpoint_dir))
     # No committed batch yet: the query starts at the earliest retained offsets (startingOffsets=earliest).
-    processed = committed_offsets(settings.checkpoint_dir / "spark", topic) or low_offsets(conf, topic, parts)
+    processed = committed or low_offsets(conf, topic, parts)
     probe = EndOffsetProbe(conf, topic, parts, {p: processed.get(p, 0) for p in parts}, fetch_wait_ms=500,
                            interval_s=1.0)
     return ConsumerLag(topic, lambda: probe.ends(0) if probe.ready() else None, processed), probe
