@@ -7,7 +7,8 @@ cap, which the checkpoint keeps across restarts) goes through
 - a reference scorer that runs undisturbed, and
 - a scorer whose whole process group (JVM included) is SIGKILLed twice mid-stream and restarted;
 then the stored readings (station, ts, seq, metrics, z-scores), the station rows and the alert events on the topic
-(event ids — content hashes — and full payloads) must be identical, with no event twice.
+(event ids — content hashes — and full payloads) must be identical, with no event twice. It runs on both stores:
+SQLite, and Cassandra on a real node (each run in a keyspace of its own).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -59,10 +61,58 @@ def topics_for(tag: str) -> dict[str, str]:
     return {"readings_topic": f"r1.{tag}.readings", "alerts_topic": f"r1.{tag}.alerts", "dlq_topic": f"r1.{tag}.dlq"}
 
 
-def start(bootstrap: str, topics: dict[str, str], data: Path) -> subprocess.Popen:
-    env = {**{k: v for k, v in os.environ.items() if not k.startswith("CITYSENSE_")},
+class SQLiteRows:
+    """The stored rows of one run's SQLite store."""
+
+    def __init__(self, data: Path) -> None:
+        self.db = data / "citysense.db"
+        self.env: dict[str, str] = {"CITYSENSE_SQLITE_PATH": str(self.db)}
+
+    def readings(self) -> list[tuple]:
+        return rows(self.db)
+
+    def stations(self) -> list[tuple]:
+        return stations(self.db)
+
+
+class CassandraRows:
+    """The stored rows of one run's Cassandra keyspace, in the same shape for comparison."""
+
+    def __init__(self, node, keyspace: str) -> None:  # noqa: ANN001 - CassandraNode or None (external cluster)
+        from cassandra.cluster import Cluster
+
+        self.keyspace = keyspace
+        self.env = {**(node.env if node is not None else {}), "CITYSENSE_STORE": "cassandra",
+                    "CITYSENSE_CASSANDRA_KEYSPACE": keyspace}
+        hosts = self.env.get("CITYSENSE_CASSANDRA_HOSTS") or os.environ["CITYSENSE_CASSANDRA_HOSTS"]
+        port = int(self.env.get("CITYSENSE_CASSANDRA_PORT") or os.environ.get("CITYSENSE_CASSANDRA_PORT", "9042"))
+        self.cluster = Cluster(hosts.split(","), port=port)
+        self.session = self.cluster.connect()
+
+    def _all(self, cql: str) -> list:
+        try:
+            return list(self.session.execute(cql.format(ks=self.keyspace)))
+        except Exception:  # noqa: BLE001 - keyspace or table not created yet by the scorer
+            return []
+
+    def readings(self) -> list[tuple]:
+        cql = "SELECT station_id, ts, seq, metrics, zscores, outliers, late FROM {ks}.readings"
+        return sorted((r.station_id, r.ts, r.seq, sorted((r.metrics or {}).items()), sorted((r.zscores or {}).items()),
+                       list(r.outliers or []), r.late) for r in self._all(cql))
+
+    def stations(self) -> list[tuple]:
+        return sorted((r.station_id, r.last_seen, r.last_seq, sorted((r.latest or {}).items()), r.lat, r.lon, r.status)
+                      for r in self._all("SELECT * FROM {ks}.stations"))
+
+    def close(self) -> None:
+        self.session.execute(f"DROP KEYSPACE IF EXISTS {self.keyspace}")
+        self.cluster.shutdown()
+
+
+def start(bootstrap: str, topics: dict[str, str], data: Path, store_env: dict[str, str]) -> subprocess.Popen:
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("CITYSENSE_")}, **store_env,
            "CITYSENSE_KAFKA_BOOTSTRAP": bootstrap, "CITYSENSE_DATA_DIR": str(data),
-           "CITYSENSE_SQLITE_PATH": str(data / "citysense.db"), "CITYSENSE_READINGS_TOPIC": topics["readings_topic"],
+           "CITYSENSE_READINGS_TOPIC": topics["readings_topic"],
            "CITYSENSE_ALERTS_TOPIC": topics["alerts_topic"], "CITYSENSE_DLQ_TOPIC": topics["dlq_topic"],
            "CITYSENSE_SCORER_METRICS_PORT": "0", "CITYSENSE_SCORER_TRIGGER_MS": "200",
            "CITYSENSE_SCORER_MAX_OFFSETS_PER_TRIGGER": str(CAP), "CITYSENSE_SCORER_SNAPSHOT_EVERY": "4"}
@@ -111,9 +161,10 @@ class Scorer:
 
     MAX_OWN_EXITS = 3
 
-    def __init__(self, bootstrap: str, topics: dict[str, str], data: Path) -> None:
-        self.args = (bootstrap, topics, data)
-        self.db = data / "citysense.db"
+    def __init__(self, bootstrap: str, topics: dict[str, str], data: Path, store: SQLiteRows | CassandraRows) -> None:
+        self.args = (bootstrap, topics, data, store.env)
+        self.store = store
+        self.log = data / "scorer.log"
         self.own_exits: list[int] = []
         self.proc = start(*self.args)
 
@@ -126,15 +177,15 @@ class Scorer:
 
     def wait_rows(self, count: int, timeout: float = 900) -> None:
         deadline = time.monotonic() + timeout
-        while len(rows(self.db)) < count:
+        while len(self.store.readings()) < count:
             if self.proc.poll() is not None:
                 # e.g. "Python worker failed to connect back" on a starved machine; a crash is one more
                 # interruption the exactness check has to survive, but a scorer that keeps dying fails the test.
                 self.own_exits.append(self.proc.returncode)
-                log = (self.db.parent / "scorer.log").read_text(errors="replace")[-3000:]
+                log = self.log.read_text(errors="replace")[-3000:]
                 assert len(self.own_exits) <= self.MAX_OWN_EXITS, f"scorer keeps exiting {self.own_exits}:\n{log}"
                 self.restart()
-            assert time.monotonic() < deadline, f"{len(rows(self.db))} of {count} rows after {timeout}s"
+            assert time.monotonic() < deadline, f"{len(self.store.readings())} of {count} rows after {timeout}s"
             time.sleep(0.3)
 
 
@@ -148,8 +199,23 @@ def finish(proc: subprocess.Popen) -> None:
             os.killpg(proc.pid, signal.SIGKILL)
 
 
+@pytest.fixture(params=["sqlite", "cassandra"])
+def stores(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[dict[str, SQLiteRows | CassandraRows]]:
+    """The reference run's store and the killed run's store, of the same backend."""
+    if request.param == "sqlite":
+        yield {name: SQLiteRows(tmp_path / name) for name in ("reference", "killed")}
+        return
+    node = request.getfixturevalue("cassandra_node")
+    made = {name: CassandraRows(node, f"r1_{name}_{uuid.uuid4().hex[:8]}") for name in ("reference", "killed")}
+    try:
+        yield made
+    finally:
+        for store in made.values():
+            store.close()
+
+
 @pytest.mark.timeout(2400)  # four scorer starts (JVM each); the suite default is 300 s
-def test_sigkilled_scorer_matches_an_undisturbed_run_exactly(kafka_broker, tmp_path: Path) -> None:
+def test_sigkilled_scorer_matches_an_undisturbed_run_exactly(kafka_broker, stores, tmp_path: Path) -> None:
     bootstrap = kafka_broker.bootstrap
     messages = workload()
     total = len(messages)
@@ -164,7 +230,7 @@ def test_sigkilled_scorer_matches_an_undisturbed_run_exactly(kafka_broker, tmp_p
         runs[name] = (topics, tmp_path / name)
 
     ref_topics, ref_dir = runs["reference"]
-    ref = Scorer(bootstrap, ref_topics, ref_dir)
+    ref = Scorer(bootstrap, ref_topics, ref_dir, stores["reference"])
     try:
         ref.wait_rows(total)
         finish(ref.proc)
@@ -173,12 +239,12 @@ def test_sigkilled_scorer_matches_an_undisturbed_run_exactly(kafka_broker, tmp_p
             os.killpg(ref.proc.pid, signal.SIGKILL)
 
     topics, data = runs["killed"]
-    killed = Scorer(bootstrap, topics, data)
+    killed = Scorer(bootstrap, topics, data, stores["killed"])
     try:
         for kill_at in (total // 4, total // 2):  # two SIGKILLs of the whole group, JVM included, mid-stream
             killed.wait_rows(kill_at)
             killed.kill()
-            assert len(rows(data / "citysense.db")) < total, "the kill came too late to be mid-stream"
+            assert len(stores["killed"].readings()) < total, "the kill came too late to be mid-stream"
             killed.restart()
         killed.wait_rows(total)
         finish(killed.proc)
@@ -186,10 +252,10 @@ def test_sigkilled_scorer_matches_an_undisturbed_run_exactly(kafka_broker, tmp_p
         if killed.proc.poll() is None:
             os.killpg(killed.proc.pid, signal.SIGKILL)
 
-    ref_rows, got_rows = rows(ref_dir / "citysense.db"), rows(data / "citysense.db")
+    ref_rows, got_rows = stores["reference"].readings(), stores["killed"].readings()
     assert len(ref_rows) == total
     assert got_rows == ref_rows
-    assert stations(data / "citysense.db") == stations(ref_dir / "citysense.db")
+    assert stores["killed"].stations() == stores["reference"].stations()
     ref_events, got_events = events(bootstrap, ref_topics["alerts_topic"]), events(bootstrap, topics["alerts_topic"])
     ids = [e["event_id"] for e in got_events]
     assert len(ids) == len(set(ids)), "an alert event is on the topic twice"

@@ -15,7 +15,6 @@ import sys
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -25,7 +24,6 @@ from citysense_alert_api.settings import build_settings
 from citysense_common.kafka import TopicSpec, ensure_topics
 from citysense_common.store import StoreSettings
 from citysense_common.store.cassandra import CassandraStore
-from citysense_localstack.servers.cassandra import CassandraNode, running_cassandra
 from confluent_kafka import Consumer, TopicPartition
 from fastapi.testclient import TestClient
 
@@ -33,16 +31,6 @@ pytestmark = pytest.mark.slow
 
 TOKEN = "test-token-" + "x" * 24
 STATIONS = 3
-
-
-@pytest.fixture(scope="module")
-def cassandra_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CassandraNode | None]:
-    """A single-node Cassandra on free loopback ports; None when CITYSENSE_CASSANDRA_HOSTS names one to use."""
-    if os.environ.get("CITYSENSE_CASSANDRA_HOSTS"):
-        yield None
-        return
-    with running_cassandra(tmp_path_factory.mktemp("cassandra")) as node:
-        yield node
 
 
 def topic_readings(bootstrap: str, topic: str, timeout: float = 30.0) -> list[dict]:

@@ -1,33 +1,22 @@
 """The store under test: SQLite, and Cassandra on a real node.
 
-The Cassandra cases run against the node the ``cassandra_node`` fixture starts for the session (Apache Cassandra
-from Maven Central jars, in a temporary folder), or against the cluster named by CITYSENSE_CASSANDRA_HOSTS (and
-CITYSENSE_CASSANDRA_PORT) when that is set. Either way every case runs on both backends: nothing is skipped.
+The Cassandra cases run against the node the ``cassandra_node`` fixture (tests/conftest.py) starts for the session
+(Apache Cassandra from Maven Central jars, in a temporary folder), or against the cluster named by
+CITYSENSE_CASSANDRA_HOSTS (and CITYSENSE_CASSANDRA_PORT) when that is set. Either way every case runs on both
+backends: nothing is skipped.
 """
 
 from __future__ import annotations
 
-import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from citysense_common.store import SQLiteStore, Store, StoreSettings
-from citysense_localstack.servers.cassandra import CassandraNode, running_cassandra
+from citysense_localstack.servers.cassandra import CassandraNode
 
 BACKENDS = ["sqlite", "cassandra"]
-
-
-@pytest.fixture(scope="session")
-def cassandra_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CassandraNode | None]:
-    """A single-node Cassandra for the session on free loopback ports; None when CITYSENSE_CASSANDRA_HOSTS names
-    an external cluster (the store then reads its settings from the environment)."""
-    if os.environ.get("CITYSENSE_CASSANDRA_HOSTS"):
-        yield None
-        return
-    with running_cassandra(tmp_path_factory.mktemp("cassandra")) as node:
-        yield node
 
 
 def cassandra_settings(node: CassandraNode | None, **overrides: object) -> StoreSettings:
