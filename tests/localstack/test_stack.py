@@ -42,15 +42,19 @@ def group_members(pgid: int) -> list[int]:
     return members
 
 
-def start_stack(tmp_path: Path, components: str, stations: int = 20) -> tuple[subprocess.Popen, dict, int]:
+def start_stack(tmp_path: Path, components: str, stations: int = 20, output: list[str] | None = None,
+                **extra_env: str) -> tuple[subprocess.Popen, dict, int]:
+    """Start `citysense-stack up`; return once it prints its summary (the lines read so far go to ``output``)."""
     kafka_port = free_port()
     env = {**os.environ, "CITYSENSE_DATA_DIR": str(tmp_path / "data"), "CITYSENSE_KAFKA_PORT": str(kafka_port),
            "CITYSENSE_API_PORT": str(free_port()), "CITYSENSE_STATIONS": str(stations),
            "CITYSENSE_COMPONENTS": components, "CITYSENSE_SIMULATOR_METRICS_PORT": "0",
-           "CITYSENSE_SCORER_METRICS_PORT": "0", "CITYSENSE_NOTIFIER_METRICS_PORT": "0"}
-    env.pop("CITYSENSE_KAFKA_BOOTSTRAP", None)
+           "CITYSENSE_SCORER_METRICS_PORT": "0", "CITYSENSE_NOTIFIER_METRICS_PORT": "0", **extra_env}
+    for name in ("CITYSENSE_KAFKA_BOOTSTRAP", "CITYSENSE_CASSANDRA_HOSTS"):
+        if name not in extra_env:
+            env.pop(name, None)
     proc = subprocess.Popen(STACK, env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    output = []
+    output = [] if output is None else output
     deadline = time.monotonic() + 240
     while time.monotonic() < deadline:
         line = proc.stdout.readline()
@@ -141,6 +145,68 @@ def test_crashed_component_is_restarted(tmp_path: Path) -> None:
     assert restarted is not None, out
     assert "simulator exited with code -9; restarting" in out
     assert not alive(restarted)
+
+
+def test_kafka_that_dies_is_restarted_on_its_port_and_data(tmp_path: Path) -> None:
+    proc, state, port = start_stack(tmp_path, "simulator", stations=5)
+    try:
+        first = read_some(port, 10)
+        os.kill(state["broker"], signal.SIGKILL)
+        deadline, restarted = time.monotonic() + 90, None
+        while time.monotonic() < deadline:
+            current = json.loads((tmp_path / "data" / "stack.json").read_text())["broker"]
+            if current != state["broker"] and alive(current):
+                restarted = current
+                break
+            time.sleep(0.3)
+        assert restarted is not None, "Kafka was not restarted"
+        after = read_some(port, len(first) + 50)  # the same log (kept readings) plus new ones from the simulator
+        assert len(after) >= len(first) + 50
+        assert {(m.partition(), m.offset()) for m in first} <= {(m.partition(), m.offset()) for m in after}
+    finally:
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=90)
+    assert "Kafka exited (code -9); restarting it" in out
+    assert proc.returncode == 0, out
+
+
+def test_cassandra_store_runs_the_pipeline_and_the_api_serves_it(tmp_path: Path) -> None:
+    """CITYSENSE_STORE=cassandra: a local Cassandra node under DATA_DIR/cassandra, migrated, and readings from the
+    simulator through Kafka and the scorer served by the API."""
+    import urllib.request
+
+    from citysense_common.jvm.components import CASSANDRA, KAFKA
+
+    api_port = free_port()
+    lines: list[str] = []
+    proc, state, _ = start_stack(tmp_path, "scorer,alert-api,simulator", stations=3, output=lines,
+                                 CITYSENSE_STORE="cassandra", CITYSENSE_CASSANDRA_PORT=str(free_port()),
+                                 CITYSENSE_API_PORT=str(api_port))
+    pids = all_pids(state) + [state["cassandra"]]
+
+    def get(path: str) -> dict:
+        with urllib.request.urlopen(f"http://127.0.0.1:{api_port}{path}", timeout=10) as response:  # noqa: S310
+            return json.loads(response.read())
+
+    try:
+        summary = "".join(lines)
+        assert f"{CASSANDRA.title} {CASSANDRA.version}" in summary and f"{KAFKA.title} {KAFKA.version}" in summary
+        assert (tmp_path / "data" / "cassandra").is_dir()
+        deadline, stations = time.monotonic() + 300, []
+        while time.monotonic() < deadline and len(stations) < 3:
+            assert proc.poll() is None, "".join(lines)
+            stations = get("/v1/stations")["items"]
+            time.sleep(2)
+        assert len(stations) == 3, "the API never listed the simulated stations"
+        page = get(f"/v1/stations/{stations[0]['id']}/readings?limit=5")
+        assert page["station_id"] == stations[0]["id"] and len(page["items"]) == 5
+        assert "items" in get("/v1/alerts")
+    finally:
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 0, out
+    assert "stopped cassandra" in out
+    assert not [pid for pid in pids if alive(pid)]
 
 
 def test_port_in_use_is_explained(tmp_path: Path) -> None:

@@ -124,6 +124,9 @@ class Stack:
             "CITYSENSE_STORE": s.store,
             "PYTHONUNBUFFERED": "1",
         })
+        if s.store == "cassandra":  # the local node's address once it runs, or the configured cluster
+            env.update({"CITYSENSE_CASSANDRA_HOSTS": ",".join(s.cassandra_hosts),
+                        "CITYSENSE_CASSANDRA_PORT": str(s.cassandra_port)})
         return env
 
     # ---- start ------------------------------------------------------------------------------------------
