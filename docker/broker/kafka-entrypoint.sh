@@ -13,8 +13,12 @@ log4j="-Dlog4j2.configurationFile=$conf/log4j2.properties"
 log_dir=$(sed -n 's/^log\.dirs=//p' "$config")
 mkdir -p "$log_dir"
 if [ ! -f "$log_dir/meta.properties" ]; then
-  # A cluster id is 16 random bytes in URL-safe base64 without padding (what StorageTool random-uuid prints).
-  cluster_id=$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=')
+  # A cluster id is 16 random bytes in URL-safe base64 without padding (what StorageTool random-uuid prints); one
+  # starting with "-" would be read as an option by StorageTool's parser, so draw again.
+  cluster_id=-
+  while [ "${cluster_id#-}" != "$cluster_id" ]; do
+    cluster_id=$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=')
+  done
   java -Xmx256m "$log4j" -cp "/opt/kafka/lib/*" kafka.tools.StorageTool format -t "$cluster_id" -c "$config" \
     --ignore-formatted
 fi
