@@ -13,7 +13,6 @@ SQLite, and Cassandra on a real node (each run in a keyspace of its own).
 
 from __future__ import annotations
 
-import json
 import os
 import random
 import signal
@@ -29,7 +28,8 @@ from pathlib import Path
 import pytest
 from citysense_common.contract import Reading
 from citysense_common.kafka import TopicSpec, ensure_topics
-from confluent_kafka import Consumer, Producer, TopicPartition
+from citysense_common.testing.topics import read_topic
+from confluent_kafka import Producer
 
 pytestmark = pytest.mark.slow
 
@@ -141,19 +141,7 @@ def stations(db: Path) -> list[tuple]:
 
 
 def events(bootstrap: str, topic: str) -> list[dict]:
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"r1-{uuid.uuid4().hex[:6]}",
-                         "enable.partition.eof": True, "auto.offset.reset": "earliest", "enable.auto.commit": False})
-    parts = consumer.list_topics(topic, timeout=10).topics[topic].partitions
-    consumer.assign([TopicPartition(topic, p, 0) for p in parts])
-    out, eof, deadline = [], set(), time.monotonic() + 30
-    while len(eof) < len(parts) and time.monotonic() < deadline:
-        for msg in consumer.consume(500, timeout=0.5):
-            if msg.error():
-                eof.add(msg.partition())
-            else:
-                out.append(json.loads(msg.value()))
-    consumer.close()
-    return sorted(out, key=lambda e: e["event_id"])
+    return sorted(read_topic(bootstrap, topic), key=lambda e: e["event_id"])
 
 
 class Scorer:

@@ -7,7 +7,6 @@ serve the stations, every reading through its cursor pages, and the pollution al
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -24,32 +23,13 @@ from citysense_alert_api.settings import build_settings
 from citysense_common.kafka import TopicSpec, ensure_topics
 from citysense_common.store import StoreSettings
 from citysense_common.store.cassandra import CassandraStore
-from confluent_kafka import Consumer, TopicPartition
+from citysense_common.testing.topics import read_topic
 from fastapi.testclient import TestClient
 
 pytestmark = pytest.mark.slow
 
 TOKEN = "test-token-" + "x" * 24
 STATIONS = 3
-
-
-def topic_readings(bootstrap: str, topic: str, timeout: float = 30.0) -> list[dict]:
-    """Every message on the topic (the simulator has finished: read to the end of each partition)."""
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"t-{uuid.uuid4().hex[:6]}",
-                         "enable.partition.eof": True, "auto.offset.reset": "earliest",
-                         "enable.auto.commit": False})
-    partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
-    consumer.assign([TopicPartition(topic, p, 0) for p in partitions])
-    out, eof, deadline = [], set(), time.monotonic() + timeout
-    while len(eof) < len(partitions) and time.monotonic() < deadline:
-        for msg in consumer.consume(500, timeout=0.5):
-            if msg.error():
-                eof.add(msg.partition())
-            else:
-                out.append(json.loads(msg.value()))
-    consumer.close()
-    assert len(eof) == len(partitions), "did not reach the end of the readings topic"
-    return out
 
 
 def stored_readings(store: CassandraStore) -> int:
@@ -86,7 +66,7 @@ def test_simulator_scorer_cassandra_api(kafka_broker, cassandra_node, unique_top
          "--scenario", "pollution:stations=1,start=0,ramp=2,peak=500"],
         env=env, capture_output=True, text=True, timeout=120, check=False)
     assert simulator.returncode == 0, simulator.stderr[-3000:]
-    produced = topic_readings(bootstrap, unique_topics["readings_topic"])
+    produced = read_topic(bootstrap, unique_topics["readings_topic"])
     per_station = Counter(r["station_id"] for r in produced)
     assert len(per_station) == STATIONS and len(produced) >= STATIONS * 40
 

@@ -20,7 +20,8 @@ import pytest
 from citysense_common.contract import Reading
 from citysense_common.kafka import TopicSpec, ensure_topics
 from citysense_common.store.sqlite import SQLiteStore
-from confluent_kafka import Consumer, Producer, TopicPartition
+from citysense_common.testing.topics import read_topic
+from confluent_kafka import Producer
 
 pytestmark = pytest.mark.slow
 
@@ -54,24 +55,6 @@ def produce(bootstrap: str, topic: str, messages: list[tuple[str | None, bytes]]
     for key, value in messages:
         producer.produce(topic, key=key, value=value)
     assert producer.flush(30) == 0
-
-
-def read_all(bootstrap: str, topic: str, expect: int, timeout: float = 30.0) -> list[dict]:
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "t", "enable.partition.eof": True,
-                         "auto.offset.reset": "earliest", "enable.auto.commit": False})
-    meta = consumer.list_topics(topic, timeout=10).topics[topic]
-    consumer.assign([TopicPartition(topic, p, 0) for p in meta.partitions])
-    out: list[dict] = []
-    eof: set[int] = set()
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and (len(eof) < len(meta.partitions) or len(out) < expect):
-        for msg in consumer.consume(500, timeout=0.5):
-            if msg.error():
-                eof.add(msg.partition())
-            else:
-                out.append(json.loads(msg.value()))
-    consumer.close()
-    return out
 
 
 def start_scorer(env: dict[str, str], log: Path) -> subprocess.Popen:
@@ -155,11 +138,11 @@ def test_stream_end_to_end_then_sigkill_and_restart(kafka_broker, unique_topics,
     finally:
         store.close()
 
-    dlq = read_all(bootstrap, unique_topics["dlq_topic"], expect=3)
+    dlq = read_topic(bootstrap, unique_topics["dlq_topic"], expect=3)
     assert sorted(d["reason"] for d in dlq) == ["malformed_json", "not_an_object", "unknown_metric"]
     assert all(d["payload"] and d["source"]["topic"] == unique_topics["readings_topic"] for d in dlq)
 
-    alerts = read_all(bootstrap, unique_topics["alerts_topic"], expect=4)
+    alerts = read_topic(bootstrap, unique_topics["alerts_topic"], expect=4)
     ids = [a["event_id"] for a in alerts]
     assert len(ids) == len(set(ids)), "duplicate alert events on the topic"
     got = expected_events(alerts)
