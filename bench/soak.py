@@ -9,8 +9,8 @@ bench/results/soak.png (lag and memory over time, matplotlib).
 Verdicts (reported, not asserted; :func:`judge`): lag bounded = smallest lag in the last minute < 10 s of input and
 not above the smallest lag of the minute after warm-up by more than 5 s of input; memory bounded = total RSS in the
 last minute at most 10 % above the second minute's (growth after warm-up means a leak or unbounded state), for the
-whole stack and for the stack without its broker (which keeps every message in memory mode), whose growth per minute
-is reported beside them.
+whole stack and for the stack without its broker (Kafka's memory is its own: heap capped, log on disk), whose growth
+per minute is reported beside them.
 
     python bench/soak.py [--minutes 10] [--stations 10000] [--rate-hz 1] [--every 5]
 """
