@@ -60,6 +60,9 @@ def _add_replay(sub: argparse._SubParsersAction) -> None:
                      help="time compression: 3600 = one hour of data per second; 0 or 'max' = as fast as possible")
     rep.add_argument("--phenomenon", help="phenomenon of every row, for exports without a phenomenon column")
     rep.add_argument("--unit", help="unit of every row, for exports without a unit column")
+    rep.add_argument("--time-column", metavar="NAME",
+                     help="column holding the event time (default: a column named ts, time, time_start, createdAt, "
+                          "..., else the one column whose values are ISO 8601 times)")
     rep.add_argument("--mapping", help="extra phenomenon/unit mapping YAML (merged over config/opensensemap.yaml)")
     rep.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     rep.add_argument("--sort-chunk-rows", type=int, default=500_000,

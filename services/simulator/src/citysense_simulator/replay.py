@@ -56,6 +56,11 @@ class ReplayResult:
     undelivered: int = 0
     failed: int = 0
 
+    @property
+    def station_names(self) -> dict[str, str]:
+        """Station id -> name from the file (``boxName``); the reading contract has no field for it."""
+        return self.stats.station_names
+
 
 def group_readings(measurements: Iterable[Measurement]) -> Iterator[tuple[Reading, int]]:
     """Merge sorted measurements of one (station, instant) into a reading; yield it with its number of source rows.
@@ -111,19 +116,21 @@ class Pacer:
 
 def replay(path: str | Path, publisher: Publisher, registry: Registry, mapper: PhenomenonMapper, *,
            speed: float | None = None, phenomenon: str | None = None, unit: str | None = None,
-           stop: threading.Event | None = None, clock: Callable[[], float] = time.monotonic,
-           sleep: Callable[[float], object] | None = None, progress: TextIO | None = None,
-           progress_tty: bool | None = None, chunk: int = DEFAULT_CHUNK) -> ReplayResult:
+           time_column: str | None = None, stop: threading.Event | None = None,
+           clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], object] | None = None,
+           progress: TextIO | None = None, progress_tty: bool | None = None,
+           chunk: int = DEFAULT_CHUNK) -> ReplayResult:
     """Replay one file into ``publisher``; returns what was sent and what was skipped."""
     stop = stop or threading.Event()
-    source = CsvSource(path, registry, mapper, phenomenon=phenomenon, unit=unit)
+    source = CsvSource(path, registry, mapper, phenomenon=phenomenon, unit=unit, time_column=time_column)
     ordered = sorted_measurements(source, chunk=chunk)
     result = ReplayResult(stats=source.stats)
     # Pull the first item so the whole file is read (and validated) before anything is published or timed.
     first = next(ordered, None)
     total_rows = len(source.stats.rows_with_values)
-    log.info("%s: %s layout, %d rows, %d values (%d empty, %d unmapped skipped)", path, source.stats.layout,
-             source.stats.rows, source.stats.values, source.stats.empty, source.stats.unmapped)
+    log.info("%s: %s layout, time column %r, %d rows, %d values (%d empty, %d unmapped skipped)", path,
+             source.stats.layout, source.stats.time_column, source.stats.rows, source.stats.values,
+             source.stats.empty, source.stats.unmapped)
     bar = ProgressBar(total_rows, stream=progress, clock=clock, tty=progress_tty) if progress is not None else None
     pacer = Pacer(speed, clock, sleep or stop.wait)
     failed_before = publisher.counts.failed

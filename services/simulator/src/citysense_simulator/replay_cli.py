@@ -32,8 +32,8 @@ def run_replay(args: argparse.Namespace) -> int:
         mapper = load_mapper(registry, args.mapping)
         publisher = KafkaPublisher(settings)
         result = replay(args.file, publisher, registry, mapper, speed=speed, phenomenon=args.phenomenon,
-                        unit=args.unit, stop=stop, progress=None if args.no_progress else sys.stderr,
-                        chunk=args.sort_chunk_rows)
+                        unit=args.unit, time_column=args.time_column, stop=stop,
+                        progress=None if args.no_progress else sys.stderr, chunk=args.sort_chunk_rows)
     except (SettingsError, RegistryError, MappingError, ReplayError, ValueError) as exc:
         print(f"citysense-simulator: {exc}", file=sys.stderr)
         return 2
@@ -42,6 +42,11 @@ def run_replay(args: argparse.Namespace) -> int:
     log.info("replayed %d readings from %d stations (%s) -> %s; %d rows read, %d empty values and %d unmapped "
              "values skipped", result.readings, len(result.stations), span, settings.readings_topic, stats.rows,
              stats.empty, stats.unmapped)
+    if result.station_names:
+        named = sorted(result.station_names.items())
+        shown = "; ".join(f"{station} {name!r}" for station, name in named[:10])
+        more = f"; and {len(named) - 10} more" if len(named) > 10 else ""
+        log.info("station names: %s%s", shown, more)
     if result.undelivered or result.failed:
         log.error("%d readings undelivered, %d failed", result.undelivered, result.failed)
         return 1
