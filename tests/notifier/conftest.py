@@ -68,10 +68,11 @@ class NotifierHarness:
             producer.produce(topic or self.alerts_topic, key=event.station_id.encode(), value=event.to_json())
         assert producer.flush(10) == 0
 
-    def start(self, **extra_env: str) -> subprocess.Popen:
+    def start(self, command: list[str] | None = None, **extra_env: str) -> subprocess.Popen:
+        """Run the notifier (``command``: another way to start it, e.g. with a test hook installed first)."""
         log = open(self.log_path, "ab")  # noqa: SIM115 - closed with the process
-        proc = subprocess.Popen([sys.executable, "-m", "citysense_notifier.cli"], env={**self.env, **extra_env},
-                                stdout=log, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(command or [sys.executable, "-m", "citysense_notifier.cli"],
+                                env={**self.env, **extra_env}, stdout=log, stderr=subprocess.STDOUT)
         self.procs.append(proc)
         return proc
 

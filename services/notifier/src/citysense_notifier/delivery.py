@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 import httpx
 from citysense_common.retry import equal_jitter, retry_after_seconds
 from citysense_common.store import Delivery, Store, Subscription
-from citysense_common.webhooks import IPNetwork, UnsafeWebhookURL, check_webhook_url, signed_headers, webhook_id_for
+from citysense_common.webhooks import UnsafeWebhookURL, signed_headers, webhook_id_for
 
 from citysense_notifier.cloudevent import CONTENT_TYPE
 from citysense_notifier.metrics import NotifierMetrics
@@ -52,7 +52,6 @@ class Deliverer:
     store: Store
     client: httpx.AsyncClient
     policy: RetryPolicy
-    allowed: tuple[IPNetwork, ...]
     metrics: NotifierMetrics
     concurrency: int = 4
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
@@ -135,17 +134,16 @@ class Deliverer:
                        ) -> tuple[Delivery, float | None, bool]:
         attempts = delivery.attempts + 1
         now = datetime.now(UTC)
+        headers = {"content-type": CONTENT_TYPE, "user-agent": "citysense-notifier/1",
+                   **signed_headers(sub.secret, delivery.webhook_id, body)}
         try:
-            # Checked at every attempt, not only at subscription time: DNS answers change.
-            await check_webhook_url(sub.url, self.allowed)
+            # The client's transport (PinnedTransport) checks the URL at every attempt, not only at subscription
+            # time, since DNS answers change, and connects to the very addresses it checked.
+            response = await self.client.post(sub.url, content=body, headers=headers)
         except UnsafeWebhookURL as exc:
             self.metrics.attempts.labels("refused_url").inc()
             return replace(delivery, attempts=attempts, updated_at=now, last_status_code=None,
                            last_error=f"URL refused: {exc}"), None, True
-        headers = {"content-type": CONTENT_TYPE, "user-agent": "citysense-notifier/1",
-                   **signed_headers(sub.secret, delivery.webhook_id, body)}
-        try:
-            response = await self.client.post(sub.url, content=body, headers=headers)
         except httpx.HTTPError as exc:
             self.metrics.attempts.labels("network_error").inc()
             return replace(delivery, attempts=attempts, updated_at=now, last_status_code=None,

@@ -22,6 +22,7 @@ from citysense_notifier.delivery import Deliverer, RetryPolicy
 from citysense_notifier.metrics import NotifierMetrics
 from citysense_notifier.offsets import OffsetTracker
 from citysense_notifier.settings import NotifierSettings
+from citysense_notifier.transport import PinnedTransport
 
 log = logging.getLogger("citysense.notifier")
 _POLL_TIMEOUT_S = 0.1  # short: a new alert must be picked up promptly, and commits share the Kafka thread
@@ -78,13 +79,15 @@ class Notifier:
         consumer = Consumer(consumer_config(s, s.notifier_group, **{"fetch.wait.max.ms": 50}))
         consumer.subscribe([s.alerts_topic, s.webhook_tests_topic], on_revoke=self._on_revoke)
         limits = httpx.Limits(max_connections=200, max_keepalive_connections=50)
-        async with httpx.AsyncClient(timeout=s.webhook_timeout_s, follow_redirects=False, limits=limits,
+        transport = PinnedTransport(s.allowed_networks(), limits=limits)
+        async with httpx.AsyncClient(timeout=s.webhook_timeout_s, follow_redirects=False, transport=transport,
                                      trust_env=False) as client:
             policy = RetryPolicy(s.webhook_max_attempts, s.webhook_max_age_s, s.webhook_backoff_base_s,
                                  s.webhook_backoff_max_s)
-            self.deliverer = Deliverer(self.store, client, policy, s.allowed_networks(), self.metrics,
-                                       s.webhook_subscriber_concurrency)
-            alertmanager = AlertmanagerSink(s, client, self.metrics) if s.alertmanager_url else None
+            self.deliverer = Deliverer(self.store, client, policy, self.metrics, s.webhook_subscriber_concurrency)
+            # Alertmanager is an address the operator configured (often a private one): its own client, unpinned.
+            am_client = httpx.AsyncClient(timeout=s.alertmanager_timeout_s, trust_env=False)
+            alertmanager = AlertmanagerSink(s, am_client, self.metrics) if s.alertmanager_url else None
             log.info("notifier consuming %s and %s as group %s", s.alerts_topic, s.webhook_tests_topic,
                      s.notifier_group)
             last_commit = 0.0
@@ -104,6 +107,7 @@ class Notifier:
                 await self._commit(consumer)
                 await self._kafka_call(consumer.close)
                 self._kafka.shutdown(wait=True)
+                await am_client.aclose()
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         # Runs on the Kafka thread inside consume(): commit what is settled, then let the new owner replay the rest.
