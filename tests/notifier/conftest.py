@@ -8,8 +8,10 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -144,6 +146,85 @@ def receiver_factory() -> Iterator[Callable[[], WebhookReceiver]]:
 
     def make() -> WebhookReceiver:
         made.append(WebhookReceiver())
+        return made[-1]
+
+    yield make
+    for r in made:
+        r.close()
+
+
+class SlowReceiver:
+    """A webhook receiver that answers slowly on purpose, on loopback (``url``); ``arrivals`` times each request.
+
+    ``trickle``: the status line and headers one byte every ``interval`` s (each read of the client gets something,
+    so only an overall deadline ends the attempt). ``huge``: a 500 with a ``body_size`` body sent as fast as the
+    client reads; ``sent`` counts what the client accepted before it hung up.
+    """
+
+    def __init__(self, mode: str, interval: float = 0.25, body_size: int = 256 << 20) -> None:
+        self.mode, self.interval, self.body_size = mode, interval, body_size
+        self.arrivals: list[float] = []
+        self.sent = 0
+        self._lock = threading.Lock()
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}/hook"
+        self._closed = threading.Event()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while not self._closed.is_set():
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    def _serve(self, conn: socket.socket) -> None:
+        with conn:
+            try:
+                data = b""
+                while b"\r\n\r\n" not in data:
+                    chunk = conn.recv(65536)
+                    if not chunk:
+                        return
+                    data += chunk
+                head, _, body = data.partition(b"\r\n\r\n")
+                length = next((int(line.split(b":")[1]) for line in head.split(b"\r\n")
+                               if line.lower().startswith(b"content-length:")), 0)
+                while len(body) < length:
+                    body += conn.recv(65536)
+                with self._lock:
+                    self.arrivals.append(time.time())
+                if self.mode == "trickle":
+                    for byte in b"HTTP/1.1 200 OK\r\nX-Padding: " + b"x" * 10_000:
+                        if self._closed.wait(self.interval):
+                            return
+                        conn.sendall(bytes([byte]))
+                else:
+                    conn.sendall(b"HTTP/1.1 500 Internal Server Error\r\ncontent-type: text/plain\r\n"
+                                 b"content-length: %d\r\n\r\n" % self.body_size)
+                    block = b"x" * 65536
+                    left = self.body_size
+                    while left > 0 and not self._closed.is_set():
+                        n = conn.send(block[:left])
+                        with self._lock:
+                            self.sent += n
+                        left -= n
+            except OSError:
+                return
+
+    def close(self) -> None:
+        self._closed.set()
+        self.sock.close()
+
+
+@pytest.fixture
+def slow_receiver_factory() -> Iterator[Callable[..., SlowReceiver]]:
+    made: list[SlowReceiver] = []
+
+    def make(mode: str, **kwargs: float) -> SlowReceiver:
+        made.append(SlowReceiver(mode, **kwargs))
         return made[-1]
 
     yield make

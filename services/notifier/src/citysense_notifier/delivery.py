@@ -25,6 +25,19 @@ _PERMANENT_STATUSES = frozenset({410})  # Gone: the receiver says stop
 _RETRY_AFTER_STATUSES = frozenset({429, 503})
 
 
+# What is read of an answer: its status and headers decide, a short body is read so the connection can be reused,
+# and a longer one is not read at all (the connection is closed instead).
+RESPONSE_READ_MAX_BYTES = 4096
+
+
+async def _drain(response: httpx.Response, limit: int) -> None:
+    read = 0
+    async for chunk in response.aiter_raw():
+        read += len(chunk)
+        if read >= limit:
+            return
+
+
 @dataclass(frozen=True)
 class RetryPolicy:
     max_attempts: int = 8
@@ -54,6 +67,7 @@ class Deliverer:
     policy: RetryPolicy
     metrics: NotifierMetrics
     concurrency: int = 4
+    attempt_timeout_s: float = 5.0  # deadline of one whole attempt, connect to the last byte read
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
     _gates: dict[str, SubscriberGate] = field(default_factory=dict)
 
@@ -137,13 +151,21 @@ class Deliverer:
         headers = {"content-type": CONTENT_TYPE, "user-agent": "citysense-notifier/1",
                    **signed_headers(sub.secret, delivery.webhook_id, body)}
         try:
-            # The client's transport (PinnedTransport) checks the URL at every attempt, not only at subscription
-            # time, since DNS answers change, and connects to the very addresses it checked.
-            response = await self.client.post(sub.url, content=body, headers=headers)
+            # One deadline for the whole attempt: a receiver trickling its answer a byte at a time never trips
+            # httpx's per-read timeout, so that alone could hold an attempt (and the subscriber's slot) for minutes.
+            async with asyncio.timeout(self.attempt_timeout_s):
+                # The client's transport (PinnedTransport) checks the URL at every attempt, not only at subscription
+                # time, since DNS answers change, and connects to the very addresses it checked.
+                async with self.client.stream("POST", sub.url, content=body, headers=headers) as response:
+                    await _drain(response, RESPONSE_READ_MAX_BYTES)
         except UnsafeWebhookURL as exc:
             self.metrics.attempts.labels("refused_url").inc()
             return replace(delivery, attempts=attempts, updated_at=now, last_status_code=None,
                            last_error=f"URL refused: {exc}"), None, True
+        except TimeoutError:
+            self.metrics.attempts.labels("network_error").inc()
+            return replace(delivery, attempts=attempts, updated_at=datetime.now(UTC), last_status_code=None,
+                           last_error=f"Timeout: no complete answer within {self.attempt_timeout_s:g} s"), None, False
         except httpx.HTTPError as exc:
             self.metrics.attempts.labels("network_error").inc()
             return replace(delivery, attempts=attempts, updated_at=now, last_status_code=None,

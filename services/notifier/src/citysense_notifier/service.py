@@ -84,7 +84,8 @@ class Notifier:
                                      trust_env=False) as client:
             policy = RetryPolicy(s.webhook_max_attempts, s.webhook_max_age_s, s.webhook_backoff_base_s,
                                  s.webhook_backoff_max_s)
-            self.deliverer = Deliverer(self.store, client, policy, self.metrics, s.webhook_subscriber_concurrency)
+            self.deliverer = Deliverer(self.store, client, policy, self.metrics, s.webhook_subscriber_concurrency,
+                                       attempt_timeout_s=s.webhook_timeout_s)
             # Alertmanager is an address the operator configured (often a private one): its own client, unpinned.
             am_client = httpx.AsyncClient(timeout=s.alertmanager_timeout_s, trust_env=False)
             alertmanager = AlertmanagerSink(s, am_client, self.metrics) if s.alertmanager_url else None

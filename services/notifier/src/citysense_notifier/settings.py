@@ -9,7 +9,7 @@ from pydantic import Field
 
 class NotifierSettings(WebhookSettings):
     notifier_group: str = Field(default="citysense-notifier", description="Kafka consumer group")
-    webhook_timeout_s: float = Field(default=5.0, gt=0, le=60, description="per-attempt HTTP timeout")
+    webhook_timeout_s: float = Field(default=5.0, gt=0, le=60, description="deadline of one whole attempt")
     webhook_max_attempts: int = Field(default=8, ge=1, le=100)
     webhook_max_age_s: float = Field(default=3600.0, gt=0, description="dead-letter a delivery older than this")
     webhook_backoff_base_s: float = Field(default=1.0, gt=0, description="first retry delay; doubles per attempt")
