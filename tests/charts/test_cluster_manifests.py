@@ -194,3 +194,4 @@ def test_local_topics_match_the_cluster_topics() -> None:
         assert topic.partitions == spec["partitions"], topic.name
         assert topic.config["retention.ms"] == str(spec["config"]["retention.ms"]), topic.name
         assert int(topic.config["retention.bytes"]) > 0, f"{topic.name}: no size bound locally"
+        assert topic.config.get("message.timestamp.type") == spec["config"].get("message.timestamp.type"), topic.name

@@ -33,10 +33,16 @@ def _bounded(retention_ms: int, retention_mib: int) -> dict[str, str]:
 
 
 def default_topics(settings: CommonSettings, readings_partitions: int = 12) -> list[TopicSpec]:
-    """The contract's topics with the partitions and retention times of the cluster's KafkaTopics
-    (k8s/kafka-topics.yaml; a test keeps them equal), plus a size bound per partition for local installs."""
+    """The contract's topics with the partitions, retention times and timestamp types of the cluster's KafkaTopics
+    (k8s/kafka-topics.yaml; a test keeps them equal), plus a size bound per partition for local installs.
+
+    Readings carry the broker's append time as their record timestamp (``LogAppendTime``): the scorer judges a
+    reading's ``ts`` "too far in the future" against it, and a producer's clock (a gateway's, possibly a day off)
+    must not be the judge. With ``CreateTime`` the broker would also refuse a batch stamped more than
+    ``message.timestamp.after.max.ms`` ahead (1 h by default), taking a skewed gateway's readings with it."""
     return [
-        TopicSpec(settings.readings_topic, readings_partitions, _bounded(7 * DAY_MS, 256)),
+        TopicSpec(settings.readings_topic, readings_partitions,
+                  {**_bounded(7 * DAY_MS, 256), "message.timestamp.type": "LogAppendTime"}),
         TopicSpec(settings.alerts_topic, 6, _bounded(30 * DAY_MS, 64)),
         TopicSpec(settings.dlq_topic, 3, _bounded(14 * DAY_MS, 64)),
     ]
