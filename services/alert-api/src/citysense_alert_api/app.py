@@ -9,13 +9,14 @@ from importlib import resources
 from typing import Any
 
 from citysense_common.store import Store
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.openapi.utils import get_openapi
 from fastapi.staticfiles import StaticFiles
-from starlette.responses import FileResponse
+from starlette.responses import FileResponse, JSONResponse
 
 from citysense_alert_api.auth import TokenChecker
+from citysense_alert_api.limits import BodyLimitMiddleware, BodyTooLarge, body_too_large_response
 from citysense_alert_api.metrics import ApiMetrics, MetricsMiddleware
 from citysense_alert_api.page_cache import PageCache
 from citysense_alert_api.problems import ProblemDetails, install_problem_handlers, problem_responses
@@ -65,12 +66,20 @@ def create_app(settings: ApiSettings, token: str, store: Store | None = None) ->
     app.state.token_checker = TokenChecker(token)
     app.state.alert_pages = PageCache(settings.api_alert_cache_s)
     app.state.broadcaster = AlertBroadcaster(settings, max_clients=settings.stream_max_clients,
+                                             max_per_client=settings.stream_max_per_client,
                                              on_message=app.state.alert_pages.invalidate)
     app.state.test_publisher = TestRequestPublisher(settings)
     app.state.broker_probe = BrokerProbe(settings)
     app.state.metrics = ApiMetrics()
+    # Read when scraped, so the gauge is right however a stream ends (closed, dropped, refused, timed out).
+    app.state.metrics.stream_clients.set_function(lambda: app.state.broadcaster.client_count)
 
     install_problem_handlers(app)
+
+    @app.exception_handler(BodyTooLarge)
+    async def _body_too_large(request: Request, exc: BodyTooLarge) -> JSONResponse:
+        return body_too_large_response(request, exc.max_bytes)
+
     for router in (stations.router, alerts.router, subscriptions.router, ops.router):
         app.include_router(router)
 
@@ -84,6 +93,7 @@ def create_app(settings: ApiSettings, token: str, store: Store | None = None) ->
     if origins:
         app.add_middleware(CORSMiddleware, allow_origins=origins, allow_methods=["GET", "POST", "PATCH", "DELETE"],
                            allow_headers=["Authorization", "Content-Type"])
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.api_max_body_bytes)  # outside routing and auth
     app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app

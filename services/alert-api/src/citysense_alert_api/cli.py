@@ -37,7 +37,8 @@ def main(argv: list[str] | None = None) -> int:
     log.info("serving on http://%s:%d (env=%s, store=%s, workers=%d)", host, port, settings.env, settings.store,
              settings.api_workers)
     common = {"host": host, "port": port, "log_level": settings.log_level.lower(), "access_log": False,
-              "proxy_headers": False, "log_config": None}
+              "proxy_headers": False, "log_config": None,
+              "limit_concurrency": settings.api_limit_concurrency}
     if settings.api_workers == 1:
         uvicorn.run(create_app(settings, token), **common)
     else:

@@ -21,7 +21,22 @@ class ApiSettings(WebhookSettings):
     stream_heartbeat_s: float = Field(
         default=15.0, gt=0, description="SSE comment sent this often to keep proxies open"
     )
-    stream_max_clients: int = Field(default=1000, ge=1)
+    stream_max_clients: int = Field(default=1000, ge=1, description="live streams (SSE) open at once, per process")
+    stream_max_per_client: int = Field(
+        default=10, ge=1, description="live streams one client address may hold open at once (429 beyond)"
+    )
+    stream_max_lifetime_s: float = Field(
+        default=3600.0, gt=0, description="a live stream ends after this long; browsers reconnect by themselves"
+    )
+    api_max_body_bytes: int = Field(
+        default=128 * 1024, ge=1024,
+        description="largest request body accepted (413 beyond), checked before routing and authentication",
+    )
+    api_limit_concurrency: int = Field(
+        default=1200, ge=1,
+        description="connections and requests one process serves at once (503 beyond); keep above "
+                    "stream_max_clients",
+    )
     readiness_timeout_s: float = Field(default=2.0, gt=0)
     api_alert_cache_s: float = Field(
         default=1.0, ge=0, le=60,

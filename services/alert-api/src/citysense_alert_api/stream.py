@@ -13,6 +13,7 @@ import logging
 import threading
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -29,18 +30,30 @@ _START_SLACK_MS = 5_000
 
 @dataclass(eq=False)
 class StreamClient:
+    peer: str = ""
     queue: asyncio.Queue[AlertEvent | None] = field(default_factory=lambda: asyncio.Queue(maxsize=1000))
     dropped: bool = False
 
 
+class StreamRefused(Exception):  # noqa: N818 - a refusal, not an error
+    """No stream for this client: the process holds its maximum (``per_client`` False) or this client does."""
+
+    def __init__(self, per_client: bool, limit: int) -> None:
+        super().__init__(f"stream limit {limit} reached")
+        self.per_client, self.limit = per_client, limit
+
+
 class AlertBroadcaster:
-    def __init__(self, settings: CommonSettings, max_clients: int = 1000,
+    def __init__(self, settings: CommonSettings, max_clients: int = 1000, max_per_client: int = 1000,
                  on_message: Callable[[], None] | None = None) -> None:
         """``on_message`` runs on the reader thread for every message read (the alert-page cache's invalidate)."""
         self._settings = settings
         self._on_message = on_message
         self._max_clients = max_clients
-        self._clients: set[StreamClient] = set()
+        self._max_per_client = max_per_client
+        self._clients: set[StreamClient] = set()  # streams events are fanned out to
+        self._open: set[StreamClient] = set()  # every stream not yet closed, a dropped one included
+        self._per_peer: Counter[str] = Counter()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -55,26 +68,38 @@ class AlertBroadcaster:
 
     async def stop(self) -> None:
         self._stop.set()
-        for client in list(self._clients):
+        for client in list(self._open):
             with contextlib.suppress(asyncio.QueueFull):
                 client.queue.put_nowait(None)
         if self._thread is not None:
             await asyncio.to_thread(self._thread.join, 5)
 
     # ---- clients
-    def subscribe(self) -> StreamClient | None:
-        if len(self._clients) >= self._max_clients:
-            return None
-        client = StreamClient()
+    def subscribe(self, peer: str) -> StreamClient:
+        """A new stream for the client at address ``peer``; :class:`StreamRefused` when a limit is reached."""
+        if len(self._open) >= self._max_clients:
+            raise StreamRefused(per_client=False, limit=self._max_clients)
+        if self._per_peer[peer] >= self._max_per_client:
+            raise StreamRefused(per_client=True, limit=self._max_per_client)
+        client = StreamClient(peer=peer)
         self._clients.add(client)
+        self._open.add(client)
+        self._per_peer[peer] += 1
         return client
 
     def unsubscribe(self, client: StreamClient) -> None:
+        """Release a stream; safe to call more than once (the stream and its response both call it)."""
         self._clients.discard(client)
+        if client in self._open:
+            self._open.discard(client)
+            self._per_peer[client.peer] -= 1
+            if self._per_peer[client.peer] <= 0:
+                del self._per_peer[client.peer]
 
     @property
     def client_count(self) -> int:
-        return len(self._clients)
+        """Open streams (the ``citysense_api_stream_clients`` gauge)."""
+        return len(self._open)
 
     def publish(self, event: AlertEvent) -> None:
         """Fan one event out (event-loop thread only). A client too slow to keep up is cut off, not waited for."""

@@ -3,21 +3,22 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from citysense_common.contract import AlertEvent, AlertKind, AlertState, Severity
 from citysense_common.store import AlertQuery
 from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import Response, StreamingResponse
+from starlette.types import Receive, Scope, Send
 
 from citysense_alert_api.convert import alert_out
 from citysense_alert_api.models import AlertOut, AlertPage
 from citysense_alert_api.page_cache import PageCache
 from citysense_alert_api.problems import Problem, problem_responses
 from citysense_alert_api.routes.deps import CURSOR_REGEX, STATION_ID_REGEX, SettingsDep, StoreDep, cursor_guard
-from citysense_alert_api.stream import AlertBroadcaster
+from citysense_alert_api.stream import AlertBroadcaster, StreamRefused
 
 router = APIRouter(prefix="/v1/alerts", tags=["alerts"])
 
@@ -124,30 +125,44 @@ def _sse(event: AlertEvent) -> bytes:
     response_class=StreamingResponse,
     responses={200: {"description": "Server-Sent Events: `event: alert`, `data:` an alert event (contract v1)",
                      "content": {"text/event-stream": {"schema": {"type": "string"}}}},
-               **problem_responses(422, 503)},
+               **problem_responses(422, 429, 503)},
 )
 async def stream_alerts(request: Request, filters: FiltersDep, settings: SettingsDep) -> StreamingResponse:
     """Live alert lifecycle events (open, update, resolved) matching the filters, as they happen.
 
     ``state=active`` (the default) streams open and update events, ``resolved`` only resolutions, ``all`` both.
+    A stream ends after ``CITYSENSE_STREAM_MAX_LIFETIME_S``; EventSource clients reconnect by themselves.
     """
     broadcaster: AlertBroadcaster = request.app.state.broadcaster
-    client = broadcaster.subscribe()
-    if client is None:
+    peer = request.client.host if request.client else "unknown"
+    try:
+        client = broadcaster.subscribe(peer)
+    except StreamRefused as refused:
+        if refused.per_client:
+            raise Problem(429, "Too Many Requests",
+                          f"This client already has {refused.limit} live streams open, the most one client may "
+                          "have; close one or try again later.", headers={"Retry-After": "10"}) from None
         raise Problem(503, "Service Unavailable", "Too many live streams are open; try again later.",
-                      headers={"Retry-After": "10"})
+                      headers={"Retry-After": "10"}) from None
     heartbeat = settings.stream_heartbeat_s
+    loop = asyncio.get_running_loop()
+    ends_at = loop.time() + settings.stream_max_lifetime_s
 
     async def events() -> AsyncIterator[bytes]:
         try:
             yield b"retry: 3000\n: connected\n\n"
             while True:
+                left = ends_at - loop.time()
+                if left <= 0:
+                    yield b": stream lifetime reached, reconnect\n\n"
+                    return
                 try:
-                    event = await asyncio.wait_for(client.queue.get(), timeout=heartbeat)
+                    event = await asyncio.wait_for(client.queue.get(), timeout=min(heartbeat, left))
                 except TimeoutError:
                     if client.dropped:
                         return
-                    yield b": keep-alive\n\n"
+                    if ends_at - loop.time() > 0:
+                        yield b": keep-alive\n\n"
                     continue
                 if event is None:  # server shutting down
                     return
@@ -156,8 +171,24 @@ async def stream_alerts(request: Request, filters: FiltersDep, settings: Setting
         finally:
             broadcaster.unsubscribe(client)
 
-    return StreamingResponse(events(), media_type="text/event-stream",
-                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+    return ReleasingStreamingResponse(events(), on_close=lambda: broadcaster.unsubscribe(client),
+                                      media_type="text/event-stream",
+                                      headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+
+class ReleasingStreamingResponse(StreamingResponse):
+    """Runs ``on_close`` however the response ends, also when the generator never started (the client left
+    before the first byte), where the generator's own ``finally`` does not run."""
+
+    def __init__(self, content: AsyncIterator[bytes], *, on_close: Callable[[], None], **kwargs: Any) -> None:
+        super().__init__(content, **kwargs)
+        self._on_close = on_close
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self._on_close()
 
 
 @router.get("/{alert_id}", response_model=AlertOut, responses=problem_responses(404, 422, 503))
