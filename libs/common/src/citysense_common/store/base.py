@@ -31,6 +31,10 @@ class NotFound(StoreError):
     pass
 
 
+class StoreFull(StoreError):
+    """The store's disk is full (or below its free-space floor): writes fail until space returns; reads go on."""
+
+
 class InvalidCursor(StoreError, ValueError):
     """A pagination cursor that this store did not issue for this query (an API should answer 400)."""
 

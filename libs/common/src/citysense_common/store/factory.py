@@ -20,7 +20,7 @@ def open_store(settings: StoreSettings | None = None) -> Store:
     else:
         from citysense_common.store.sqlite import SQLiteStore
 
-        store = SQLiteStore(settings.sqlite_path, busy_timeout_ms=settings.sqlite_busy_timeout_ms)
+        store = SQLiteStore.from_settings(settings)
     try:
         store.migrate()
     except BaseException:

@@ -47,7 +47,26 @@ class StoreSettings(CommonSettings):
     alerts_lookback_days: int = Field(
         default=30, ge=1, description="Cassandra: day partitions list_alerts scans when the query has no `since`"
     )
-    readings_ttl_days: int = Field(default=30, ge=0, description="TTL of raw readings in Cassandra; 0 = keep forever")
+    readings_ttl_days: int = Field(
+        default=30, ge=0, description="TTL of raw readings, counted from when they were written: Cassandra's table "
+        "TTL; SQLite deletes them as long after their write; 0 = keep forever"
+    )
+    alerts_retention_days: int = Field(
+        default=0, ge=0, description="SQLite: resolved alerts last updated this long ago are deleted; 0 = keep "
+        "forever, as Cassandra does (its alert tables have no TTL)"
+    )
+    deliveries_retention_days: int = Field(
+        default=0, ge=0, description="SQLite: delivered and dead deliveries last updated this long ago are deleted; "
+        "0 = keep forever, as Cassandra does (its delivery tables have no TTL)"
+    )
+    sqlite_retention_interval_s: float = Field(
+        default=600, gt=0, description="SQLite: the writer of readings (the scorer) applies retention at most this "
+        "often, from its write path"
+    )
+    sqlite_min_free_bytes: int = Field(
+        default=64 * 1024 * 1024, ge=0, description="SQLite: below this many free bytes on the store's filesystem "
+        "ping() (readiness) fails; 0 = no floor"
+    )
 
     @model_validator(mode="before")
     @classmethod

@@ -6,10 +6,22 @@ connection). WAL lets readers run while one writer commits; writers from several
 database lock, waiting up to ``busy_timeout``. Every write transaction starts with ``BEGIN IMMEDIATE`` so it takes
 the write lock up front instead of upgrading a read lock mid-transaction, which in WAL mode fails with
 SQLITE_BUSY without waiting.
+
+Retention: readings expire ``readings_days`` after they were written (``ingested_at``), as Cassandra's table TTL
+does; resolved alerts and delivered/dead deliveries after their own (opt-in) retention. The process that writes
+readings (the scorer) applies it from its write path, at most every ``interval_s`` and in chunks of ``chunk_rows``
+rows within a ``budget_s`` time budget per write, so a backlog is worked off a little at every micro-batch instead
+of stalling one. Deleted pages are reused by later writes: the file stops growing, it does not shrink.
+
+A full disk makes writes fail with :class:`StoreFull`; reads go on, and ``ping`` (readiness) fails while the
+filesystem has less than ``min_free_bytes`` free. The free and total bytes of the store's filesystem are the
+Prometheus gauges ``citysense_store_filesystem_free_bytes`` / ``_size_bytes`` (label ``path``) in the default
+registry, served by whichever process exposes it (the scorer, the notifier).
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -18,9 +30,11 @@ import sqlite3
 import sys
 import threading
 import time
+import weakref
 from array import array
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
@@ -49,10 +63,12 @@ from citysense_common.store.base import (
     StationRecord,
     StationState,
     StoreError,
+    StoreFull,
     Subscription,
     SubscriptionStatus,
 )
 from citysense_common.store.reading_batch import ReadingBatch
+from citysense_common.store.settings import StoreSettings
 
 log = logging.getLogger(__name__)
 _dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode
@@ -223,16 +239,106 @@ _AGGREGATE_UPSERT = (
 )
 
 
+DAY_MS = 86_400_000
+
+
+@dataclass(frozen=True)
+class Retention:
+    """What the SQLite store deletes and how often (0 days: keep that table's rows forever)."""
+
+    readings_days: int = 0  # readings written (ingested_at) longer ago; a row without ingested_at is kept
+    alerts_days: int = 0  # resolved alerts last updated longer ago (an active alert is never deleted)
+    deliveries_days: int = 0  # delivered and dead deliveries last updated longer ago
+    interval_s: float = 600.0  # between runs
+    chunk_rows: int = 5000  # rows looked at per transaction (the write lock is held for one chunk at a time)
+    budget_s: float = 0.25  # per run; a run that does not finish in it continues at the next write
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.readings_days or self.alerts_days or self.deliveries_days)
+
+
+class _FilesystemGauges:
+    """``citysense_store_filesystem_free_bytes`` and ``_size_bytes`` of every open SQLite store of the process,
+    read (statvfs) when Prometheus scrapes."""
+
+    def __init__(self) -> None:
+        self.stores: weakref.WeakSet[SQLiteStore] = weakref.WeakSet()
+        self.lock = threading.Lock()
+        self.registered = False
+
+    def add(self, store: SQLiteStore) -> None:
+        with self.lock:
+            self.stores.add(store)
+            if not self.registered:
+                from prometheus_client import REGISTRY
+
+                REGISTRY.register(self)
+                self.registered = True
+
+    def describe(self) -> list[Any]:
+        return list(self._families({}))
+
+    def collect(self) -> Iterator[Any]:
+        with self.lock:
+            stores = list(self.stores)
+        found: dict[str, tuple[int, int]] = {}
+        for store in stores:
+            usage = store.filesystem_usage()
+            if usage is not None:
+                found[str(store.path)] = usage
+        yield from self._families(found)
+
+    @staticmethod
+    def _families(found: dict[str, tuple[int, int]]) -> Iterator[Any]:
+        from prometheus_client.core import GaugeMetricFamily
+
+        free = GaugeMetricFamily("citysense_store_filesystem_free_bytes", "bytes available to the store on the "
+                                 "filesystem of its SQLite file", labels=["path"])
+        size = GaugeMetricFamily("citysense_store_filesystem_size_bytes", "size of the filesystem of the store's "
+                                 "SQLite file", labels=["path"])
+        for path, (available, total) in sorted(found.items()):
+            free.add_metric([path], available)
+            size.add_metric([path], total)
+        yield free
+        yield size
+
+
+_GAUGES = _FilesystemGauges()
+
+
+def _disk_full(exc: sqlite3.Error) -> bool:
+    code = getattr(exc, "sqlite_errorcode", None)
+    return (code is not None and code & 0xFF == sqlite3.SQLITE_FULL) or "disk is full" in str(exc)
+
+
 class SQLiteStore:
     """The :class:`~citysense_common.store.base.Store` on one SQLite file."""
 
-    def __init__(self, path: Path | str, busy_timeout_ms: int = 30_000) -> None:
+    def __init__(self, path: Path | str, busy_timeout_ms: int = 30_000, retention: Retention | None = None,
+                 min_free_bytes: int = 0, clock: Callable[[], float] = time.time) -> None:
         self.path = Path(path)
         self.busy_timeout_ms = busy_timeout_ms
+        self.retention = retention or Retention()
+        self.min_free_bytes = min_free_bytes
+        self._clock = clock
         self._local = threading.local()
         self._all: list[sqlite3.Connection] = []
         self._all_lock = threading.Lock()
         self._closed = False
+        self._retention_lock = threading.Lock()
+        self._next_expiry = float("-inf")
+        self._readings_cursor = 0  # rowid up to which readings were looked at and are kept (not expirable yet)
+        _GAUGES.add(self)
+
+    @classmethod
+    def from_settings(cls, settings: StoreSettings) -> SQLiteStore:
+        return cls(settings.sqlite_path, busy_timeout_ms=settings.sqlite_busy_timeout_ms,
+                   retention=Retention(readings_days=settings.readings_ttl_days,
+                                       alerts_days=settings.alerts_retention_days,
+                                       deliveries_days=settings.deliveries_retention_days,
+                                       interval_s=settings.sqlite_retention_interval_s),
+                   min_free_bytes=settings.sqlite_min_free_bytes)
 
     # ------------------------------------------------------------------ connections and transactions
 
@@ -274,11 +380,18 @@ class SQLiteStore:
             conn.execute("BEGIN IMMEDIATE")
             try:
                 yield conn
+                conn.execute("COMMIT")
             except BaseException:
-                conn.execute("ROLLBACK")
+                # SQLite may have rolled back already (it does on some SQLITE_FULL failures); a COMMIT that failed
+                # leaves the transaction open, and the connection could not begin another one.
+                if conn.in_transaction:
+                    with contextlib.suppress(sqlite3.Error):
+                        conn.execute("ROLLBACK")
                 raise
-            conn.execute("COMMIT")
         except sqlite3.Error as exc:
+            if _disk_full(exc):
+                raise StoreFull(f"SQLite write failed: database or disk is full ({self.path}: "
+                                f"{self._free_text()} bytes free on its filesystem)") from exc
             raise StoreError(f"SQLite write failed: {exc}") from exc
 
     def _query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
@@ -319,10 +432,31 @@ class SQLiteStore:
         return [row[0] for row in self._query("SELECT version FROM schema_migrations ORDER BY version")]
 
     def ping(self) -> None:
+        """Raises StoreError when the file cannot be read, StoreFull when its filesystem has less than
+        ``min_free_bytes`` free (writes fail or soon will: not ready)."""
         self._query("SELECT 1")
+        if self.min_free_bytes:
+            usage = self.filesystem_usage()
+            if usage is not None and usage[0] < self.min_free_bytes:
+                raise StoreFull(f"SQLite store {self.path}: {usage[0]} bytes free on its filesystem, less than the "
+                                f"{self.min_free_bytes} it needs (CITYSENSE_SQLITE_MIN_FREE_BYTES)")
+
+    def filesystem_usage(self) -> tuple[int, int] | None:
+        """(bytes available, filesystem size) where the SQLite file lives; None when that cannot be read."""
+        try:
+            st = os.statvfs(self.path.parent)
+        except OSError:
+            return None
+        return st.f_bavail * st.f_frsize, st.f_blocks * st.f_frsize
+
+    def _free_text(self) -> str:
+        usage = self.filesystem_usage()
+        return "unknown" if usage is None else str(usage[0])
 
     def close(self) -> None:
         self._closed = True
+        with _GAUGES.lock:
+            _GAUGES.stores.discard(self)
         with self._all_lock:
             connections, self._all = self._all, []
         for conn in connections:
@@ -354,6 +488,7 @@ class SQLiteStore:
             return
         with self._write() as conn:
             conn.executemany(_READING_INSERT, rows)
+        self._maybe_expire()
 
     def write_reading_batch(self, batch: ReadingBatch) -> None:
         """Column-wise :meth:`write_readings`: same rows, built from NumPy columns (no object per reading)."""
@@ -380,6 +515,7 @@ class SQLiteStore:
                         zscores, faults, batch.late.astype(int).tolist(), [ingested] * n, strict=True))
         with self._write() as conn:
             conn.executemany(_READING_INSERT, rows)
+        self._maybe_expire()
 
     def read_readings(self, station_id: str, start: datetime, end: datetime, metric: str | None = None,
                       limit: int = 100, cursor: str | None = None) -> Page[EnrichedReading]:
@@ -604,6 +740,98 @@ class SQLiteStore:
             last = rows[limit - 1]
             next_cursor = encode_cursor({"q": fingerprint, "at": last[5], "id": last[1]})
         return Page(items, next_cursor)
+
+    # ------------------------------------------------------------------ retention
+
+    def _maybe_expire(self) -> None:
+        """Called after every readings write: a retention run when one is due (cheap when not: one clock read)."""
+        if not self.retention.enabled or self._clock() < self._next_expiry:
+            return
+        if not self._retention_lock.acquire(blocking=False):
+            return  # another thread of this process is at it
+        try:
+            now = self._clock()
+            try:
+                done = self._expire(now, self.retention.budget_s)[1]
+            except StoreError as exc:
+                # Deleting needs a little space too (the WAL): on a full disk this fails like any write.
+                log.warning("store %s: retention run failed, next in %.0f s: %s", self.path,
+                            self.retention.interval_s, exc)
+                done = True
+            self._next_expiry = now + self.retention.interval_s if done else now
+        finally:
+            self._retention_lock.release()
+
+    def expire(self, now: float | None = None) -> dict[str, int]:
+        """Delete everything the retention settings say is due, without a time budget; rows deleted per table."""
+        with self._retention_lock:
+            return self._expire(self._clock() if now is None else now, None)[0]
+
+    def _expire(self, now: float, budget_s: float | None) -> tuple[dict[str, int], bool]:
+        r = self.retention
+        started = time.monotonic()
+        now_ms = int(now * 1000)
+        counts = {"readings": 0, "alerts": 0, "deliveries": 0}
+
+        def spent() -> bool:
+            return budget_s is not None and time.monotonic() - started >= budget_s
+
+        done = True
+        if r.readings_days:
+            cutoff = now_ms - r.readings_days * DAY_MS
+            # Rowids start again from 1 once the table was emptied: the cursor must not skip the new rows.
+            last = self._query("SELECT max(rowid) FROM readings")[0][0] or 0
+            if self._readings_cursor > last:
+                self._readings_cursor = 0
+            while True:
+                deleted, finished = self._expire_readings_chunk(cutoff)
+                counts["readings"] += deleted
+                if finished:
+                    break
+                if spent():
+                    done = False
+                    break
+        for table, days, where in (
+            ("alerts", r.alerts_days, "state = 'resolved'"),
+            ("deliveries", r.deliveries_days, "status IN ('delivered', 'dead')"),
+        ):
+            if not days or not done:
+                continue
+            cutoff = now_ms - days * DAY_MS
+            while True:
+                with self._write() as conn:
+                    deleted = conn.execute(
+                        f"DELETE FROM {table} WHERE rowid IN (SELECT rowid FROM {table} WHERE {where}"
+                        f" AND updated_at < ? LIMIT ?)", (cutoff, r.chunk_rows)).rowcount
+                counts[table] += deleted
+                if deleted < r.chunk_rows:
+                    break
+                if spent():
+                    done = False
+                    break
+        if any(counts.values()):
+            log.info("store %s: retention deleted %d readings, %d alerts, %d deliveries in %.2f s%s", self.path,
+                     counts["readings"], counts["alerts"], counts["deliveries"], time.monotonic() - started,
+                     "" if done else " (continuing at the next write)")
+        return counts, done
+
+    def _expire_readings_chunk(self, cutoff_ms: int) -> tuple[int, bool]:
+        """One chunk of readings in rowid (= arrival) order after the cursor: delete the expired ones. Finished when
+        the chunk reaches a reading that is not expired yet (everything after it arrived later) or the table's end.
+        Rows without ingested_at are never expired and skipped. (Readings migrated by 002 are in station order, not
+        arrival order: among those a row can wait until the rows before it expire too.)"""
+        chunk = self.retention.chunk_rows
+        with self._write() as conn:
+            rows = conn.execute("SELECT rowid, ingested_at FROM readings WHERE rowid > ? ORDER BY rowid LIMIT ?",
+                                (self._readings_cursor, chunk)).fetchall()
+            if not rows:
+                return 0, True
+            fresh = next((rowid for rowid, at in rows if at is not None and at >= cutoff_ms), None)
+            upto = rows[-1][0] if fresh is None else fresh - 1
+            deleted = conn.execute("DELETE FROM readings WHERE rowid > ? AND rowid <= ? AND ingested_at < ?",
+                                   (self._readings_cursor, upto, cutoff_ms)).rowcount
+        self._readings_cursor = upto
+        return deleted, fresh is not None or len(rows) < chunk
 
     # ------------------------------------------------------------------ daily aggregates
 
