@@ -16,6 +16,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.responses import FileResponse, JSONResponse
 
 from citysense_alert_api.auth import TokenChecker
+from citysense_alert_api.cursors import CursorSigner
 from citysense_alert_api.limits import BodyLimitMiddleware, BodyTooLarge, body_too_large_response
 from citysense_alert_api.metrics import ApiMetrics, MetricsMiddleware
 from citysense_alert_api.page_cache import PageCache
@@ -64,6 +65,7 @@ def create_app(settings: ApiSettings, token: str, store: Store | None = None) ->
                   docs_url="/docs", redoc_url=None, openapi_url="/openapi.json")
     app.state.settings = settings
     app.state.token_checker = TokenChecker(token)
+    app.state.cursors = CursorSigner(token)
     app.state.alert_pages = PageCache(settings.api_alert_cache_s)
     app.state.broadcaster = AlertBroadcaster(settings, max_clients=settings.stream_max_clients,
                                              max_per_client=settings.stream_max_per_client,

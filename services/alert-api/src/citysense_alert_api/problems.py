@@ -108,7 +108,8 @@ def install_problem_handlers(app: FastAPI) -> None:
     @app.exception_handler(InvalidCursor)
     async def _cursor(request: Request, exc: InvalidCursor) -> JSONResponse:
         return problem_response(request, 400, "Invalid cursor",
-                                "The cursor is not one this API returned for this query; start again without it.",
+                                "The cursor is not one this API returned for this query; start again without ?cursor= "
+                                "to get the first page.",
                                 type_="urn:citysense:problem:invalid-cursor")
 
     @app.exception_handler(StoreError)

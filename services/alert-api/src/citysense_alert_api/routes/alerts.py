@@ -17,7 +17,14 @@ from citysense_alert_api.convert import alert_out
 from citysense_alert_api.models import AlertOut, AlertPage
 from citysense_alert_api.page_cache import PageCache
 from citysense_alert_api.problems import Problem, problem_responses
-from citysense_alert_api.routes.deps import CURSOR_REGEX, STATION_ID_REGEX, SettingsDep, StoreDep, cursor_guard
+from citysense_alert_api.routes.deps import (
+    CURSOR_REGEX,
+    STATION_ID_REGEX,
+    CursorsDep,
+    SettingsDep,
+    StoreDep,
+    cursor_guard,
+)
 from citysense_alert_api.stream import AlertBroadcaster, StreamRefused
 
 router = APIRouter(prefix="/v1/alerts", tags=["alerts"])
@@ -94,6 +101,7 @@ async def list_alerts(
     request: Request,
     filters: FiltersDep,
     store: StoreDep,
+    cursors: CursorsDep,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     cursor: Annotated[str | None, Query(pattern=CURSOR_REGEX)] = None,
 ) -> Response:
@@ -105,12 +113,15 @@ async def list_alerts(
     body = pages.get(key)
     if body is None:
         ticket = pages.begin()
+        scope = ("alerts", filters)
+        store_cursor = None if cursor is None else cursors.open(cursor, scope)["s"]
         query = AlertQuery(state=filters.state, severity=filters.severity and filters.severity.value,
                            kind=filters.kind and filters.kind.value, station_id=filters.station_id,
-                           bbox=filters.bbox, limit=limit, cursor=cursor)
+                           bbox=filters.bbox, limit=limit, cursor=store_cursor)
         with cursor_guard():
             page = store.list_alerts(query)
-        out = AlertPage(items=[alert_out(a) for a in page.items], next_cursor=page.next_cursor)
+        next_cursor = None if page.next_cursor is None else cursors.seal(scope, page.next_cursor)
+        out = AlertPage(items=[alert_out(a) for a in page.items], next_cursor=next_cursor)
         body = out.model_dump_json().encode()
         pages.put(key, ticket, body)
     return Response(body, media_type="application/json")

@@ -1,4 +1,4 @@
-"""Dependencies shared by the routes: the store, settings, and the guard for invalid cursors."""
+"""Dependencies shared by the routes: the store, settings, cursor signing, and the guard for invalid cursors."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Annotated
 from citysense_common.store import Store
 from fastapi import Depends, Request
 
-from citysense_alert_api.problems import Problem
+from citysense_alert_api.cursors import CursorSigner, invalid_cursor
 from citysense_alert_api.settings import ApiSettings
 
 
@@ -23,16 +23,21 @@ async def get_settings(request: Request) -> ApiSettings:
     return request.app.state.settings
 
 
+async def get_cursors(request: Request) -> CursorSigner:
+    return request.app.state.cursors
+
+
 async def require_token(request: Request) -> None:
     await request.app.state.token_checker(request)
 
 
 StoreDep = Annotated[Store, Depends(get_store)]
 SettingsDep = Annotated[ApiSettings, Depends(get_settings)]
+CursorsDep = Annotated[CursorSigner, Depends(get_cursors)]
 WriteAuth = Depends(require_token)
 
 STATION_ID_REGEX = r"^[A-Za-z0-9._-]{1,64}$"
-CURSOR_REGEX = r"^[A-Za-z0-9_=.:-]{1,512}$"
+CURSOR_REGEX = r"^[A-Za-z0-9_=.:-]{1,1024}$"
 
 
 @contextlib.contextmanager
@@ -41,6 +46,4 @@ def cursor_guard() -> Iterator[None]:
     try:
         yield
     except (ValueError, KeyError, TypeError) as exc:
-        raise Problem(400, "Invalid cursor",
-                      "The cursor is not one this API returned (or has expired); start again without ?cursor=.",
-                      type_="urn:citysense:problem:invalid-cursor") from exc
+        raise invalid_cursor("The cursor is not one this API returned for this query") from exc

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import json
 from datetime import UTC, date, datetime, timedelta
 from typing import Annotated
 
@@ -22,12 +20,20 @@ from citysense_alert_api.models import (
     YearSummaryOut,
 )
 from citysense_alert_api.problems import Problem, problem_responses
-from citysense_alert_api.routes.deps import CURSOR_REGEX, STATION_ID_REGEX, SettingsDep, StoreDep, cursor_guard
+from citysense_alert_api.routes.deps import (
+    CURSOR_REGEX,
+    STATION_ID_REGEX,
+    CursorsDep,
+    SettingsDep,
+    StoreDep,
+    cursor_guard,
+)
 
 router = APIRouter(prefix="/v1/stations", tags=["stations"])
 MAX_READINGS_SPAN = timedelta(days=31)
 DEFAULT_SPAN = timedelta(hours=1)
 EARLIEST = datetime.min.replace(tzinfo=UTC)
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 MAX_AGGREGATE_DAYS = 366
 # Daily-mean limits with a yearly allowance of exceedance days (kept equal to the batch job's defaults,
 # citysense_scorer.aggregates.DEFAULT_ALLOWANCES; a test checks they agree).
@@ -68,6 +74,7 @@ async def get_station(station_id: StationIdPath, store: StoreDep, settings: Sett
 async def list_readings(
     station_id: StationIdPath,
     store: StoreDep,
+    cursors: CursorsDep,
     from_: Annotated[datetime | None, Query(alias="from", description="start (inclusive), RFC 3339; "
                                                                       "default one hour before `to`")] = None,
     to: Annotated[datetime | None, Query(description="end (exclusive), RFC 3339; default now")] = None,
@@ -85,9 +92,11 @@ async def list_readings(
     # One hour before `to`, but not before year 1: `to=0001-01-01T00:00:00Z` alone is an empty range, not an error.
     start = from_ or (end - DEFAULT_SPAN if end - EARLIEST >= DEFAULT_SPAN else EARLIEST)
     store_cursor = None
+    scope = ("readings", station_id, metric)
     if cursor is not None:
         # The default window moves with the clock; the cursor pins the window of the first page.
-        start, end, store_cursor = _decode_cursor(cursor)
+        doc = cursors.open(cursor, scope, int_fields=("from", "to"))
+        start, end, store_cursor = _from_ms(doc["from"]), _from_ms(doc["to"]), doc["s"]
     if start >= end and from_ is not None:
         raise Problem(422, "Invalid request", "query.from must be earlier than query.to",
                       type_="urn:citysense:problem:invalid-request",
@@ -100,21 +109,17 @@ async def list_readings(
         raise _not_found(station_id)
     with cursor_guard():
         page = store.read_readings(station_id, start, end, metric=metric, limit=limit, cursor=store_cursor)
-    next_cursor = None if page.next_cursor is None else _encode_cursor(start, end, page.next_cursor)
+    next_cursor = None if page.next_cursor is None else cursors.seal(
+        scope, page.next_cursor, **{"from": _to_ms(start), "to": _to_ms(end)})
     return ReadingPage(station_id=station_id, items=[reading_out(r) for r in page.items], next_cursor=next_cursor)
 
 
-def _encode_cursor(start: datetime, end: datetime, store_cursor: str) -> str:
-    raw = json.dumps([start.timestamp(), end.timestamp(), store_cursor], separators=(",", ":")).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+def _to_ms(value: datetime) -> int:
+    return (value - EPOCH) // timedelta(milliseconds=1)
 
 
-def _decode_cursor(cursor: str) -> tuple[datetime, datetime, str]:
-    with cursor_guard():
-        start, end, inner = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-        if not isinstance(inner, str):
-            raise ValueError("cursor")
-        return datetime.fromtimestamp(float(start), UTC), datetime.fromtimestamp(float(end), UTC), inner
+def _from_ms(ms: int) -> datetime:
+    return EPOCH + timedelta(milliseconds=ms)
 
 
 @router.get("/{station_id}/aggregates", response_model=AggregateList, responses=problem_responses(404, 422, 503))

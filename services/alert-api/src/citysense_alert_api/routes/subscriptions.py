@@ -30,7 +30,14 @@ from citysense_alert_api.models import (
     TestRequested,
 )
 from citysense_alert_api.problems import Problem, problem_responses
-from citysense_alert_api.routes.deps import CURSOR_REGEX, SettingsDep, StoreDep, WriteAuth, cursor_guard
+from citysense_alert_api.routes.deps import (
+    CURSOR_REGEX,
+    CursorsDep,
+    SettingsDep,
+    StoreDep,
+    WriteAuth,
+    cursor_guard,
+)
 from citysense_alert_api.settings import ApiSettings
 from citysense_alert_api.test_requests import TestRequestPublisher
 
@@ -145,11 +152,15 @@ async def send_test_event(subscription_id: SubIdPath, request: Request, store: S
 async def list_deliveries(
     subscription_id: SubIdPath,
     store: StoreDep,
+    cursors: CursorsDep,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     cursor: Annotated[str | None, Query(pattern=CURSOR_REGEX)] = None,
 ) -> DeliveryPage:
     """The delivery log: every event sent (or being retried, or dead-lettered) to this subscription."""
+    scope = ("deliveries", subscription_id)
+    store_cursor = None if cursor is None else cursors.open(cursor, scope)["s"]
     _get(store, subscription_id)
     with cursor_guard():
-        page = store.list_deliveries(subscription_id, limit=limit, cursor=cursor)
-    return DeliveryPage(items=[delivery_out(d) for d in page.items], next_cursor=page.next_cursor)
+        page = store.list_deliveries(subscription_id, limit=limit, cursor=store_cursor)
+    next_cursor = None if page.next_cursor is None else cursors.seal(scope, page.next_cursor)
+    return DeliveryPage(items=[delivery_out(d) for d in page.items], next_cursor=next_cursor)
