@@ -20,10 +20,16 @@ from citysense_alert_api.cursors import CursorSigner
 from citysense_alert_api.limits import BodyLimitMiddleware, BodyTooLarge, body_too_large_response
 from citysense_alert_api.metrics import ApiMetrics, MetricsMiddleware
 from citysense_alert_api.page_cache import PageCache
-from citysense_alert_api.problems import ProblemDetails, install_problem_handlers, problem_responses
+from citysense_alert_api.problems import (
+    ProblemDetails,
+    install_problem_handlers,
+    problem_response,
+    problem_responses,
+)
 from citysense_alert_api.routes import alerts, ops, stations, subscriptions
 from citysense_alert_api.routes.ops import BrokerProbe
 from citysense_alert_api.settings import ApiSettings
+from citysense_alert_api.store_calls import StoreCalls, StoreTimeout
 from citysense_alert_api.stream import AlertBroadcaster
 from citysense_alert_api.test_requests import TestRequestPublisher
 
@@ -52,10 +58,12 @@ def create_app(settings: ApiSettings, token: str, store: Store | None = None) ->
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         owned = store is None
         app.state.store = _open_store(settings) if owned else store  # open_store also migrates
+        app.state.store_calls = StoreCalls(app.state.store, settings.api_store_timeout_s)
         app.state.broadcaster.start()
         try:
             yield
         finally:
+            app.state.store_calls.shutdown()
             await app.state.broadcaster.stop()
             app.state.test_publisher.close()
             if owned:
@@ -77,6 +85,13 @@ def create_app(settings: ApiSettings, token: str, store: Store | None = None) ->
     app.state.metrics.stream_clients.set_function(lambda: app.state.broadcaster.client_count)
 
     install_problem_handlers(app)
+
+    @app.exception_handler(StoreTimeout)
+    async def _store_timeout(request: Request, exc: StoreTimeout) -> JSONResponse:
+        log.warning("store too slow on %s %s: %s", request.method, request.url.path, exc)
+        return problem_response(request, 503, "Service Unavailable",
+                                "The data store is slow to answer right now; try again shortly.",
+                                headers={"Retry-After": "5"})
 
     @app.exception_handler(BodyTooLarge)
     async def _body_too_large(request: Request, exc: BodyTooLarge) -> JSONResponse:

@@ -38,6 +38,11 @@ class ApiSettings(WebhookSettings):
                     "stream_max_clients",
     )
     readiness_timeout_s: float = Field(default=2.0, gt=0)
+    api_store_timeout_s: float = Field(
+        default=5.0, gt=0,
+        description="longest wait for one store call before the request gets a 503 (the call runs off the event "
+                    "loop, so a slow store never holds up other requests); /readyz reports the store slow meanwhile",
+    )
     api_alert_cache_s: float = Field(
         default=1.0, ge=0, le=60,
         description="longest time a cached GET /v1/alerts page is served when no alert event arrives to drop it "

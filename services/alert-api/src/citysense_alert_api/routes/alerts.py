@@ -119,7 +119,7 @@ async def list_alerts(
                            kind=filters.kind and filters.kind.value, station_id=filters.station_id,
                            bbox=filters.bbox, limit=limit, cursor=store_cursor)
         with cursor_guard():
-            page = store.list_alerts(query)
+            page = await store.list_alerts(query)
         next_cursor = None if page.next_cursor is None else cursors.seal(scope, page.next_cursor)
         out = AlertPage(items=[alert_out(a) for a in page.items], next_cursor=next_cursor)
         body = out.model_dump_json().encode()
@@ -204,7 +204,7 @@ class ReleasingStreamingResponse(StreamingResponse):
 
 @router.get("/{alert_id}", response_model=AlertOut, responses=problem_responses(404, 422, 503))
 async def get_alert(alert_id: Annotated[str, Path(min_length=1, max_length=200)], store: StoreDep) -> AlertOut:
-    record = store.get_alert(alert_id)
+    record = await store.get_alert(alert_id)
     if record is None:
         raise Problem(404, "Alert not found", f"No alert with id {alert_id!r}.",
                       type_="urn:citysense:problem:not-found")

@@ -6,17 +6,17 @@ import contextlib
 from collections.abc import Iterator
 from typing import Annotated
 
-from citysense_common.store import Store
 from fastapi import Depends, Request
 
 from citysense_alert_api.cursors import CursorSigner, invalid_cursor
 from citysense_alert_api.settings import ApiSettings
+from citysense_alert_api.store_calls import StoreCalls
 
 
 # Dependencies are ``async def`` on purpose: FastAPI runs plain ``def`` dependencies in its threadpool, and two
 # thread hops per request cost more than the whole store lookup on the hot read paths (see bench/p5_api.py).
-async def get_store(request: Request) -> Store:
-    return request.app.state.store
+async def get_store(request: Request) -> StoreCalls:
+    return request.app.state.store_calls
 
 
 async def get_settings(request: Request) -> ApiSettings:
@@ -31,7 +31,8 @@ async def require_token(request: Request) -> None:
     await request.app.state.token_checker(request)
 
 
-StoreDep = Annotated[Store, Depends(get_store)]
+# Store methods as coroutines run off the event loop with a time limit (store_calls.py): ``await store.x(...)``.
+StoreDep = Annotated[StoreCalls, Depends(get_store)]
 SettingsDep = Annotated[ApiSettings, Depends(get_settings)]
 CursorsDep = Annotated[CursorSigner, Depends(get_cursors)]
 WriteAuth = Depends(require_token)

@@ -12,6 +12,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from citysense_alert_api.models import Health
 from citysense_alert_api.settings import ApiSettings
+from citysense_alert_api.store_calls import StoreCalls, StoreTimeout
 
 router = APIRouter(tags=["operations"])
 
@@ -50,11 +51,19 @@ class BrokerProbe:
 
 @router.get("/readyz", response_model=Health, responses={503: {"model": Health, "description": "not ready"}})
 async def readyz(request: Request) -> Response:
-    """Ready when the store and the Kafka broker answer."""
+    """Ready when the store and the Kafka broker answer, the store within its time limits."""
     checks: dict[str, str] = {}
+    calls: StoreCalls = request.app.state.store_calls
+    settings: ApiSettings = request.app.state.settings
+    stuck_s = calls.longest_running_s()
     try:
-        await asyncio.to_thread(request.app.state.store.ping)
-        checks["store"] = "ok"
+        if stuck_s > settings.api_store_timeout_s:
+            checks["store"] = f"slow: a store call has been running for {stuck_s:.1f} s"
+        else:
+            await calls.run(calls.store.ping, timeout_s=settings.readiness_timeout_s)
+            checks["store"] = "ok"
+    except StoreTimeout:
+        checks["store"] = f"slow: no answer within {settings.readiness_timeout_s:g} s"
     except Exception as exc:  # noqa: BLE001
         checks["store"] = f"unreachable: {type(exc).__name__}"
     checks["broker"] = await request.app.state.broker_probe.check()

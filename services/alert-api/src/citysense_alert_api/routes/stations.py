@@ -56,13 +56,13 @@ def _not_found(station_id: str) -> Problem:
 async def list_stations(store: StoreDep, settings: SettingsDep) -> StationList:
     """Every station that has reported, with status, latest values and air-quality category."""
     now = datetime.now(UTC)
-    records = sorted(store.list_stations(), key=lambda r: r.station_id)
+    records = sorted(await store.list_stations(), key=lambda r: r.station_id)
     return StationList(items=[station_out(r, settings.station_offline_after_s, now) for r in records])
 
 
 @router.get("/{station_id}", response_model=StationOut, responses=problem_responses(404, 422, 503))
 async def get_station(station_id: StationIdPath, store: StoreDep, settings: SettingsDep) -> Response:
-    record = store.get_station(station_id)
+    record = await store.get_station(station_id)
     if record is None:
         raise _not_found(station_id)
     # JSON bytes from our own model: FastAPI would validate it a second time (a hot path: the map's detail view).
@@ -105,10 +105,10 @@ async def list_readings(
         raise Problem(422, "Invalid request", "the time range may span at most 31 days; page through shorter ranges",
                       type_="urn:citysense:problem:invalid-request",
                       invalid_params=[{"name": "query.from", "reason": "range longer than 31 days"}])
-    if store.get_station(station_id) is None:
+    if await store.get_station(station_id) is None:
         raise _not_found(station_id)
     with cursor_guard():
-        page = store.read_readings(station_id, start, end, metric=metric, limit=limit, cursor=store_cursor)
+        page = await store.read_readings(station_id, start, end, metric=metric, limit=limit, cursor=store_cursor)
     next_cursor = None if page.next_cursor is None else cursors.seal(
         scope, page.next_cursor, **{"from": _to_ms(start), "to": _to_ms(end)})
     return ReadingPage(station_id=station_id, items=[reading_out(r) for r in page.items], next_cursor=next_cursor)
@@ -145,9 +145,9 @@ async def list_aggregates(
         raise Problem(422, "Invalid request", f"the range may span at most {MAX_AGGREGATE_DAYS} days",
                       type_="urn:citysense:problem:invalid-request",
                       invalid_params=[{"name": "query.from", "reason": f"range longer than {MAX_AGGREGATE_DAYS} days"}])
-    if store.get_station(station_id) is None:
+    if await store.get_station(station_id) is None:
         raise _not_found(station_id)
-    rows = store.read_daily_aggregates(station_id, metric=metric, start_day=first.isoformat(),
+    rows = await store.read_daily_aggregates(station_id, metric=metric, start_day=first.isoformat(),
                                        end_day=last.isoformat())
     items = [DailyAggregateOut(metric=r.metric, day=r.day, mean=r.mean, max=r.max, count=r.count, hours=r.hours,
                                complete=r.complete) for r in rows]

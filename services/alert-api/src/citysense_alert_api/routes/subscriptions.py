@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from typing import Annotated
 
 from citysense_common.contract import format_ts
-from citysense_common.store import NotFound, Store, Subscription
+from citysense_common.store import NotFound, Subscription
 from citysense_common.webhooks import (
     UnsafeWebhookURL,
     WebhookTestRequest,
@@ -39,6 +39,7 @@ from citysense_alert_api.routes.deps import (
     cursor_guard,
 )
 from citysense_alert_api.settings import ApiSettings
+from citysense_alert_api.store_calls import StoreCalls
 from citysense_alert_api.test_requests import TestRequestPublisher
 
 router = APIRouter(prefix="/v1/subscriptions", tags=["subscriptions"])
@@ -54,8 +55,8 @@ async def _check_url(url: str, settings: ApiSettings) -> None:
                       invalid_params=[{"name": "body.url", "reason": str(exc)}]) from None
 
 
-def _get(store: Store, subscription_id: str) -> Subscription:
-    sub = store.get_subscription(subscription_id)
+async def _get(store: StoreCalls, subscription_id: str) -> Subscription:
+    sub = await store.get_subscription(subscription_id)
     if sub is None:
         raise Problem(404, "Subscription not found", f"No subscription with id {subscription_id!r}.",
                       type_="urn:citysense:problem:not-found")
@@ -74,7 +75,7 @@ async def create_subscription(body: SubscriptionCreate, store: StoreDep, setting
                        description=body.description,
                        filters=body.filters.model_dump(mode="json", exclude_none=True),
                        status="active", created_at=now, updated_at=now)
-    store.create_subscription(sub)
+    await store.create_subscription(sub)
     response.headers["Location"] = f"/v1/subscriptions/{sub.id}"
     response.headers["Cache-Control"] = "no-store"  # the secret must not sit in a cache
     return SubscriptionCreated(**subscription_out(sub).model_dump(), secret=sub.secret)
@@ -83,14 +84,15 @@ async def create_subscription(body: SubscriptionCreate, store: StoreDep, setting
 @router.get("", response_model=SubscriptionList, dependencies=[WriteAuth], responses=problem_responses(401, 403, 503))
 async def list_subscriptions(store: StoreDep) -> SubscriptionList:
     """All subscriptions (without secrets). Needs the token: URLs may be private to their owner."""
-    subs = sorted(store.list_subscriptions(), key=lambda s: (s.created_at or datetime.min.replace(tzinfo=UTC), s.id))
+    subs = sorted(await store.list_subscriptions(),
+                  key=lambda s: (s.created_at or datetime.min.replace(tzinfo=UTC), s.id))
     return SubscriptionList(items=[subscription_out(s) for s in subs])
 
 
 @router.get("/{subscription_id}", response_model=SubscriptionOut, dependencies=[WriteAuth],
             responses=problem_responses(401, 403, 404, 422, 503))
 async def get_subscription(subscription_id: SubIdPath, store: StoreDep) -> SubscriptionOut:
-    return subscription_out(_get(store, subscription_id))
+    return subscription_out(await _get(store, subscription_id))
 
 
 @router.patch("/{subscription_id}", response_model=SubscriptionOut, dependencies=[WriteAuth],
@@ -98,7 +100,7 @@ async def get_subscription(subscription_id: SubIdPath, store: StoreDep) -> Subsc
 async def update_subscription(subscription_id: SubIdPath, body: SubscriptionPatch, store: StoreDep,
                               settings: SettingsDep) -> SubscriptionOut:
     """Pause or resume (``status``), change the URL, description or filters (``filters`` replaces all)."""
-    sub = _get(store, subscription_id)
+    sub = await _get(store, subscription_id)
     changes: dict[str, object] = {}
     if body.url is not None:
         await _check_url(str(body.url), settings)
@@ -111,7 +113,7 @@ async def update_subscription(subscription_id: SubIdPath, body: SubscriptionPatc
         changes["status"] = body.status
     updated = replace(sub, **changes, updated_at=datetime.now(UTC))  # type: ignore[arg-type]
     try:
-        store.update_subscription(updated)
+        await store.update_subscription(updated)
     except NotFound:
         raise Problem(404, "Subscription not found", f"No subscription with id {subscription_id!r}.",
                       type_="urn:citysense:problem:not-found") from None
@@ -121,7 +123,7 @@ async def update_subscription(subscription_id: SubIdPath, body: SubscriptionPatc
 @router.delete("/{subscription_id}", status_code=204, dependencies=[WriteAuth],
                responses=problem_responses(401, 403, 404, 422, 503))
 async def delete_subscription(subscription_id: SubIdPath, store: StoreDep) -> Response:
-    if not store.delete_subscription(subscription_id):
+    if not await store.delete_subscription(subscription_id):
         raise Problem(404, "Subscription not found", f"No subscription with id {subscription_id!r}.",
                       type_="urn:citysense:problem:not-found")
     return Response(status_code=204)
@@ -135,7 +137,7 @@ async def send_test_event(subscription_id: SubIdPath, request: Request, store: S
     The request travels over Kafka to the notifier, so the test exercises the real path: URL check, signing,
     retries and the delivery log, where the outcome appears under the returned event_id.
     """
-    sub = _get(store, subscription_id)
+    sub = await _get(store, subscription_id)
     if sub.status != "active":
         raise Problem(409, "Subscription paused", "Resume the subscription (PATCH status=active) before testing it.",
                       type_="urn:citysense:problem:subscription-paused")
@@ -159,8 +161,8 @@ async def list_deliveries(
     """The delivery log: every event sent (or being retried, or dead-lettered) to this subscription."""
     scope = ("deliveries", subscription_id)
     store_cursor = None if cursor is None else cursors.open(cursor, scope)["s"]
-    _get(store, subscription_id)
+    await _get(store, subscription_id)
     with cursor_guard():
-        page = store.list_deliveries(subscription_id, limit=limit, cursor=store_cursor)
+        page = await store.list_deliveries(subscription_id, limit=limit, cursor=store_cursor)
     next_cursor = None if page.next_cursor is None else cursors.seal(scope, page.next_cursor)
     return DeliveryPage(items=[delivery_out(d) for d in page.items], next_cursor=next_cursor)
