@@ -110,6 +110,7 @@ def notifier(kafka_broker, unique_topics, tmp_path: Path) -> Iterator[NotifierHa
         "CITYSENSE_DATA_DIR": str(tmp_path),
         "CITYSENSE_ALERTS_TOPIC": unique_topics["alerts_topic"],
         "CITYSENSE_WEBHOOK_TESTS_TOPIC": f"test.{tag}.webhook-tests",
+        "CITYSENSE_WEBHOOK_RETRIES_TOPIC": f"test.{tag}.webhook-retries",
         "CITYSENSE_NOTIFIER_GROUP": f"test-notifier-{tag}",
         "CITYSENSE_NOTIFIER_METRICS_PORT": "0",
         "CITYSENSE_WEBHOOK_BACKOFF_BASE_S": "0.2",

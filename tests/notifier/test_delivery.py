@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import signal
 import threading
+import time
 
 from citysense_common.contract import AlertState, Severity
 from cloudevents.v1.http import from_http  # the SDK's HTTP binding (2.x path)
@@ -137,3 +139,37 @@ def test_failing_subscriber_does_not_delay_others(
         notifier.wait_delivery(healthy.id, event.event_id, "delivered", timeout=20)
     retrying = [notifier.store.get_delivery(failing.id, e.event_id) for e in events]
     assert any(d is not None and d.status in ("retrying", "pending") for d in retrying)
+
+
+def test_restart_honours_next_attempt_at(notifier, receiver, event_factory, reply) -> None:
+    receiver.script[:] = [reply(503, {"Retry-After": "10"})]
+    sub = notifier.subscribe(receiver.url)
+    first_proc = notifier.start()
+    event = event_factory()
+    notifier.publish(event)
+    receiver.wait_for(1)
+    retrying = notifier.wait_delivery(sub.id, event.event_id, "retrying")
+    first_proc.send_signal(signal.SIGTERM)  # a clean stop leaves the group at once: the restart is quick
+    assert first_proc.wait(15) == 0
+    notifier.start()  # replays the event (and anything parked) long before the retry is due
+    second = receiver.wait_for(2, timeout=40)[1]
+    due = retrying.next_attempt_at.timestamp()
+    assert second.at >= due - 0.2, f"retried {due - second.at:.1f} s before next_attempt_at"
+    assert notifier.wait_delivery(sub.id, event.event_id, "delivered").attempts == 2
+
+
+def test_paused_subscription_holds_its_retries(notifier, receiver, event_factory, reply) -> None:
+    receiver.script[:] = [reply(500)]
+    sub = notifier.subscribe(receiver.url)
+    notifier.start()
+    event = event_factory()
+    notifier.publish(event)
+    notifier.wait_delivery(sub.id, event.event_id, "retrying")
+    notifier.store.update_subscription(dataclasses.replace(sub, status="paused"))
+    time.sleep(3)  # many backoff periods (base 0.2 s): a retry would have come and gone
+    held = notifier.store.get_delivery(sub.id, event.event_id)
+    assert held.status == "retrying", held
+    assert len(receiver.received()) == 1
+    notifier.store.update_subscription(dataclasses.replace(sub, status="active"))
+    delivered = notifier.wait_delivery(sub.id, event.event_id, "delivered", timeout=20)
+    assert delivered.attempts == 2

@@ -7,8 +7,10 @@ Every state change is written to the delivery log (store) before the caller may 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
@@ -60,16 +62,54 @@ class SubscriberGate:
     blocked_until: float = 0.0  # monotonic time before which no attempt is made to this subscriber
 
 
+@dataclass(frozen=True)
+class Parked:
+    """A delivery handed to the retry lane: what it takes to attempt it again, durably queued (Kafka)."""
+
+    subscription_id: str
+    event_id: str
+    event_type: str
+    body: bytes
+    event_time: datetime | None = None
+
+    def to_json(self) -> bytes:
+        return json.dumps({"subscription_id": self.subscription_id, "event_id": self.event_id,
+                           "event_type": self.event_type, "body": self.body.decode(),
+                           "event_time": None if self.event_time is None else self.event_time.isoformat()},
+                          separators=(",", ":"), ensure_ascii=False).encode()
+
+    @classmethod
+    def from_json(cls, raw: bytes) -> Parked:
+        doc = json.loads(raw)
+        at = doc.get("event_time")
+        return cls(str(doc["subscription_id"]), str(doc["event_id"]), str(doc["event_type"]),
+                   str(doc["body"]).encode(), None if at is None else datetime.fromisoformat(at))
+
+
+async def _never_parks(parked: Parked) -> None:
+    raise RuntimeError("no retry lane configured")
+
+
 @dataclass
 class Deliverer:
+    """Two lanes. ``first_attempt`` (new events) makes at most one attempt, at once or not at all: a subscriber
+    whose slots are all busy or that is backing off gets the delivery parked instead, so an event's Kafka offset
+    waits at most one attempt's deadline whatever its subscribers do. ``retry`` (parked deliveries, replayed from
+    the retry topic) attempts until delivered or dead, honouring ``next_attempt_at`` from the store, also after a
+    restart, and holding while the subscription is paused.
+    """
+
     store: Store
     client: httpx.AsyncClient
     policy: RetryPolicy
     metrics: NotifierMetrics
     concurrency: int = 4
     attempt_timeout_s: float = 5.0  # deadline of one whole attempt, connect to the last byte read
+    park: Callable[[Parked], Awaitable[None]] = _never_parks  # durably queues a delivery for the retry lane
+    hold_poll_s: float = 1.0  # how often a held (paused) delivery looks at its subscription again
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
     _gates: dict[str, SubscriberGate] = field(default_factory=dict)
+    _retrying: set[tuple[str, str]] = field(default_factory=set)
 
     def _gate(self, subscription_id: str) -> SubscriberGate:
         gate = self._gates.get(subscription_id)
@@ -81,9 +121,10 @@ class Deliverer:
         # SQLite writes are quick, but a Cassandra write is a network call: keep the event loop free.
         await asyncio.to_thread(self.store.record_delivery, delivery)
 
-    async def deliver(self, subscription: Subscription, event_id: str, event_type: str, body: bytes,
-                      event_time: datetime | None = None) -> Delivery | None:
-        """Deliver until success, dead letter, or shutdown; returns the last recorded state (None = stopped)."""
+    async def first_attempt(self, subscription: Subscription, event_id: str, event_type: str, body: bytes,
+                            event_time: datetime | None = None) -> Delivery | None:
+        """Deliver now, or park: returns the recorded state (delivered, dead, or pending/retrying and parked), or
+        None when shutting down before anything was settled (the offset stays uncommitted, the event replays)."""
         existing = await asyncio.to_thread(self.store.get_delivery, subscription.id, event_id)
         if existing is not None and existing.status in ("delivered", "dead"):
             return existing  # a replayed event that was already settled
@@ -94,47 +135,98 @@ class Deliverer:
         )
         if existing is None:
             await self._record(delivery)
+        parked = Parked(subscription.id, event_id, event_type, body, event_time)
         gate = self._gate(subscription.id)
-        sub = subscription
+        if self.stopping.is_set():
+            return None
+        # Not now: it failed before (a replayed event: its retry is due at next_attempt_at), the subscriber is
+        # backing off, or every slot of it is taken (a slow receiver). The retry lane takes it from here.
+        if delivery.attempts > 0 or gate.blocked_until > time.monotonic() or gate.semaphore.locked():
+            self.metrics.parked.inc()
+            await self.park(parked)
+            return delivery
+        async with gate.semaphore:
+            delivery, retry_after, permanent = await self._attempt(subscription, delivery, body)
+        delivery = await self._settle(gate, subscription, delivery, retry_after, permanent, event_time)
+        if delivery.status in ("pending", "retrying"):
+            await self.park(parked)
+        return delivery
+
+    async def retry(self, parked: Parked) -> bool:
+        """Attempt a parked delivery until settled (True: delivered, dead, or its subscription deleted);
+        False = interrupted by shutdown (the parked message is replayed)."""
+        key = (parked.subscription_id, parked.event_id)
+        if key in self._retrying:
+            return True  # a duplicate of a delivery this process is already retrying
+        self._retrying.add(key)
+        try:
+            return await self._retry(parked)
+        finally:
+            self._retrying.discard(key)
+
+    async def store_state(self, parked: Parked) -> Delivery | None:
+        return await asyncio.to_thread(self.store.get_delivery, parked.subscription_id, parked.event_id)
+
+    async def _retry(self, parked: Parked) -> bool:
+        gate = self._gate(parked.subscription_id)
         while True:
+            delivery = await self.store_state(parked)
+            if delivery is None or delivery.status in ("delivered", "dead"):
+                return True  # settled meanwhile (or never recorded here: another installation's store)
             age = (datetime.now(UTC) - delivery.created_at).total_seconds()
             if delivery.attempts >= self.policy.max_attempts:
-                return await self._dead(delivery, "max_attempts",
-                                        f"gave up after {delivery.attempts} attempts: {delivery.last_error}")
+                await self._dead(delivery, "max_attempts",
+                                 f"gave up after {delivery.attempts} attempts: {delivery.last_error}")
+                return True
             if age > self.policy.max_age_s:
-                return await self._dead(delivery, "max_age",
-                                        f"gave up after {age:.0f} s (max age): {delivery.last_error}")
-            wait = gate.blocked_until - time.monotonic()
-            if wait > 0 and await self._sleep(wait):
-                return None
-            if delivery.attempts > 0:
-                current = await asyncio.to_thread(self.store.get_subscription, sub.id)
-                if current is None:
-                    log.info("subscription %s was deleted; dropping delivery of %s", sub.id, event_id)
-                    return delivery
-                if current.status != "active":
-                    return await self._dead(delivery, "paused", "the subscription was paused")
-                sub = current
+                await self._dead(delivery, "max_age", f"gave up after {age:.0f} s (max age): {delivery.last_error}")
+                return True
+            sub = await asyncio.to_thread(self.store.get_subscription, parked.subscription_id)
+            if sub is None:
+                log.info("subscription %s was deleted; dropping delivery of %s", parked.subscription_id,
+                         parked.event_id)
+                return True
+            if sub.status != "active":
+                # Paused: held, not given up; it goes out once the subscription is active again (or dies of age).
+                if await self._sleep(self.hold_poll_s):
+                    return False
+                continue
+            due = 0.0 if delivery.next_attempt_at is None else (
+                delivery.next_attempt_at - datetime.now(UTC)).total_seconds()
+            wait = max(due, gate.blocked_until - time.monotonic())
+            if wait > 0:
+                if await self._sleep(min(wait, self.hold_poll_s)):
+                    return False
+                continue  # look again: the subscription may have been paused or deleted meanwhile
             async with gate.semaphore:
-                delivery, retry_after, permanent = await self._attempt(sub, delivery, body)
-            if delivery.status == "delivered":
-                gate.blocked_until = 0.0
-                self.metrics.delivered.inc()
-                if event_time is not None:
-                    self.metrics.latency.observe((datetime.now(UTC) - event_time).total_seconds())
-                await self._record(delivery)
-                return delivery
-            if permanent:
-                return await self._dead(delivery, "refused", delivery.last_error or "refused")
-            delay = self.policy.delay(delivery.attempts, retry_after)
-            gate.blocked_until = max(gate.blocked_until, time.monotonic() + delay)
-            delivery = replace(delivery, status="retrying",
-                               next_attempt_at=datetime.now(UTC) + timedelta(seconds=delay))
+                if gate.blocked_until > time.monotonic():
+                    continue  # another delivery to this subscriber failed while this one waited for a slot
+                if self.stopping.is_set():
+                    return False
+                delivery, retry_after, permanent = await self._attempt(sub, delivery, parked.body)
+            delivery = await self._settle(gate, sub, delivery, retry_after, permanent, parked.event_time)
+            if delivery.status in ("delivered", "dead"):
+                return True
+
+    async def _settle(self, gate: SubscriberGate, sub: Subscription, delivery: Delivery, retry_after: float | None,
+                      permanent: bool, event_time: datetime | None) -> Delivery:
+        """Record the outcome of one attempt; a failure sets the subscriber's backoff and ``next_attempt_at``."""
+        if delivery.status == "delivered":
+            gate.blocked_until = 0.0
+            self.metrics.delivered.inc()
+            if event_time is not None:
+                self.metrics.latency.observe((datetime.now(UTC) - event_time).total_seconds())
             await self._record(delivery)
-            log.info("delivery %s to %s failed (%s); retry %d in %.1f s", delivery.webhook_id, sub.id,
-                     delivery.last_error, delivery.attempts + 1, delay)
-            if await self._sleep(delay):
-                return None
+            return delivery
+        if permanent:
+            return await self._dead(delivery, "refused", delivery.last_error or "refused")
+        delay = self.policy.delay(delivery.attempts, retry_after)
+        gate.blocked_until = max(gate.blocked_until, time.monotonic() + delay)
+        delivery = replace(delivery, status="retrying", next_attempt_at=datetime.now(UTC) + timedelta(seconds=delay))
+        await self._record(delivery)
+        log.info("delivery %s to %s failed (%s); retry %d in %.1f s", delivery.webhook_id, sub.id,
+                 delivery.last_error, delivery.attempts + 1, delay)
+        return delivery
 
     async def _sleep(self, seconds: float) -> bool:
         """Sleep unless shutting down; True = stop now (the offset stays uncommitted and the event is replayed)."""

@@ -17,6 +17,11 @@ class NotifierMetrics:
                             registry=r)
         self.latency = Histogram("citysense_notifier_delivery_seconds", "event time -> webhook acknowledged",
                                  buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300), registry=r)
-        self.in_flight = Gauge("citysense_notifier_events_in_flight", "events with deliveries pending", registry=r)
+        self.in_flight = Gauge("citysense_notifier_events_in_flight", "new events with first attempts pending",
+                               registry=r)
+        self.parked = Counter("citysense_notifier_webhook_parked_total",
+                              "deliveries handed to the retry lane (failed, or their subscriber busy)", registry=r)
+        self.parked_in_flight = Gauge("citysense_notifier_parked_in_flight", "parked deliveries being retried",
+                                      registry=r)
         self.alertmanager = Counter("citysense_notifier_alertmanager_total", "Alertmanager pushes", ["result"],
                                     registry=r)

@@ -7,6 +7,7 @@ commit point per partition is the lowest offset still in flight, or one past the
 from __future__ import annotations
 
 import threading
+from collections.abc import Collection
 
 
 class OffsetTracker:
@@ -26,9 +27,10 @@ class OffsetTracker:
         with self._lock:
             self._in_flight.get((topic, partition), set()).discard(offset)
 
-    def in_flight(self) -> int:
+    def in_flight(self, topics: Collection[str] | None = None) -> int:
+        """Messages started and not finished, of ``topics`` (None: of every topic)."""
         with self._lock:
-            return sum(len(v) for v in self._in_flight.values())
+            return sum(len(v) for (topic, _), v in self._in_flight.items() if topics is None or topic in topics)
 
     def committable(self) -> dict[tuple[str, int], int]:
         """Partition -> offset to commit (the next one to read), only where it moved since the last commit."""

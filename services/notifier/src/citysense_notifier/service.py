@@ -1,24 +1,41 @@
-"""The notifier process: consume alert events (and test requests), fan out deliveries, commit when settled."""
+"""The notifier process: consume alert events (and test requests), fan out deliveries, commit when settled.
+
+Two lanes keep subscribers apart. New events (alerts and test requests) get one immediate attempt per subscriber;
+a delivery that fails, or finds its subscriber busy or backing off, is parked: recorded in the store and queued on
+the retry topic (CITYSENSE_WEBHOOK_RETRIES_TOPIC), and the event's offset is free to commit. Parked deliveries are
+consumed back from that topic and retried there, each lane with its own in-flight limit, so a stuck subscriber's
+backlog sits in Kafka instead of pausing everyone's alerts.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import concurrent.futures
 import logging
+import threading
 import time
 from collections.abc import Awaitable
+from dataclasses import dataclass
 
 import httpx
 from citysense_common.contract import AlertEvent
-from citysense_common.kafka import consumer_config, default_topics, ensure_topics, webhook_tests_topic
+from citysense_common.kafka import (
+    DAY_MS,
+    TopicSpec,
+    consumer_config,
+    default_topics,
+    ensure_topics,
+    producer_config,
+    webhook_tests_topic,
+)
 from citysense_common.store import Store, Subscription
 from citysense_common.webhooks import SubscriptionFilters, WebhookTestRequest
-from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 from pydantic import ValidationError
 
 from citysense_notifier import cloudevent
 from citysense_notifier.alertmanager import AlertmanagerSink
-from citysense_notifier.delivery import Deliverer, RetryPolicy
+from citysense_notifier.delivery import Deliverer, Parked, RetryPolicy
 from citysense_notifier.metrics import NotifierMetrics
 from citysense_notifier.offsets import OffsetTracker
 from citysense_notifier.settings import NotifierSettings
@@ -27,6 +44,21 @@ from citysense_notifier.transport import PinnedTransport
 log = logging.getLogger("citysense.notifier")
 _POLL_TIMEOUT_S = 0.1  # short: a new alert must be picked up promptly, and commits share the Kafka thread
 _COMMIT_EVERY_S = 0.2
+
+
+def retries_topic(name: str) -> TopicSpec:
+    """Parked deliveries, keyed by subscription; kept a week, well past the default max age of a delivery (1 h)."""
+    return TopicSpec(name, 6, {"retention.ms": str(7 * DAY_MS), "cleanup.policy": "delete"})
+
+
+@dataclass
+class Lane:
+    """Topics whose consumption pauses together when ``limit`` of their messages are in flight."""
+
+    name: str
+    topics: frozenset[str]
+    limit: int
+    paused: bool = False
 
 
 class SubscriptionCache:
@@ -60,8 +92,13 @@ class Notifier:
         self._kafka = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="kafka")  # one thread owns Kafka
         self._tasks: set[asyncio.Task[bool]] = set()
         self._stop = asyncio.Event()
-        self._paused = False
+        self.lanes = [
+            Lane("new events", frozenset({settings.alerts_topic, settings.webhook_tests_topic}),
+                 settings.notifier_max_in_flight),
+            Lane("parked deliveries", frozenset({settings.webhook_retries_topic}), settings.notifier_max_parked),
+        ]
         self.deliverer: Deliverer | None = None
+        self._producer: Producer | None = None
 
     def stop(self) -> None:
         self._stop.set()
@@ -75,9 +112,14 @@ class Notifier:
         s = self.settings
         topics = [spec for spec in default_topics(s) if spec.name == s.alerts_topic]
         topics.append(webhook_tests_topic(s.webhook_tests_topic))
+        topics.append(retries_topic(s.webhook_retries_topic))
         await asyncio.to_thread(ensure_topics, s.bootstrap, topics, s.kafka_options)
         consumer = Consumer(consumer_config(s, s.notifier_group, **{"fetch.wait.max.ms": 50}))
-        consumer.subscribe([s.alerts_topic, s.webhook_tests_topic], on_revoke=self._on_revoke)
+        consumer.subscribe([s.alerts_topic, s.webhook_tests_topic, s.webhook_retries_topic], on_revoke=self._on_revoke)
+        self._producer = Producer(producer_config(s, **{"linger.ms": 5}))
+        polling = threading.Event()
+        poller = threading.Thread(target=self._poll_producer, args=(polling,), name="producer", daemon=True)
+        poller.start()
         limits = httpx.Limits(max_connections=200, max_keepalive_connections=50)
         transport = PinnedTransport(s.allowed_networks(), limits=limits)
         async with httpx.AsyncClient(timeout=s.webhook_timeout_s, follow_redirects=False, transport=transport,
@@ -85,7 +127,8 @@ class Notifier:
             policy = RetryPolicy(s.webhook_max_attempts, s.webhook_max_age_s, s.webhook_backoff_base_s,
                                  s.webhook_backoff_max_s)
             self.deliverer = Deliverer(self.store, client, policy, self.metrics, s.webhook_subscriber_concurrency,
-                                       attempt_timeout_s=s.webhook_timeout_s)
+                                       attempt_timeout_s=s.webhook_timeout_s, park=self._park,
+                                       hold_poll_s=s.subscriptions_refresh_s)
             # Alertmanager is an address the operator configured (often a private one): its own client, unpinned.
             am_client = httpx.AsyncClient(timeout=s.alertmanager_timeout_s, trust_env=False)
             alertmanager = AlertmanagerSink(s, am_client, self.metrics) if s.alertmanager_url else None
@@ -108,6 +151,9 @@ class Notifier:
                 await self._commit(consumer)
                 await self._kafka_call(consumer.close)
                 self._kafka.shutdown(wait=True)
+                polling.set()
+                poller.join()
+                await asyncio.to_thread(self._producer.flush, 10)
                 await am_client.aclose()
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
@@ -123,16 +169,39 @@ class Notifier:
         self.tracker.forget([(p.topic, p.partition) for p in partitions])
 
     async def _flow_control(self, consumer: Consumer) -> None:
-        in_flight = self.tracker.in_flight()
-        self.metrics.in_flight.set(in_flight)
-        limit = self.settings.notifier_max_in_flight
-        if not self._paused and in_flight >= limit:
-            await self._kafka_call(lambda: consumer.pause(consumer.assignment()))
-            self._paused = True
-            log.warning("%d events in flight; pausing consumption until receivers catch up", in_flight)
-        elif self._paused and in_flight < limit // 2:
-            await self._kafka_call(lambda: consumer.resume(consumer.assignment()))
-            self._paused = False
+        for lane in self.lanes:
+            in_flight = self.tracker.in_flight(lane.topics)
+            (self.metrics.in_flight if lane is self.lanes[0] else self.metrics.parked_in_flight).set(in_flight)
+            if not lane.paused and in_flight >= lane.limit:
+                await self._kafka_call(lambda t=lane.topics: consumer.pause(
+                    [tp for tp in consumer.assignment() if tp.topic in t]))
+                lane.paused = True
+                log.warning("%d %s in flight; pausing their consumption until receivers catch up", in_flight,
+                            lane.name)
+            elif lane.paused and in_flight < lane.limit // 2:
+                await self._kafka_call(lambda t=lane.topics: consumer.resume(
+                    [tp for tp in consumer.assignment() if tp.topic in t]))
+                lane.paused = False
+
+    def _poll_producer(self, stopping: threading.Event) -> None:
+        assert self._producer is not None
+        while not stopping.is_set():
+            self._producer.poll(0.1)
+
+    async def _park(self, parked: Parked) -> None:
+        """Queue a delivery on the retry topic; returns once Kafka has it (then the event's offset may commit)."""
+        assert self._producer is not None
+        loop = asyncio.get_running_loop()
+        acked: asyncio.Future[KafkaError | None] = loop.create_future()
+
+        def on_delivery(err: KafkaError | None, _msg: Message) -> None:
+            loop.call_soon_threadsafe(lambda: acked.done() or acked.set_result(err))
+
+        self._producer.produce(self.settings.webhook_retries_topic, key=parked.subscription_id.encode(),
+                               value=parked.to_json(), on_delivery=on_delivery)
+        err = await acked
+        if err is not None:
+            raise KafkaException(err)
 
     async def _commit(self, consumer: Consumer) -> None:
         positions = self.tracker.committable()
@@ -155,6 +224,8 @@ class Notifier:
         self.tracker.started(topic, partition, offset)
         if topic == self.settings.webhook_tests_topic:
             work = self._handle_test_request(msg.value() or b"")
+        elif topic == self.settings.webhook_retries_topic:
+            work = self._handle_parked(msg.value() or b"")
         else:
             work = self._handle_alert(msg.value() or b"", alertmanager)
         task = asyncio.create_task(work)
@@ -187,7 +258,7 @@ class Notifier:
         subs = await self.subscriptions.matching(event)
         ce_type = cloudevent.event_type(event)
         body = cloudevent.encode(event, ce_type, self.settings.cloudevents_source)
-        jobs = [self.deliverer.deliver(sub, event.event_id, ce_type, body, event.event_time) for sub in subs]
+        jobs = [self.deliverer.first_attempt(sub, event.event_id, ce_type, body, event.event_time) for sub in subs]
         results = await asyncio.gather(*jobs)
         if alertmanager is not None:
             await alertmanager.push(event)
@@ -208,4 +279,13 @@ class Notifier:
             return True
         event = cloudevent.test_event(request.event_id, sub.id)
         body = cloudevent.encode(event, cloudevent.TEST_TYPE, self.settings.cloudevents_source)
-        return await self.deliverer.deliver(sub, event.event_id, cloudevent.TEST_TYPE, body) is not None
+        return await self.deliverer.first_attempt(sub, event.event_id, cloudevent.TEST_TYPE, body) is not None
+
+    async def _handle_parked(self, raw: bytes) -> bool:
+        assert self.deliverer is not None
+        try:
+            parked = Parked.from_json(raw)
+        except (ValueError, KeyError, TypeError):
+            log.error("skipping a malformed parked delivery")
+            return True
+        return await self.deliverer.retry(parked)

@@ -14,8 +14,14 @@ class NotifierSettings(WebhookSettings):
     webhook_max_age_s: float = Field(default=3600.0, gt=0, description="dead-letter a delivery older than this")
     webhook_backoff_base_s: float = Field(default=1.0, gt=0, description="first retry delay; doubles per attempt")
     webhook_backoff_max_s: float = Field(default=300.0, gt=0, description="cap on one retry delay (and Retry-After)")
-    webhook_subscriber_concurrency: int = Field(default=4, ge=1, le=100, description="parallel POSTs per subscriber")
-    notifier_max_in_flight: int = Field(default=2000, ge=1, description="events in flight before consumption pauses")
+    webhook_subscriber_concurrency: int = Field(
+        default=4, ge=1, le=100, description="parallel POSTs per subscriber; a new event finding all busy is parked")
+    webhook_retries_topic: str = Field(default="citysense.webhook-retries",
+                                       description="topic of parked deliveries (failed once, or subscriber busy)")
+    notifier_max_in_flight: int = Field(default=2000, ge=1,
+                                        description="new events in flight before their consumption pauses")
+    notifier_max_parked: int = Field(default=10000, ge=1,
+                                     description="parked deliveries in flight before the retry topic pauses")
     subscriptions_refresh_s: float = Field(default=1.0, gt=0, description="how often the subscription list reloads")
     cloudevents_source: str = Field(default="/citysense/alerts", description="CloudEvents `source` attribute")
     notifier_metrics_host: str = "127.0.0.1"
