@@ -16,9 +16,10 @@ import pytest
 from citysense_common.contract import Reading
 from citysense_common.kafka import TopicSpec, ensure_topics
 from citysense_common.store.sqlite import SQLiteStore
+from citysense_common.testing.topics import read_topic
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from test_stream_e2e import produce, read_all, scorer_env, start_scorer  # noqa: E402
+from test_stream_e2e import produce, scorer_env, start_scorer  # noqa: E402
 
 pytestmark = pytest.mark.slow
 START = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=2)
@@ -27,7 +28,7 @@ START = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=2)
 def alerts_until(bootstrap: str, topic: str, predicate, timeout: float) -> list[dict]:  # noqa: ANN001
     deadline = time.monotonic() + timeout
     while True:
-        alerts = read_all(bootstrap, topic, expect=0, timeout=10)
+        alerts = read_topic(bootstrap, topic, timeout=10)
         if predicate(alerts) or time.monotonic() > deadline:
             return alerts
         time.sleep(2)
