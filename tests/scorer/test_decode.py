@@ -188,3 +188,42 @@ def test_batch_types_valid_rows_and_keeps_rejected_bytes(decoder) -> None:  # no
 def test_batch_without_valid_rows(decoder) -> None:  # noqa: ANN001
     out = decoder.decode_batch(raw_batch([b"[]", b"{"]))
     assert out.column("reason").to_pylist() == ["not_an_object", "malformed_json"]
+
+
+# -- whose clock judges "future" -------------------------------------------------------------------------------------
+DAY = timedelta(days=1)
+
+
+def stamped_batch(values: list[bytes], stamps: list[datetime], kinds: list[int]) -> pa.RecordBatch:
+    """Raw rows with record timestamps and their Kafka timestamp types (0 CreateTime, 1 LogAppendTime)."""
+    n = len(values)
+    return pa.record_batch([
+        pa.array([None] * n, pa.binary()), pa.array(values, pa.binary()), pa.array(["readings"] * n),
+        pa.array([0] * n, pa.int32()), pa.array(range(n), pa.int64()),
+        pa.array([int(s.timestamp() * 1000) for s in stamps], pa.int64()), pa.array(kinds, pa.int32()),
+    ], names=["key", "value", "topic", "partition", "offset", "timestamp_ms", "timestamp_type"])
+
+
+def iso(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+def test_a_producer_stamped_record_cannot_vouch_for_a_reading_from_the_future(decoder) -> None:  # noqa: ANN001
+    """CreateTime: the producer (a gateway whose clock runs a day ahead) sets the record timestamp, so it is trusted
+    only up to the scorer's own clock; the reading a day ahead is rejected, and ``clock_ms`` says which clock judged."""
+    ahead = datetime.now(UTC) + DAY
+    out = decoder.decode_batch(stamped_batch([doc(ts=iso(ahead))], [ahead], [0])).to_pylist()[0]
+    assert out["reason"] == "future_timestamp"
+    assert abs(out["clock_ms"] - datetime.now(UTC).timestamp() * 1000) < 60_000
+
+
+def test_the_brokers_append_time_judges_alone_so_a_replay_decides_the_same(decoder) -> None:  # noqa: ANN001
+    """LogAppendTime: the broker's stamp is the only clock, whenever the record is decoded. A reading 30 minutes
+    ahead of its append time an hour ago is from the future (although it is in the past now), and one 4 minutes
+    ahead is within the tolerance."""
+    appended = datetime.now(UTC) - timedelta(hours=1)
+    batch = stamped_batch([doc(ts=iso(appended + timedelta(minutes=30))), doc(ts=iso(appended + timedelta(minutes=4)))],
+                          [appended, appended], [1, 1])
+    rows = decoder.decode_batch(batch).to_pylist()
+    assert [r["reason"] for r in rows] == ["future_timestamp", None]
+    assert [r["clock_ms"] for r in rows] == [int(appended.timestamp() * 1000)] * 2

@@ -16,6 +16,18 @@ The fast path is an optimisation only: for every input it either declines or agr
 (tests/scorer/test_decode.py checks both on a table of cases and on generated documents).
 
 The registry scores (z, outliers, heat index) are computed later, in the sink (:mod:`citysense_scorer.scores`).
+
+Whose clock says "future": the broker's. Each row's ``clock_ms`` is the moment its reading is judged against (and
+the one the engine caps event time with, see :mod:`citysense_scorer.engine`):
+
+- a ``LogAppendTime`` record (the readings topic as citysense creates it): its timestamp, the broker's append time.
+  Nothing else counts, so a replay or a re-run after a crash decides exactly as the first run did;
+- a ``CreateTime`` record (an existing topic created otherwise): the producer set its timestamp, and a gateway whose
+  clock runs ahead would vouch for its own readings. It counts only up to the scorer's own clock when the record is
+  decoded (processing time): min(record timestamp, now). Records from producers with sane clocks (the timestamp is
+  in the past when the scorer reads it) decide as deterministically as append times; only a record stamped ahead of
+  the scorer's clock is judged by the moment it is decoded, so a replay much later may accept a reading the live
+  run rejected (docs/operations.md#clock-skew).
 """
 
 from __future__ import annotations
@@ -50,6 +62,7 @@ _STATION_ID = re.compile(STATION_ID_PATTERN.removeprefix("^").removesuffix("$"))
 # pydantic accepts (no seconds, ' ' separator, nanoseconds, Unix numbers) take the reference path.
 _FAST_TS = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d{1,6})?(?:Z|[+-]\d{2}:\d{2})", re.ASCII).fullmatch
 MAX_SEQ = 2**63 - 1  # Spark's LongType
+LOG_APPEND_TIME = 1  # Kafka's timestamp type ids (Spark's ``timestampType``): 0 CreateTime, 1 LogAppendTime
 
 
 @dataclass(frozen=True)
@@ -152,11 +165,11 @@ class Decoder:
 
     # -- a record batch ------------------------------------------------------------------------------------------
     def decode_batch(self, batch: pa.RecordBatch) -> pa.RecordBatch:
-        """Raw Kafka columns (key, value, topic, partition, offset, timestamp_ms) -> decoded columns."""
+        """Raw Kafka columns (key, value, topic, partition, offset, timestamp_ms[, timestamp_type]) -> decoded
+        columns. Without ``timestamp_type`` every record counts as ``CreateTime``."""
         n = batch.num_rows
         values = batch.column("value").to_pylist()
-        stamps = batch.column("timestamp_ms").to_numpy(zero_copy_only=False)
-        wall_us = int(datetime.now(UTC).timestamp() * 1_000_000)
+        clock_ms = self.clocks(batch)
         reason: list[str | None] = [None] * n
         detail: list[str | None] = [None] * n
         payload: list[bytes | None] = [None] * n
@@ -172,8 +185,7 @@ class Decoder:
         good_values: list[tuple[float | None, ...]] = []
         fast = self.fast
         for i, raw in enumerate(values):
-            stamp = int(stamps[i])
-            now_us = stamp * 1000 if stamp > 0 else wall_us  # the broker's receive time, as Kafka defines "now"
+            now_us = int(clock_ms[i]) * 1000
             row = (raw is not None and fast(raw, now_us)) or self.slow(raw, now_us)
             if type(row) is tuple:
                 reason[i], detail[i] = row
@@ -195,7 +207,7 @@ class Decoder:
             key = pa.array([None if k is None else k.decode("utf-8", "replace") for k in key.to_pylist()], pa.string())
         columns: list[pa.Array] = [
             key, batch.column("topic"), batch.column("partition"), batch.column("offset"),
-            batch.column("timestamp_ms"),
+            batch.column("timestamp_ms"), pa.array(clock_ms, pa.int64()),
             pa.array(reason, pa.string()), pa.array(detail, pa.string()), pa.array(payload, pa.binary()),
             pa.array(payload_size, pa.int64()), pa.array(payload_sha256, pa.string()),
             pa.array(sids, pa.string()), pa.array(ts, pa.timestamp("us", tz="UTC")), pa.array(seq, pa.int64()),
@@ -203,6 +215,19 @@ class Decoder:
         ]
         columns += [pa.array(matrix[:, j], pa.float64(), from_pandas=True) for j in range(width)]
         return pa.RecordBatch.from_arrays(columns, schema=self.schema)
+
+    @staticmethod
+    def clocks(batch: pa.RecordBatch) -> np.ndarray:
+        """Per record, the moment its reading is judged against (ms): the broker's append time, or for a
+        ``CreateTime`` record its timestamp but never later than the scorer's clock now (see the module docstring)."""
+        stamps = batch.column("timestamp_ms").to_numpy(zero_copy_only=False)
+        stamps = np.where(np.isnan(stamps), -1, stamps).astype(np.int64) if stamps.dtype.kind == "f" else \
+            stamps.astype(np.int64)
+        wall_ms = int(datetime.now(UTC).timestamp() * 1000)
+        kinds = batch.column("timestamp_type").to_numpy(zero_copy_only=False) \
+            if "timestamp_type" in batch.schema.names else np.zeros(len(stamps))
+        appended = (kinds == LOG_APPEND_TIME) & (stamps > 0)
+        return np.where(appended, stamps, np.where(stamps > 0, np.minimum(stamps, wall_ms), wall_ms))
 
     def decode_batches(self, batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         for batch in batches:
@@ -214,7 +239,7 @@ def decoded_arrow_schema(registry: Registry) -> pa.Schema:
     names = list(registry.metrics)
     return pa.schema([
         ("key", pa.string()), ("topic", pa.string()), ("partition", pa.int32()), ("offset", pa.int64()),
-        ("timestamp_ms", pa.int64()),
+        ("timestamp_ms", pa.int64()), ("clock_ms", pa.int64()),
         ("reason", pa.string()), ("detail", pa.string()), ("payload", pa.binary()),
         ("payload_size", pa.int64()), ("payload_sha256", pa.string()),
         ("station_id", pa.string()), ("ts", pa.timestamp("us", tz="UTC")), ("seq", pa.int64()),

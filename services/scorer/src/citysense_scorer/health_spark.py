@@ -288,7 +288,8 @@ def attach_health(scored: DataFrame, ctx: HealthContext) -> DataFrame:
     JVM's CPU (JFR). The verdict comes back as plain columns (see :meth:`StationHealthProcessor.handleInputRows`).
     """
     scored.sparkSession.conf.set("spark.sql.streaming.stateStore.providerClass", STATE_PROVIDER)
-    own = [c for c in ("station_id", "ts", "seq", "lat", "lon", *ctx.metrics) if c in scored.columns]
+    # clock_ms too: the sink caps every reading's event time with it (engine watermark), not only dead letters'
+    own = [c for c in ("station_id", "ts", "seq", "clock_ms", "lat", "lon", *ctx.metrics) if c in scored.columns]
     rest = [c for c in scored.columns if c not in own]
     fault_names, z_names = verdict_names([m for m in ctx.metrics if m in own])
     verdict = [*(StructField(name, BooleanType(), True) for name in fault_names),

@@ -39,8 +39,8 @@ log = logging.getLogger(__name__)
 
 SOURCE_NAME = "citysense_kafka"
 
-# Same column names and types as Spark's built-in Kafka source (minus headers), so the rest of the job does not
-# care which source produced the rows.
+# The columns the scorer selects from Spark's built-in Kafka source (stream.source_frame), so the rest of the job does
+# not care which source produced the rows. timestamp_type is Kafka's id: 0 CreateTime, 1 LogAppendTime, -1 none.
 SCHEMA = StructType([
     StructField("key", BinaryType()),
     StructField("value", BinaryType()),
@@ -48,10 +48,11 @@ SCHEMA = StructType([
     StructField("partition", IntegerType()),
     StructField("offset", LongType()),
     StructField("timestamp_ms", LongType()),
+    StructField("timestamp_type", IntegerType()),
 ])
 ARROW_SCHEMA = pa.schema([
     ("key", pa.binary()), ("value", pa.binary()), ("topic", pa.string()), ("partition", pa.int32()),
-    ("offset", pa.int64()), ("timestamp_ms", pa.int64()),
+    ("offset", pa.int64()), ("timestamp_ms", pa.int64()), ("timestamp_type", pa.int32()),
 ])
 # Rows per Arrow batch handed to Spark: large enough to amortise the hand-over, small enough to bound memory.
 ARROW_BATCH_ROWS = 20_000
@@ -355,7 +356,9 @@ def read_range(conf: dict[str, Any], rng: KafkaRange) -> Iterator[pa.RecordBatch
                 cols["key"].append(msg.key())
                 cols["value"].append(msg.value())
                 cols["offset"].append(offset)
-                cols["timestamp_ms"].append(msg.timestamp()[1])
+                kind, stamp = msg.timestamp()
+                cols["timestamp_ms"].append(stamp)
+                cols["timestamp_type"].append(kind - 1)  # confluent-kafka's TIMESTAMP_* constants are Kafka's id + 1
             if len(cols["offset"]) >= ARROW_BATCH_ROWS:
                 yield _batch(cols, rng)
                 cols = {name: [] for name in ARROW_SCHEMA.names}
@@ -388,6 +391,7 @@ def _batch(cols: dict[str, list], rng: KafkaRange) -> pa.RecordBatch:
         pa.array([rng.partition] * n, pa.int32()),
         pa.array(cols["offset"], pa.int64()),
         pa.array(cols["timestamp_ms"], pa.int64()),
+        pa.array(cols["timestamp_type"], pa.int32()),
     ], schema=ARROW_SCHEMA)
 
 

@@ -41,7 +41,8 @@ def source_frame(spark: Any, settings: ScorerSettings) -> Any:
         if settings.scorer_max_offsets_per_trigger:
             reader = reader.option("maxOffsetsPerTrigger", settings.scorer_max_offsets_per_trigger)
         raw = reader.load().selectExpr("key", "value", "topic", "partition", "offset",
-                                       "unix_millis(timestamp) AS timestamp_ms")
+                                       "unix_millis(timestamp) AS timestamp_ms",
+                                       "timestampType AS timestamp_type")
         decoder = Decoder(registry, settings.scorer_future_tolerance_s)
         from pyspark.sql.pandas.types import from_arrow_schema
 
