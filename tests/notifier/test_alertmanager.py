@@ -65,3 +65,23 @@ def test_alerts_are_pushed_to_alertmanager(notifier, alertmanager, event_factory
     assert alert["labels"]["station_id"] == "st-am" and alert["labels"]["severity"] == "critical"
     assert alert["annotations"]["summary"] == event.message
     assert alert["status"]["state"] == "active"
+
+
+def test_a_hanging_alertmanager_does_not_hold_webhooks(notifier, receiver, event_factory) -> None:
+    # An "Alertmanager" that never answers in time; with 2 events allowed in flight, events that waited for their
+    # push would stop consumption after the second one.
+    hanging = socket.create_server(("127.0.0.1", 0))
+    try:
+        notifier.subscribe(receiver.url)
+        notifier.start(CITYSENSE_ALERTMANAGER_URL=f"http://127.0.0.1:{hanging.getsockname()[1]}",
+                       CITYSENSE_ALERTMANAGER_TIMEOUT_S="30", CITYSENSE_NOTIFIER_MAX_IN_FLIGHT="2")
+        events = [event_factory(f"st-{i}") for i in range(6)]
+        notifier.publish(events[0])
+        receiver.wait_for(1, timeout=60)
+        for event in events[1:]:  # one at a time, so each is consumed after the previous one's push began
+            notifier.publish(event)
+            time.sleep(0.3)
+        got = receiver.wait_for(6, timeout=10)
+        assert {r.payload["id"] for r in got} == {e.event_id for e in events}
+    finally:
+        hanging.close()

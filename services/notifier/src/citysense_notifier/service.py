@@ -44,6 +44,7 @@ from citysense_notifier.transport import PinnedTransport
 log = logging.getLogger("citysense.notifier")
 _POLL_TIMEOUT_S = 0.1  # short: a new alert must be picked up promptly, and commits share the Kafka thread
 _COMMIT_EVERY_S = 0.2
+_ALERTMANAGER_MAX_PENDING = 1000  # pushes waiting or retrying; beyond it new ones are dropped (and counted)
 
 
 def retries_topic(name: str) -> TopicSpec:
@@ -91,6 +92,7 @@ class Notifier:
         self.subscriptions = SubscriptionCache(store, settings.subscriptions_refresh_s)
         self._kafka = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="kafka")  # one thread owns Kafka
         self._tasks: set[asyncio.Task[bool]] = set()
+        self._pushes: set[asyncio.Task[None]] = set()  # Alertmanager pushes: no offset waits for them
         self._stop = asyncio.Event()
         self.lanes = [
             Lane("new events", frozenset({settings.alerts_topic, settings.webhook_tests_topic}),
@@ -148,6 +150,10 @@ class Notifier:
                 self.stop()
                 if self._tasks:
                     await asyncio.wait(self._tasks, timeout=10)
+                if self._pushes:
+                    await asyncio.wait(self._pushes, timeout=2)
+                    for push in self._pushes:
+                        push.cancel()
                 await self._commit(consumer)
                 await self._kafka_call(consumer.close)
                 self._kafka.shutdown(wait=True)
@@ -255,14 +261,25 @@ class Notifier:
             log.error("skipping an alert event that does not match the contract: %s", exc.errors()[0])
             return True
         self.metrics.events.labels("alerts", "ok").inc()
+        if alertmanager is not None:
+            self._push(alertmanager, event)
         subs = await self.subscriptions.matching(event)
         ce_type = cloudevent.event_type(event)
         body = cloudevent.encode(event, ce_type, self.settings.cloudevents_source)
         jobs = [self.deliverer.first_attempt(sub, event.event_id, ce_type, body, event.event_time) for sub in subs]
         results = await asyncio.gather(*jobs)
-        if alertmanager is not None:
-            await alertmanager.push(event)
         return all(result is not None for result in results)
+
+    def _push(self, alertmanager: AlertmanagerSink, event: AlertEvent) -> None:
+        """Alertmanager is best effort beside the webhooks: its push runs on its own and no offset waits for it,
+        so a slow or down Alertmanager delays neither deliveries nor consumption."""
+        if len(self._pushes) >= _ALERTMANAGER_MAX_PENDING:
+            self.metrics.alertmanager.labels("dropped").inc()
+            log.warning("%d Alertmanager pushes pending; dropping the one of %s", len(self._pushes), event.event_id)
+            return
+        task = asyncio.create_task(alertmanager.push(event))
+        self._pushes.add(task)
+        task.add_done_callback(self._pushes.discard)
 
     async def _handle_test_request(self, raw: bytes) -> bool:
         assert self.deliverer is not None
