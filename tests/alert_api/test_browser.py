@@ -55,3 +55,27 @@ def test_page_shows_stations_and_live_alert(live_server, tmp_path: Path) -> None
             page.screenshot(path=str(tmp_path / "citizen-page.png"), full_page=True)
         finally:
             browser.close()
+
+
+def test_page_and_docs_run_under_the_content_security_policy(live_server) -> None:
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=_chromium(), args=CHROMIUM_FLAGS, headless=True)
+        try:
+            page = browser.new_context().new_page()
+            console: list[str] = []
+            page.on("console", lambda msg: console.append(f"{msg.type}: {msg.text}"))
+            others: list[str] = []
+            page.on("request", lambda req: others.append(req.url) if not req.url.startswith(live_server.url)
+                    and not req.url.startswith("data:") else None)
+            page.goto(live_server.url + "/")
+            expect(page.locator("#map circle.station")).to_have_count(3)
+            page.goto(live_server.url + "/docs")
+            expect(page.locator(".swagger-ui .info .title")).to_contain_text("citysense alert API", timeout=20_000)
+            expect(page.locator(".swagger-ui .opblock").first).to_be_visible()
+            page.locator(".swagger-ui .opblock-summary").first.click()  # expand an operation: more rendering
+            page.wait_for_timeout(500)
+            violations = [line for line in console if "Content Security Policy" in line]
+            assert not violations, violations
+            assert not others, f"requests to other hosts: {others}"
+        finally:
+            browser.close()

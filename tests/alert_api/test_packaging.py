@@ -15,5 +15,5 @@ def test_wheel_contains_the_static_page(tmp_path: Path) -> None:
                     str(tmp_path), str(REPO / "services/alert-api")], check=True, timeout=300)
     wheel = next(tmp_path.glob("citysense_alert_api-*.whl"))
     names = set(zipfile.ZipFile(wheel).namelist())
-    for asset in ("index.html", "app.js", "style.css"):
+    for asset in ("index.html", "app.js", "style.css", "docs.html", "docs.js"):
         assert f"citysense_alert_api/static/{asset}" in names, sorted(names)

@@ -14,6 +14,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.openapi.utils import get_openapi
 from fastapi.staticfiles import StaticFiles
 from starlette.responses import FileResponse, JSONResponse
+from swagger_ui_bundle import swagger_ui_path
 
 from citysense_alert_api.auth import TokenChecker
 from citysense_alert_api.cursors import CursorSigner
@@ -28,6 +29,7 @@ from citysense_alert_api.problems import (
 )
 from citysense_alert_api.routes import alerts, ops, stations, subscriptions
 from citysense_alert_api.routes.ops import BrokerProbe
+from citysense_alert_api.security import SecurityHeadersMiddleware
 from citysense_alert_api.settings import ApiSettings
 from citysense_alert_api.store_calls import StoreCalls, StoreTimeout
 from citysense_alert_api.stream import AlertBroadcaster
@@ -70,7 +72,7 @@ def create_app(settings: ApiSettings, token: str, store: Store | None = None) ->
                 app.state.store.close()
 
     app = FastAPI(title="citysense alert API", version="1.0.0", description=DESCRIPTION, lifespan=lifespan,
-                  docs_url="/docs", redoc_url=None, openapi_url="/openapi.json")
+                  docs_url=None, redoc_url=None, openapi_url="/openapi.json")
     app.state.settings = settings
     app.state.token_checker = TokenChecker(token)
     app.state.cursors = CursorSigner(token)
@@ -104,7 +106,13 @@ def create_app(settings: ApiSettings, token: str, store: Store | None = None) ->
     async def citizen_page() -> FileResponse:
         return FileResponse(str(STATIC_DIR / "index.html"), media_type="text/html")
 
+    @app.get("/docs", include_in_schema=False)
+    async def docs_page() -> FileResponse:
+        """Swagger UI, served with its assets from this process: users paste the write token into it."""
+        return FileResponse(str(STATIC_DIR / "docs.html"), media_type="text/html")
+
     app.mount("/static", StaticFiles(directory=str(STATIC_DIR)), name="static")
+    app.mount("/docs/assets", StaticFiles(directory=swagger_ui_path), name="docs-assets")
 
     origins = [o.strip() for o in settings.api_cors_origins.split(",") if o.strip()]
     if origins:
@@ -112,6 +120,7 @@ def create_app(settings: ApiSettings, token: str, store: Store | None = None) ->
                            allow_headers=["Authorization", "Content-Type"])
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.api_max_body_bytes)  # outside routing and auth
     app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
+    app.add_middleware(SecurityHeadersMiddleware)  # outermost: refusals get the headers too
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
 

@@ -14,6 +14,8 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from citysense_alert_api.security import SECURITY_HEADERS
+
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 log = logging.getLogger("citysense.alert_api")
 
@@ -122,8 +124,10 @@ def install_problem_handlers(app: FastAPI) -> None:
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error on %s %s", request.method, request.url.path)
+        # Sent by Starlette's outermost error middleware, past the security-headers middleware: set them here.
         return problem_response(request, 500, "Internal Server Error",
-                                "Something went wrong on our side; the error has been logged.")
+                                "Something went wrong on our side; the error has been logged.",
+                                headers=dict(SECURITY_HEADERS))
 
 
 def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
