@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from citysense_scorer.engine import AlertEngine
+from citysense_scorer.engine import AlertEngine, BatchInput
 from citysense_scorer.engine_log import EngineLog
 from citysense_scorer.rules import RuleSet, load_rules
 
@@ -128,6 +129,20 @@ def test_late_readings_are_flagged_and_do_not_reopen(engine) -> None:
     assert run(engine, 3, late[~mask]) if (~mask).any() else True
 
 
+def test_a_station_whose_clock_runs_ahead_cannot_make_other_stations_late(engine) -> None:
+    """Event time moves the watermark only up to the broker's clock of its reading (``clock_ms``): a station 290 s
+    ahead (inside the 300 s future tolerance) leaves the watermark at broker time - 300 s, and another station's
+    reading 30 s old still counts and alerts."""
+    run(engine, 0, frame("fast", 290, [10]).assign(clock_ms=T0))
+    assert engine.watermark() == T0 - 300_000
+    slow = frame("s1", -30, [500]).assign(clock_ms=T0)
+    assert not engine.late_mask(slow["ts_ms"].to_numpy()).any()
+    assert [(e.station_id, e.state) for e in run(engine, 1, slow)] == [("s1", "open")]
+    # readings in the past (a replay, a backlog) move it by their own event time, as before
+    run(engine, 2, frame("s1", 600, [5]).assign(clock_ms=T0 + 3_600_000))
+    assert engine.watermark() == T0 + 300_000
+
+
 def test_outliers_rate_limited_per_station(engine) -> None:
     ev = run(engine, 0, frame("s2", 0, [10], [["pm2_5"]]))
     assert [(e.kind, e.state, e.severity) for e in ev] == [("outlier", "open", "info")]
@@ -201,3 +216,63 @@ def test_slices_give_the_same_events_whether_data_comes_in_one_batch_or_many(reg
     # 01:00 80 pending; 02:00 120 opens critical; 04:00 20 resolves; 06:00 90 pending; 07:00 90 opens warning.
     assert [(s, sev) for s, sev, _ in together if s == "open"] == [("open", "critical"), ("open", "warning")]
     assert [s for s, _, _ in together] == ["open", "resolved", "open"]
+
+
+# -- clock faults ----------------------------------------------------------------------------------------------------
+DAY_MS = 86_400_000
+
+
+def future(station: str, start_s: int, n: int, ahead_ms: int = DAY_MS) -> pd.DataFrame:
+    """Readings of ``station`` rejected as from the future: event time, and the broker's clock that judged them."""
+    clock = [T0 + (start_s + i) * 1000 for i in range(n)]
+    return pd.DataFrame({"station_id": [station] * n, "ts_ms": [c + ahead_ms for c in clock], "clock_ms": clock})
+
+
+def clocked(df: pd.DataFrame) -> pd.DataFrame:
+    return df.assign(clock_ms=df["ts_ms"])
+
+
+def run_clocks(engine: AlertEngine, batch: int, valid: pd.DataFrame, rejected: pd.DataFrame):
+    data = engine.reduce(valid) if len(valid) else BatchInput(pd.DataFrame(), pd.DataFrame())
+    return engine.apply(batch, replace(data, clocks=engine.reduce_clocks(rejected, valid)))
+
+
+def test_a_station_whose_readings_come_from_the_future_gets_its_own_clock_fault(engine) -> None:
+    # "gw" sends readings a day ahead; "s1" is fine and raises nothing
+    ev = run_clocks(engine, 0, clocked(frame("s1", 0, [10])), future("gw", 0, 3))
+    assert [(e.station_id, e.kind, e.state, e.rule_id, e.severity) for e in ev] == \
+        [("gw", "sensor_fault", "open", "fault-clock", "warning")]
+    opened = ev[0]
+    assert opened.opened_at.timestamp() * 1000 == T0  # the broker's clock, not the station's day-ahead one
+    assert "24.0 h ahead" in opened.message
+    # still ahead: stays open, no new event; s1 unaffected
+    assert run_clocks(engine, 1, clocked(frame("s1", 3, [10])), future("gw", 3, 2)) == []
+    # in time again: resolved at the first reading after the last one from the future
+    ev = run_clocks(engine, 2, clocked(frame("gw", 10, [10, 10])), future("gw", 5, 1))
+    assert [(e.state, e.alert_id, e.event_time.timestamp() * 1000) for e in ev] == \
+        [("resolved", opened.alert_id, T0 + 10_000)]
+    assert run_clocks(engine, 3, clocked(frame("gw", 12, [10])), future("gw", 0, 0)) == []
+
+
+def test_the_clock_fault_is_deterministic_and_survives_recovery(registry, tmp_path) -> None:  # noqa: ANN001
+    def play(engine: AlertEngine, log: EngineLog | None, batches: range) -> list:
+        out = []
+        for b in batches:
+            valid, rejected = clocked(frame("s1", b, [10])), future("gw", b, 1 if b < 4 else 0)
+            gw_back = valid if b < 4 else clocked(frame("gw", b, [9]))
+            data = replace(engine.reduce(valid), clocks=engine.reduce_clocks(rejected, gw_back))
+            events = engine.apply(b, data)
+            if log is not None:
+                log.write(b, data, events, [], engine, watermark=engine.watermark())
+            out += events
+        return out
+
+    first = play(AlertEngine(ruleset(), registry, watermark_ms=300_000, outlier_cooldown_ms=0), None, range(6))
+    log = EngineLog(tmp_path, snapshot_every=2)
+    crashed = AlertEngine(ruleset(), registry, watermark_ms=300_000, outlier_cooldown_ms=0)
+    before = play(crashed, log, range(3))
+    recovered = AlertEngine(ruleset(), registry, watermark_ms=300_000, outlier_cooldown_ms=0)
+    log.recover(recovered)
+    after = play(recovered, log, range(3, 6))
+    assert [e.event_id for e in first] == [e.event_id for e in before + after]
+    assert [(e.rule_id, e.state) for e in first] == [("fault-clock", "open"), ("fault-clock", "resolved")]

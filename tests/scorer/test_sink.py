@@ -6,7 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -194,3 +194,40 @@ def test_other_delivery_failures_still_fail_the_batch(tmp_path, topic: str, code
         sink._produce(4, [event()], [letter(1, b"{")], replay=False)  # noqa: SLF001
     assert not sink.log.is_done(4)
     sink.store.close()
+
+
+@pytest.mark.slow
+def test_readings_from_the_future_raise_their_stations_clock_fault(registry, kafka_broker, unique_topics,  # noqa: ANN001
+                                                                  tmp_path) -> None:  # noqa: ANN001
+    """A station a day ahead: its readings go to the DLQ as future_timestamp, and it gets a sensor_fault alert of
+    its own (rule fault-clock) on the store and the alerts topic, which resolves once its readings are in time."""
+    settings = settings_for(tmp_path, kafka_broker.bootstrap, unique_topics)
+    ensure_topics(kafka_broker.bootstrap, default_topics(settings, readings_partitions=1))
+    appended = int(NOW.timestamp() * 1000)  # the broker's append time (LogAppendTime)
+    ahead = json.dumps({"schema_version": 1, "station_id": "gw-skewed", "ts": (NOW + timedelta(days=1)).isoformat(),
+                        "seq": 1, "metrics": {"pm2_5": 5.0}}).encode()
+    schema = pa.schema([*RAW_SCHEMA, ("timestamp_type", pa.int32())])
+
+    def batch(rows: list[tuple[bytes, bytes]], first_offset: int) -> pa.Table:
+        raw = pa.RecordBatch.from_pylist([
+            {"key": key, "value": value, "topic": settings.readings_topic, "partition": 0, "offset": first_offset + i,
+             "timestamp_ms": appended + i, "timestamp_type": 1} for i, (key, value) in enumerate(rows)], schema=schema)
+        return pa.Table.from_batches([Decoder(registry, 300).decode_batch(raw)])
+
+    sink = build_sink(settings)
+    try:
+        sink.run(batch([(b"gw-skewed", ahead), (b"st-ok", reading("st-ok"))], 0), 0)
+        alerts = read_topic(kafka_broker.bootstrap, settings.alerts_topic, 1)
+        assert [(a["station_id"], a["kind"], a["rule_id"], a["state"]) for a in alerts] == [
+            ("gw-skewed", "sensor_fault", "fault-clock", "open")]
+        stored = sink.store.get_alert(alerts[0]["alert_id"])
+        assert stored is not None and stored.state == "active" and stored.opened_at.timestamp() * 1000 == appended
+        sink.run(batch([(b"gw-skewed", reading("gw-skewed"))], 2), 1)
+        alerts = read_topic(kafka_broker.bootstrap, settings.alerts_topic, 2)
+        assert [(a["alert_id"], a["state"]) for a in alerts[1:]] == [(alerts[0]["alert_id"], "resolved")]
+        assert sink.store.get_alert(alerts[0]["alert_id"]).state == "resolved"
+    finally:
+        sink.producer.flush(10)
+        sink.store.close()
+    letters = read_topic(kafka_broker.bootstrap, settings.dlq_topic, 1)
+    assert [d["reason"] for d in letters] == ["future_timestamp"]

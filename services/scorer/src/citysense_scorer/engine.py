@@ -12,13 +12,23 @@ Determinism: :meth:`AlertEngine.apply` depends only on the state and the batch i
 makes replay exact (see :mod:`citysense_scorer.engine_log`): ``alert_id`` and ``event_id`` are content hashes of
 station, rule, opening time and the alert's event number.
 
-Event time and watermark: the watermark is the largest event time seen minus ``watermark_ms``. Readings behind it
-are *late*: stored and counted by the caller, but never fed to aggregates, so they cannot reopen alerts.
+Event time and watermark: the watermark is the largest event time seen minus ``watermark_ms``, where each reading's
+event time counts only up to its ``clock_ms`` (the broker's clock when it arrived, see :mod:`citysense_scorer.decode`).
+Readings behind it are *late*: stored and counted by the caller, but never fed to aggregates, so they cannot reopen
+alerts. The cap is what keeps one station from silencing the others: a station whose clock runs ahead (but inside the
+future tolerance) would otherwise drag the watermark ahead of every other station's readings; capped, no reading
+moves it past the broker's clock, while a replay or a backlog (event times in the past) moves it as it happened.
 Evaluation happens in event-time *slices* of ``eval_step_ms`` (default 5 s): once per station per slice that has
 readings, at the station's newest event time in that slice, slices in time order. Live 1 Hz data in micro-batches of
 a few seconds costs about one evaluation per station per batch, while a replayed file or a backlog read in one
 micro-batch is evaluated as it happened - an episode that starts and ends inside one batch still opens and resolves
 its alert, at the right event times.
+
+Clock faults: a station whose readings are rejected as from the future (``ts`` beyond the broker's clock plus the
+tolerance, see :mod:`citysense_scorer.decode`) gets a ``sensor_fault`` alert of its own (rule ``fault-clock``),
+opened at the broker's clock of its first such reading and resolved at that of its first valid reading after the
+last one from the future. Only "ahead" is a fault: a clock behind looks exactly like a station uploading what it
+buffered during an outage, and such readings are stored (late) anyway.
 """
 
 from __future__ import annotations
@@ -38,6 +48,8 @@ from citysense_scorer.series_table import SeriesTable, grow, runs
 
 _NS = uuid.UUID("6f1c1d2e-8a51-4f0e-9a43-3c6a2b7d9e10")
 OUTLIER_RULE_ID = "outlier"
+CLOCK_RULE_ID = "fault-clock"
+CLOCK_COLUMNS = ["station_id", "ahead_first_ms", "ahead_last_ms", "skew_ms", "ok_ms"]
 _WINDOW_WORDS = {60_000: "1-minute", 600_000: "10-minute", 3_600_000: "1-hour", 28_800_000: "8-hour",
                  86_400_000: "24-hour"}
 _AGG_WORDS = {"mean": "mean", "max": "maximum", "value": "reading"}
@@ -116,7 +128,13 @@ class BatchInput:
 
     # station_id, slice, metric, window_ms, bucket, sum, count, max, first_ms, last_ms, last_value
     series_aggs: pd.DataFrame
-    stations: pd.DataFrame  # station_id, slice, last_ms, lat, lon, outlier (bool), zmax, outlier_metrics (str)
+    # station_id, slice, last_ms, lat, lon, outlier (bool), zmax, outlier_metrics (str)[, bounded_ms: the newest
+    # event time of the run with each reading's capped at its clock_ms; absent in entries logged before it existed
+    # and when the readings had no clock_ms, then last_ms counts]
+    stations: pd.DataFrame
+    # per station of the batch's clock verdicts (see AlertEngine.reduce_clocks); None in entries logged before clock
+    # faults existed
+    clocks: pd.DataFrame | None = None
 
 
 SERIES_AGG_COLUMNS = ["station_id", "slice", "metric", "window_ms", "bucket", "sum", "count", "max", "first_ms",
@@ -153,8 +171,8 @@ class AlertEngine:
         return ts_ms < self.watermark()
 
     def reduce(self, readings: pd.DataFrame) -> BatchInput:
-        """Valid, on-time readings (station_id, ts_ms, lat, lon, <metric columns>, n_outliers, outlier_names, zmax)
-        -> BatchInput.
+        """Valid, on-time readings (station_id, ts_ms, lat, lon, <metric columns>, n_outliers, outlier_names, zmax
+        [, clock_ms]) -> BatchInput.
 
         One sort of the batch by (station, event time) serves every series: slices and buckets only grow with
         event time, so each (station, slice[, bucket]) group is a run of consecutive rows in that order, already in
@@ -205,7 +223,40 @@ class AlertEngine:
         for group, found in named.items():
             metrics[group] = ",".join(sorted(found))
         stations["outlier_metrics"] = pd.Series(metrics, dtype=object)
+        if "clock_ms" in readings:
+            bounded = np.minimum(ts, readings["clock_ms"].to_numpy(dtype=np.int64)[order])
+            stations["bounded_ms"] = _reduce_runs(np.maximum, bounded, first)
         return BatchInput(series_aggs[SERIES_AGG_COLUMNS], stations)
+
+    def reduce_clocks(self, future: pd.DataFrame, valid: pd.DataFrame) -> pd.DataFrame:
+        """The batch's clock verdicts, one row per station that has readings rejected as from the future
+        (``future``: station_id, ts_ms, clock_ms) or an open clock fault and valid readings (``valid``: station_id
+        [, clock_ms], late or not): ``ahead_first_ms``/``ahead_last_ms``, the clock of its first and last reading
+        from the future (-1: none), ``skew_ms``, how far its ``ts`` ran ahead at most, and ``ok_ms``, the clock of
+        its first valid reading after the last one from the future (-1: none). Sorted by station."""
+        watched = self.state.watched.get(CLOCK_RULE_ID) or ()
+        names = set(future["station_id"]) if len(future) else set()
+        names.update(self.state.station_ids[row] for row in watched)
+        if not names:
+            return pd.DataFrame({c: pd.Series(dtype=object if c == "station_id" else np.int64) for c in CLOCK_COLUMNS})
+        ahead = pd.DataFrame({"station_id": future["station_id"].astype(object),
+                              "clock_ms": future["clock_ms"].astype(np.int64),
+                              "skew_ms": (future["ts_ms"] - future["clock_ms"]).astype(np.int64)}) \
+            .groupby("station_id").agg(ahead_first_ms=("clock_ms", "min"), ahead_last_ms=("clock_ms", "max"),
+                                       skew_ms=("skew_ms", "max")) if len(future) else None
+        ok = valid.loc[valid["station_id"].isin(names)] if len(valid) else valid
+        ok = pd.DataFrame({"station_id": ok["station_id"].astype(object) if len(ok) else [],
+                           "clock_ms": (ok["clock_ms"] if "clock_ms" in ok else ok["ts_ms"]).astype(np.int64)
+                           if len(ok) else []})
+        out = pd.DataFrame(index=pd.Index(sorted(names), name="station_id"))
+        out = out.join(ahead) if ahead is not None else out.assign(ahead_first_ms=-1, ahead_last_ms=-1, skew_ms=0)
+        out = out.fillna({"ahead_first_ms": -1, "ahead_last_ms": -1, "skew_ms": 0}).astype(np.int64)
+        after = ok["clock_ms"].to_numpy(dtype=np.int64) > out["ahead_last_ms"].reindex(ok["station_id"]).to_numpy()
+        first_ok = ok[after].groupby("station_id")["clock_ms"].min()
+        out["ok_ms"] = first_ok.reindex(out.index).fillna(-1).astype(np.int64)
+        # a station watched only for resolving, with nothing new to say, needs no row
+        out = out[(out["ahead_first_ms"] >= 0) | (out["ok_ms"] >= 0)]
+        return out.reset_index()[CLOCK_COLUMNS]
 
     # -- state transition ----------------------------------------------------------------------------------------
     def apply(self, batch_id: int, data: BatchInput) -> list[AlertEvent]:
@@ -215,6 +266,8 @@ class AlertEngine:
             if "slice" not in stations:  # a log entry written before slices existed: one slice
                 stations = stations.assign(slice=0)
                 series_aggs = series_aggs.assign(slice=0)
+            if "bounded_ms" not in stations:  # no clocks: event time alone moves the watermark
+                stations = stations.assign(bounded_ms=stations["last_ms"])
             # Columns to numpy once per batch; each slice is then a range of rows (pandas per slice cost ~10 ms).
             ids = stations["station_id"].to_numpy(dtype=object)
             names = pd.Index(pd.unique(ids))
@@ -227,7 +280,30 @@ class AlertEngine:
             for number, at in by_slice:
                 part = {name: values[at] for name, values in cols.items()}
                 events.extend(self._apply_slice(aggs.of_slice(number) if aggs else {}, part))
+        if data.clocks is not None and len(data.clocks):
+            events.extend(self._apply_clocks(data.clocks))
         self.state.version = batch_id
+        return events
+
+    def _apply_clocks(self, clocks: pd.DataFrame) -> list[AlertEvent]:
+        ids = clocks["station_id"].to_numpy(dtype=object)
+        rows = self.state.rows_of(ids)
+        events: list[AlertEvent] = []
+        for row, station, first, skew, ok in zip(
+                rows.tolist(), ids.tolist(), clocks["ahead_first_ms"].tolist(), clocks["skew_ms"].tolist(),
+                clocks["ok_ms"].tolist(), strict=True):
+            slot = self.state.slots.setdefault((station, CLOCK_RULE_ID), AlertSlot())
+            if first >= 0 and slot.alert_id is None:
+                slot.alert_id = _uuid(f"{station}|{CLOCK_RULE_ID}|{first}")
+                slot.opened_ms, slot.band, slot.events = first, 0, 0
+                message = f"station clock runs {_duration_text(skew)} ahead of the broker's: its readings are " \
+                          "rejected as from the future (check the station's or gateway's time sync)"
+                events.append(self._clock_event(slot, row, station, AlertState.OPEN, skew, first, message))
+            if ok >= 0 and slot.alert_id is not None:
+                events.append(self._clock_event(slot, row, station, AlertState.RESOLVED, None, ok,
+                                                "station clock back in time: its readings are accepted again"))
+                slot = self.state.slots[(station, CLOCK_RULE_ID)] = AlertSlot()
+            self._watch(CLOCK_RULE_ID, row, slot)
         return events
 
     def _apply_slice(self, series: dict[tuple[str, int], dict[str, np.ndarray]],
@@ -238,7 +314,7 @@ class AlertEngine:
         st.seen_ms[rows] = np.where(newer, last, st.seen_ms[rows])
         moved = newer & ~np.isnan(stations["lat"])
         st.lat[rows[moved]], st.lon[rows[moved]] = stations["lat"][moved], stations["lon"][moved]
-        st.max_event_ms = max(st.max_event_ms, int(last.max()))
+        st.max_event_ms = max(st.max_event_ms, int(stations["bounded_ms"].max()))
         position = np.full(len(st.station_ids), -1, dtype=np.int64)  # station row -> its place in this slice
         position[rows] = np.arange(len(rows))
 
@@ -379,6 +455,11 @@ class AlertEngine:
                           names.split(",")[0] or None, None if math.isnan(zmax) else float(zmax), None, None, now, row,
                           message)
 
+    def _clock_event(self, slot: AlertSlot, row: int, station: str, state: AlertState, skew_ms: int | None,
+                     now: int, message: str) -> AlertEvent:
+        return self._emit(slot, CLOCK_RULE_ID, station, state, AlertKind.SENSOR_FAULT, Severity.WARNING, None,
+                          None if skew_ms is None else skew_ms / 1000, None, None, now, row, message)
+
     def _emit(self, slot: AlertSlot, rule_id: str, station: str, state: AlertState, kind: AlertKind,
               severity: Severity, metric: str | None, value: float | None, threshold: float | None,
               window: str | None, now: int, row: int, message: str) -> AlertEvent:
@@ -396,12 +477,20 @@ class AlertEngine:
         )
 
 
+def _duration_text(ms: int) -> str:
+    if ms >= 3_600_000:
+        return f"{ms / 3_600_000:.1f} h"
+    if ms >= 60_000:
+        return f"{ms / 60_000:.1f} min"
+    return f"{ms / 1000:.0f} s"
+
+
 def _uuid(text: str) -> str:
     return str(uuid.uuid5(_NS, text))
 
 
-_STATION_COLUMNS = (("last_ms", np.int64), ("lat", np.float64), ("lon", np.float64), ("outlier", bool),
-                    ("zmax", np.float64), ("outlier_metrics", object))
+_STATION_COLUMNS = (("last_ms", np.int64), ("bounded_ms", np.int64), ("lat", np.float64), ("lon", np.float64),
+                    ("outlier", bool), ("zmax", np.float64), ("outlier_metrics", object))
 _AGG_COLUMNS = (("bucket", np.int64), ("sum", np.float64), ("count", np.int64), ("max", np.float64),
                 ("first_ms", np.int64), ("last_ms", np.int64), ("last_value", np.float64))
 

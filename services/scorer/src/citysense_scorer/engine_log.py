@@ -59,8 +59,9 @@ class EngineLog:
         for batch_id in self._ids(self.log_dir):
             if batch_id > engine.state.version:
                 entry = self.read(batch_id)
-                if len(entry["input"].stations):
-                    engine.apply(batch_id, entry["input"])
+                data = entry["input"]
+                if len(data.stations) or getattr(data, "clocks", None) is not None and len(data.clocks):
+                    engine.apply(batch_id, data)
                 engine.state.version = batch_id
 
     def read(self, batch_id: int) -> dict[str, Any]:

@@ -28,13 +28,22 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
+import orjson
 import pandas as pd
 import pyarrow as pa
-from citysense_common.contract import AlertEvent, AlertState, DeadLetterReason, dead_letter
+from citysense_common.contract import (
+    AlertEvent,
+    AlertState,
+    ContractError,
+    DeadLetterReason,
+    dead_letter,
+    parse_reading,
+)
 from citysense_common.kafka import producer_config
 from citysense_common.registry import Registry
 from citysense_common.store.base import AlertRecord, StationRecord, Store
@@ -119,7 +128,10 @@ class BatchSink:
             ontime = good[~late]
             data = self.engine.reduce(exclude_faulty(self._engine_frame(ontime), ontime)) if len(ontime) \
                 else _empty_input()
-            events = self.engine.apply(batch_id, data) if len(ontime) else self._advance(batch_id)
+            # clock faults: the stations whose readings came from the future, and valid readings (late or not)
+            data = replace(data, clocks=self.engine.reduce_clocks(_from_the_future(bad), good))
+            events = self.engine.apply(batch_id, data) if len(ontime) or len(data.clocks) \
+                else self._advance(batch_id)
             self.log.write(batch_id, data, events, [], self.engine, watermark=watermark)
         laps.lap("engine")
         events = [*events, *health_events]  # recomputed identically by Spark on a re-run; produce() dedupes
@@ -154,6 +166,8 @@ class BatchSink:
     # ------------------------------------------------------------------------------------------------------------
     def _engine_frame(self, good: pd.DataFrame) -> pd.DataFrame:
         frame = good[["station_id", "ts_ms", "lat", "lon"]].copy()
+        if "clock_ms" in good:  # caps each reading's event time for the watermark (see engine)
+            frame["clock_ms"] = good["clock_ms"].fillna(good["ts_ms"]).to_numpy(dtype=np.int64)
         wanted = {metric for metric, _ in self.engine.series_keys}
         for metric in wanted:
             if metric in good:
@@ -299,6 +313,42 @@ def _header(msg: Any, name: str) -> str:
 
 def _empty_input() -> BatchInput:
     return BatchInput(pd.DataFrame(), pd.DataFrame())
+
+
+def _from_the_future(bad: pd.DataFrame) -> pd.DataFrame:
+    """station_id, ts_ms and clock_ms of the dead letters rejected as from the future. Their station and ts come from
+    the payload (a rejected row carries no decoded columns), which is whole: such a reading passed the contract's
+    parse, so it is within the size limit."""
+    rows = bad[bad["reason"] == DeadLetterReason.FUTURE_TIMESTAMP.value] if "clock_ms" in bad else bad.iloc[:0]
+    out: dict[str, list] = {"station_id": [], "ts_ms": [], "clock_ms": []}
+    for payload, clock in zip(rows["payload"], rows["clock_ms"], strict=True):
+        found = _station_and_ts(payload)
+        if found is not None and clock == clock:  # clock == clock: not NaN
+            out["station_id"].append(found[0])
+            out["ts_ms"].append(found[1])
+            out["clock_ms"].append(int(clock))
+    return pd.DataFrame({"station_id": pd.Series(out["station_id"], dtype=object),
+                         "ts_ms": pd.Series(out["ts_ms"], dtype=np.int64),
+                         "clock_ms": pd.Series(out["clock_ms"], dtype=np.int64)})
+
+
+def _station_and_ts(payload: Any) -> tuple[str, int] | None:
+    """(station_id, ts in ms) of a reading's bytes: an ISO timestamp directly, any other spelling the contract
+    accepts through its parser; None when the bytes are not a reading."""
+    if not isinstance(payload, bytes | str):
+        return None
+    try:
+        doc = orjson.loads(payload)
+        station, ts = doc["station_id"], doc["ts"]
+        if isinstance(station, str) and isinstance(ts, str) and (moment := datetime.fromisoformat(ts)).tzinfo:
+            return station, int(moment.timestamp() * 1000)
+    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+        pass
+    try:
+        reading = parse_reading(payload)
+    except ContractError:
+        return None
+    return reading.station_id, int(reading.ts.timestamp() * 1000)
 
 
 def _alert_records(events: list[AlertEvent]) -> list[AlertRecord]:
