@@ -156,3 +156,22 @@ def test_allowed_networks_parse_errors_name_the_entry() -> None:
     with pytest.raises(ValueError, match="'nope'"):
         parse_allowed_networks("127.0.0.0/8,nope")
     assert parse_allowed_networks(" ") == ()
+
+
+def test_ports_apply_to_public_addresses_not_to_allowed_networks() -> None:
+    from citysense_common.webhooks import allowed_ports_for, parse_ports
+
+    prod = allowed_ports_for("production", None)
+    assert prod == {80, 443} and allowed_ports_for("development", None) is None
+    assert allowed_ports_for("production", "443, 8443") == {443, 8443}
+    with pytest.raises(ValueError, match="70000"):
+        parse_ports("443,70000")
+
+    def run(url: str, allowed: str = "") -> None:
+        asyncio.run(check_webhook_url(url, parse_allowed_networks(allowed), resolver=_fake_resolver, ports=prod))
+
+    run("https://public.example/x")
+    run("http://public.example:80/x")
+    with pytest.raises(UnsafeWebhookURL, match="ports 80, 443, not 8080"):
+        run("http://public.example:8080/x")
+    run("http://localhost:8080/x", allowed="127.0.0.0/8,::1/128")  # an allowed network: any port

@@ -306,6 +306,7 @@ SCHEMA = {
             "cassandraPorts": {"type": "array", "minItems": 1, "items": PORT},
             "webhookEgressCIDRs": {"type": "array", "items": CIDR},
             "webhookEgressExcept": {"type": "array", "items": CIDR},
+            "webhookPorts": {"type": "array", "minItems": 1, "uniqueItems": True, "items": PORT},
         }, ["enabled"]),
         "tests": obj({"enabled": BOOL}),
     }, ["kafka", "cassandra", "config", "simulator", "alertApi", "notifier", "scorer"]),

@@ -21,7 +21,7 @@ import re
 import secrets
 import socket
 import time
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -178,9 +178,13 @@ def _embedded_ipv4(ip: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
     return None
 
 
+def _inside(ip: IPAddress, networks: Sequence[IPNetwork]) -> bool:
+    return any(ip.version == net.version and ip in net for net in networks)
+
+
 def refusal_reason(ip: IPAddress, allowed: Sequence[IPNetwork] = ()) -> str | None:
     """Why a webhook must not go to ``ip`` (None = fine). Allowed networks win over every other rule."""
-    if any(ip.version == net.version and ip in net for net in allowed):
+    if _inside(ip, allowed):
         return None
     if isinstance(ip, ipaddress.IPv6Address):
         inner = _embedded_ipv4(ip)
@@ -253,11 +257,12 @@ def _split(url: str) -> tuple[str, int]:
 
 
 async def check_webhook_url(url: str, allowed: Sequence[IPNetwork] = (),
-                            resolver: Resolver = resolve_host) -> CheckedURL:
+                            resolver: Resolver = resolve_host, ports: Collection[int] | None = None) -> CheckedURL:
     """Refuse URLs that point at this machine, the cluster, the cloud metadata service or other non-public hosts.
 
     Raises :class:`UnsafeWebhookURL` with a reason a subscriber understands. The host is resolved and every
-    address must pass; addresses inside ``allowed`` (CITYSENSE_WEBHOOK_ALLOWED_NETWORKS) are always accepted.
+    address must pass; addresses inside ``allowed`` (CITYSENSE_WEBHOOK_ALLOWED_NETWORKS) are always accepted, on
+    any port. A public address must use one of ``ports`` (CITYSENSE_WEBHOOK_PORTS; None = any port).
     """
     host, port = _split(url)
     hint = " (an operator can allow it with CITYSENSE_WEBHOOK_ALLOWED_NETWORKS)"
@@ -280,6 +285,10 @@ async def check_webhook_url(url: str, allowed: Sequence[IPNetwork] = (),
             shown = host if literal is None else f"{host}"
             via = "" if literal is not None and str(literal) == host.strip("[]") else f" ({address})"
             raise UnsafeWebhookURL(f"webhooks must go to a public address; {shown}{via} is {reason}{hint}")
+        if ports is not None and port not in ports and not _inside(address, allowed):
+            listed = ", ".join(str(p) for p in sorted(ports)) or "none"
+            raise UnsafeWebhookURL(f"webhooks may use the ports {listed}, not {port} (an operator can change that "
+                                   "with CITYSENSE_WEBHOOK_PORTS)")
     return CheckedURL(url=url, host=host, port=port, addresses=tuple(addresses))
 
 
@@ -293,6 +302,30 @@ def check_webhook_url_sync(url: str, allowed: Sequence[IPNetwork] = ()) -> Check
 # What a development (local stack) install may deliver to; a production (cluster) install allows nothing.
 DEVELOPMENT_ALLOWED_NETWORKS = "127.0.0.0/8"
 DEFAULT_TESTS_TOPIC = "citysense.webhook-tests"
+
+
+# The ports a production install delivers to public addresses on: those its NetworkPolicy lets out (the chart's
+# networkPolicy.webhookPorts sets CITYSENSE_WEBHOOK_PORTS from the same list).
+PRODUCTION_WEBHOOK_PORTS = "80,443"
+
+
+def parse_ports(value: str) -> frozenset[int]:
+    """``"80, 443"`` -> {80, 443}; raises ValueError naming the bad entry."""
+    ports = set()
+    for part in (p.strip() for p in value.split(",")):
+        if not part:
+            continue
+        if not part.isdigit() or not 1 <= int(part) <= 65535:
+            raise ValueError(f"{part!r} is not a TCP port (1-65535)")
+        ports.add(int(part))
+    return frozenset(ports)
+
+
+def allowed_ports_for(env: str, configured: str | None) -> frozenset[int] | None:
+    """CITYSENSE_WEBHOOK_PORTS when set, else 80 and 443 in production and any port (None) in development."""
+    if configured is None:
+        return parse_ports(PRODUCTION_WEBHOOK_PORTS) if env == "production" else None
+    return parse_ports(configured)
 
 
 def allowed_networks_for(env: str, configured: str | None) -> tuple[IPNetwork, ...]:

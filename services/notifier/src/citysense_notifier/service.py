@@ -123,7 +123,7 @@ class Notifier:
         poller = threading.Thread(target=self._poll_producer, args=(polling,), name="producer", daemon=True)
         poller.start()
         limits = httpx.Limits(max_connections=200, max_keepalive_connections=50)
-        transport = PinnedTransport(s.allowed_networks(), limits=limits)
+        transport = PinnedTransport(s.allowed_networks(), ports=s.webhook_ports_allowed(), limits=limits)
         async with httpx.AsyncClient(timeout=s.webhook_timeout_s, follow_redirects=False, transport=transport,
                                      trust_env=False) as client:
             policy = RetryPolicy(s.webhook_max_attempts, s.webhook_max_age_s, s.webhook_backoff_base_s,

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import contextvars
 import ssl
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Any
 
 import httpcore
@@ -63,8 +63,10 @@ class PinnedTransport(httpx.AsyncBaseTransport):
     """
 
     def __init__(self, allowed: Sequence[IPNetwork], resolver: Resolver = resolve_host, *,
-                 limits: httpx.Limits | None = None, verify: ssl.SSLContext | bool = True) -> None:
+                 ports: Collection[int] | None = None, limits: httpx.Limits | None = None,
+                 verify: ssl.SSLContext | bool = True) -> None:
         self.allowed = tuple(allowed)
+        self.ports = ports
         self.resolver = resolver
         self._transport = httpx.AsyncHTTPTransport(limits=limits or httpx.Limits(), verify=verify, trust_env=False)
         # httpx builds its pool without a backend argument; every connection the pool opens takes this one.
@@ -73,7 +75,7 @@ class PinnedTransport(httpx.AsyncBaseTransport):
         pool._network_backend = _PinnedBackend()
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        checked = await check_webhook_url(str(request.url), self.allowed, self.resolver)
+        checked = await check_webhook_url(str(request.url), self.allowed, self.resolver, self.ports)
         token = _PINNED.set((request.url.raw_host.decode("ascii"), checked.addresses))
         try:
             return await self._transport.handle_async_request(request)
