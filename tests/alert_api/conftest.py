@@ -89,14 +89,14 @@ class LiveServer:
 
 
 @contextlib.contextmanager
-def running_api(settings: ApiSettings, store: Store) -> Iterator[LiveServer]:
+def running_api(settings: ApiSettings, store: Store, **uvicorn_options: object) -> Iterator[LiveServer]:
     """The API on a real uvicorn server on a free loopback port (SSE and the browser need a real socket)."""
     ensure_topics(settings.bootstrap, [TopicSpec(settings.alerts_topic, 1)])
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     config = uvicorn.Config(create_app(settings, TOKEN, store=store), host="127.0.0.1", port=port,
-                            log_level="warning", log_config=None)
+                            log_level="warning", log_config=None, **uvicorn_options)  # type: ignore[arg-type]
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()

@@ -153,3 +153,30 @@ def test_limit_settings_have_sane_defaults() -> None:
     assert 64 * 1024 <= settings.api_max_body_bytes <= 1024 * 1024
     assert settings.api_limit_concurrency > settings.stream_max_clients
     assert settings.stream_max_per_client >= 1 and settings.stream_max_lifetime_s > 0
+
+
+def test_cli_trusts_forwarded_headers_only_from_configured_proxies(monkeypatch, tmp_path) -> None:  # noqa: ANN001
+    seen: dict[str, object] = {}
+    monkeypatch.setenv("CITYSENSE_DATA_DIR", str(tmp_path))
+    monkeypatch.setattr(cli.uvicorn, "run", lambda app, **kwargs: seen.update(kwargs))
+    assert cli.main([]) == 0
+    assert seen["proxy_headers"] is False  # default: the peer address is the client
+    monkeypatch.setenv("CITYSENSE_API_FORWARDED_ALLOW_IPS", "10.244.0.0/16")
+    assert cli.main([]) == 0
+    assert seen["proxy_headers"] is True and seen["forwarded_allow_ips"] == "10.244.0.0/16"
+
+
+def test_stream_limit_counts_the_forwarded_client_behind_a_trusted_proxy(api_settings, store) -> None:  # noqa: ANN001
+    settings = api_settings.model_copy(update={"stream_max_per_client": 1})
+    with running_api(settings, store, proxy_headers=True, forwarded_allow_ips="127.0.0.1") as server:
+        stop, opened, ended = threading.Event(), [], []
+        t = threading.Thread(target=_open_stream, args=(server.url, opened, stop, ended), daemon=True)
+        t.start()
+        _wait(lambda: len(opened) == 1)
+        # Another client behind the same proxy gets its own allowance; the same one does not.
+        with httpx.stream("GET", f"{server.url}/v1/alerts/stream", timeout=10,
+                          headers={"X-Forwarded-For": "203.0.113.7"}) as response:
+            assert response.status_code == 200
+        assert httpx.get(f"{server.url}/v1/alerts/stream", timeout=10).status_code == 429
+        stop.set()
+        t.join(10)

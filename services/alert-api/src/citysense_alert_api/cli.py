@@ -36,9 +36,11 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr, flush=True)
     log.info("serving on http://%s:%d (env=%s, store=%s, workers=%d)", host, port, settings.env, settings.store,
              settings.api_workers)
+    proxies = settings.api_forwarded_allow_ips.strip()
     common = {"host": host, "port": port, "log_level": settings.log_level.lower(), "access_log": False,
-              "proxy_headers": False, "log_config": None,
-              "limit_concurrency": settings.api_limit_concurrency}
+              "log_config": None, "limit_concurrency": settings.api_limit_concurrency,
+              # X-Forwarded-For only from the configured proxies: anyone else could pick their own address.
+              "proxy_headers": bool(proxies), "forwarded_allow_ips": proxies or None}
     if settings.api_workers == 1:
         uvicorn.run(create_app(settings, token), **common)
     else:

@@ -25,6 +25,12 @@ class ApiSettings(WebhookSettings):
     stream_max_per_client: int = Field(
         default=10, ge=1, description="live streams one client address may hold open at once (429 beyond)"
     )
+    api_forwarded_allow_ips: str = Field(
+        default="",
+        description="addresses or CIDRs of reverse proxies (e.g. the ingress controller's pods) whose "
+                    "X-Forwarded-For names the client; empty = the peer address is the client (it is what per-client "
+                    "limits count)",
+    )
     stream_max_lifetime_s: float = Field(
         default=3600.0, gt=0, description="a live stream ends after this long; browsers reconnect by themselves"
     )
