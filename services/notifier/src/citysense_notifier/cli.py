@@ -11,8 +11,8 @@ from citysense_common.kafka import BrokerUnavailable, wait_for_broker
 from citysense_common.log import setup_logging
 from citysense_common.settings import SettingsError
 from citysense_common.store.factory import open_store
-from prometheus_client import start_http_server
 
+from citysense_notifier.health import serve
 from citysense_notifier.metrics import NotifierMetrics
 from citysense_notifier.service import Notifier
 from citysense_notifier.settings import build_settings
@@ -32,12 +32,13 @@ def main(argv: list[str] | None = None) -> int:
         log.error("%s", exc)
         return 1
     metrics = NotifierMetrics()
-    if settings.notifier_metrics_port:
-        start_http_server(settings.notifier_metrics_port, addr=settings.notifier_metrics_host,
-                          registry=metrics.registry)
-        log.info("metrics on http://%s:%d/metrics", settings.notifier_metrics_host, settings.notifier_metrics_port)
     store = open_store(settings)
     notifier = Notifier(settings, store, metrics)
+    if settings.notifier_metrics_port:
+        serve(settings.notifier_metrics_host, settings.notifier_metrics_port, metrics.registry,
+              notifier.progress.stalled_for, settings.notifier_liveness_timeout_s)
+        log.info("metrics and liveness on http://%s:%d/metrics and /healthz", settings.notifier_metrics_host,
+                 settings.notifier_metrics_port)
 
     async def run() -> None:
         loop = asyncio.get_running_loop()
@@ -49,6 +50,9 @@ def main(argv: list[str] | None = None) -> int:
         asyncio.run(run())
     finally:
         store.close()
+    if notifier.fatal is not None:
+        log.error("stopped by a fatal error: %r", notifier.fatal)
+        return 1  # the orchestrator restarts it; what was not settled is replayed
     return 0
 
 

@@ -36,6 +36,7 @@ from pydantic import ValidationError
 from citysense_notifier import cloudevent
 from citysense_notifier.alertmanager import AlertmanagerSink
 from citysense_notifier.delivery import Deliverer, Parked, RetryPolicy
+from citysense_notifier.health import Progress
 from citysense_notifier.metrics import NotifierMetrics
 from citysense_notifier.offsets import OffsetTracker
 from citysense_notifier.settings import NotifierSettings
@@ -101,6 +102,8 @@ class Notifier:
         ]
         self.deliverer: Deliverer | None = None
         self._producer: Producer | None = None
+        self.progress = Progress()  # /healthz: the main loop completes a pass at least every few hundred ms
+        self.fatal: BaseException | None = None  # what stopped the notifier, if an error did (exit status 1)
 
     def stop(self) -> None:
         self._stop.set()
@@ -139,6 +142,7 @@ class Notifier:
             last_commit = 0.0
             try:
                 while not self._stop.is_set():
+                    self.progress.beat()
                     await self._flow_control(consumer)
                     messages = await self._kafka_call(consumer.consume, 500, _POLL_TIMEOUT_S)
                     for msg in messages:
@@ -245,6 +249,8 @@ class Notifier:
                 # Most likely the store is unreachable: keep the offset and stop, a restart replays the event.
                 log.error("processing %s[%d]@%d failed: %r; stopping so it is replayed", topic, partition,
                           offset, t.exception())
+                if self.fatal is None:
+                    self.fatal = t.exception()
                 self.stop()
                 return
             if t.result():  # every delivery recorded as delivered or dead; False = interrupted by shutdown

@@ -25,7 +25,10 @@ class NotifierSettings(WebhookSettings):
     subscriptions_refresh_s: float = Field(default=1.0, gt=0, description="how often the subscription list reloads")
     cloudevents_source: str = Field(default="/citysense/alerts", description="CloudEvents `source` attribute")
     notifier_metrics_host: str = "127.0.0.1"
-    notifier_metrics_port: int = Field(default=9101, ge=0, le=65535, description="Prometheus /metrics; 0 = off")
+    notifier_metrics_port: int = Field(default=9101, ge=0, le=65535,
+                                       description="Prometheus /metrics and liveness /healthz; 0 = off")
+    notifier_liveness_timeout_s: float = Field(
+        default=60.0, gt=0, description="/healthz fails once the main loop has made no progress for this long")
     alertmanager_url: str | None = Field(default=None, description="Alertmanager base URL, e.g. http://am:9093")
     alertmanager_timeout_s: float = Field(default=5.0, gt=0)
     alertmanager_max_attempts: int = Field(default=5, ge=1)
