@@ -40,6 +40,7 @@ def test_rebinding_to_loopback_reaches_nothing(notifier) -> None:  # noqa: ANN00
         assert rebinding_dns.query_a(dns.address, "probe.rebind.test") == ["127.0.0.1"]
         sub = notifier.subscribe(f"http://hooks.rebind.test:{loopback.port}/hook")
         proc = notifier.start(rebinding_dns.notifier_command(sys.executable), CITYSENSE_ENV="production",
+                              CITYSENSE_WEBHOOK_PORTS=str(loopback.port),  # only the address may be refused
                               CITYSENSE_TEST_REBINDING_DNS=dns.address, CITYSENSE_WEBHOOK_TIMEOUT_S="2",
                               CITYSENSE_WEBHOOK_BACKOFF_BASE_S="0.5", CITYSENSE_WEBHOOK_BACKOFF_MAX_S="1",
                               CITYSENSE_WEBHOOK_MAX_ATTEMPTS="4")
