@@ -92,11 +92,11 @@ async def _never_parks(parked: Parked) -> None:
 
 @dataclass
 class Deliverer:
-    """Two lanes. ``first_attempt`` (new events) makes at most one attempt, at once or not at all: a subscriber
-    whose slots are all busy or that is backing off gets the delivery parked instead, so an event's Kafka offset
-    waits at most one attempt's deadline whatever its subscribers do. ``retry`` (parked deliveries, replayed from
-    the retry topic) attempts until delivered or dead, honouring ``next_attempt_at`` from the store, also after a
-    restart, and holding while the subscription is paused.
+    """Two lanes. ``first_attempt`` (new events) makes at most one attempt, soon or not at all: a subscriber that is
+    backing off, or whose slots stay busy for ``slot_wait_s``, gets the delivery parked instead, so an event's Kafka
+    offset waits at most that plus one attempt's deadline, whatever its subscribers do. ``retry`` (parked
+    deliveries, replayed from the retry topic) attempts until delivered or dead, honouring ``next_attempt_at`` from
+    the store, also after a restart, and holding while the subscription is paused.
     """
 
     store: Store
@@ -107,6 +107,7 @@ class Deliverer:
     attempt_timeout_s: float = 5.0  # deadline of one whole attempt, connect to the last byte read
     park: Callable[[Parked], Awaitable[None]] = _never_parks  # durably queues a delivery for the retry lane
     hold_poll_s: float = 1.0  # how often a held (paused) delivery looks at its subscription again
+    slot_wait_s: float = 1.0  # how long a new event waits for a busy subscriber's slot before it is parked
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
     _gates: dict[str, SubscriberGate] = field(default_factory=dict)
     _retrying: set[tuple[str, str]] = field(default_factory=set)
@@ -140,17 +141,31 @@ class Deliverer:
         if self.stopping.is_set():
             return None
         # Not now: it failed before (a replayed event: its retry is due at next_attempt_at), the subscriber is
-        # backing off, or every slot of it is taken (a slow receiver). The retry lane takes it from here.
-        if delivery.attempts > 0 or gate.blocked_until > time.monotonic() or gate.semaphore.locked():
+        # backing off, or no slot of it came free within slot_wait_s (a slow receiver). The retry lane takes it.
+        if delivery.attempts > 0 or gate.blocked_until > time.monotonic() or not await self._slot(gate):
             self.metrics.parked.inc()
             await self.park(parked)
             return delivery
-        async with gate.semaphore:
+        try:
             delivery, retry_after, permanent = await self._attempt(subscription, delivery, body)
+        finally:
+            gate.semaphore.release()
         delivery = await self._settle(gate, subscription, delivery, retry_after, permanent, event_time)
         if delivery.status in ("pending", "retrying"):
             await self.park(parked)
         return delivery
+
+    async def _slot(self, gate: SubscriberGate) -> bool:
+        """Take one of the subscriber's slots within ``slot_wait_s``, unless it starts backing off meanwhile."""
+        try:
+            async with asyncio.timeout(self.slot_wait_s):
+                await gate.semaphore.acquire()
+        except TimeoutError:
+            return False
+        if gate.blocked_until > time.monotonic():
+            gate.semaphore.release()
+            return False
+        return True
 
     async def retry(self, parked: Parked) -> bool:
         """Attempt a parked delivery until settled (True: delivered, dead, or its subscription deleted);
