@@ -22,12 +22,17 @@ A dead letter that Kafka rejects permanently as too large (it cannot happen with
 unless the DLQ topic's or the producer's size limit is far below 1 MB) is logged and counted in
 ``citysense_scorer_dead_letters_undelivered_total``; failing the batch would re-run it forever and stop the scorer.
 Alert events are never given up on: any failure to produce one fails the batch, which Spark then re-runs.
+
+A full store disk (``StoreFull``) does not fail the batch: the sink holds it and retries the (idempotent) store write
+with backoff up to ``STORE_FULL_RETRY_MAX_S``, logging each failure, until space returns. Failing it would stop the
+scorer, and a restarted scorer would only meet the same full disk again; meanwhile readings wait in Kafka.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
@@ -46,7 +51,7 @@ from citysense_common.contract import (
 )
 from citysense_common.kafka import producer_config
 from citysense_common.registry import Registry
-from citysense_common.store.base import AlertRecord, StationRecord, Store
+from citysense_common.store.base import AlertRecord, StationRecord, Store, StoreFull
 from citysense_common.store.reading_batch import ReadingBatch
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 
@@ -71,6 +76,7 @@ EVENT_HEADER = "event_id"
 DLQ_HEADER = "source_position"
 # Errors that no retry can fix: the message is bigger than the producer's or the broker's limit.
 TOO_LARGE = frozenset({KafkaError.MSG_SIZE_TOO_LARGE, KafkaError.RECORD_LIST_TOO_LARGE})
+STORE_FULL_RETRY_MAX_S = 30.0
 
 
 class BatchSink:
@@ -138,14 +144,14 @@ class BatchSink:
         received_at = datetime.now(UTC)
         dead = self._dead_letters(bad, received_at)
         # Alerts first: they are what people wait for (reading -> alert readable is the latency that matters).
-        self.store.upsert_alerts(_alert_records(events))
+        self._stored(batch_id, self.store.upsert_alerts, _alert_records(events))
         if not self.log.is_done(batch_id):
             self._produce(batch_id, events, dead, replay)
         laps.lap("alerts")
-        self.store.write_reading_batch(self._reading_batch(good, received_at))
+        self._stored(batch_id, self.store.write_reading_batch, self._reading_batch(good, received_at))
         laps.lap("readings")
-        self.store.upsert_stations(_stations(good, self.metric_names))
-        apply_station_status(self.store, health_events)
+        self._stored(batch_id, self.store.upsert_stations, _stations(good, self.metric_names))
+        self._stored(batch_id, apply_station_status, self.store, health_events)
         laps.lap("stations")
         m.ROWS.labels("valid").inc(int((~late).sum()))
         m.ROWS.labels("late").inc(int(late.sum()))
@@ -158,6 +164,24 @@ class BatchSink:
             m.WATERMARK.set(self.engine.watermark() / 1000)
         log.info("batch %d: %d valid (%d late), %d dead letters, %d alert events%s", batch_id, len(good),
                  int(late.sum()), len(bad), len(events), " (replayed)" if replay else "")
+
+    def _stored(self, batch_id: int, write: Callable[..., None], *args: Any) -> None:
+        """One store write of the batch; on a full store disk, wait and retry until it succeeds (see the module
+        docstring)."""
+        delay, since = 1.0, None
+        while True:
+            try:
+                write(*args)
+            except StoreFull as exc:
+                since = since if since is not None else time.monotonic()
+                log.error("batch %d: the store is full (%s); holding the batch, its readings wait in Kafka; retrying "
+                          "in %.0f s", batch_id, exc, delay)
+                time.sleep(delay)
+                delay = min(STORE_FULL_RETRY_MAX_S, delay * 2)
+                continue
+            if since is not None:
+                log.warning("batch %d: store writes again after %.0f s", batch_id, time.monotonic() - since)
+            return
 
     def _advance(self, batch_id: int) -> list[AlertEvent]:
         self.engine.state.version = batch_id
