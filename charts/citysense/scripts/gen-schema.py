@@ -114,7 +114,9 @@ SCHEMA = {
                 "dlq": obj({"name": TOPIC, "partitions": {"type": "integer", "minimum": 1}}, ["name", "partitions"]),
                 "webhookTests": obj({"name": TOPIC, "partitions": {"type": "integer", "minimum": 1}},
                                     ["name", "partitions"]),
-            }, ["readings", "alerts", "dlq", "webhookTests"]),
+                "webhookRetries": obj({"name": TOPIC, "partitions": {"type": "integer", "minimum": 1}},
+                                      ["name", "partitions"]),
+            }, ["readings", "alerts", "dlq", "webhookTests", "webhookRetries"]),
         }, ["bootstrapServers", "topics"]),
         "cassandra": obj({
             "hosts": {"type": "array", "minItems": 1, "items": {"type": "string", "minLength": 1}},

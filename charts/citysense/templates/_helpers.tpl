@@ -127,6 +127,8 @@ checksum/config: {{ include (print $.Template.BasePath "/configmap.yaml") . | sh
   value: {{ .Values.kafka.topics.dlq.name | quote }}
 - name: CITYSENSE_WEBHOOK_TESTS_TOPIC
   value: {{ .Values.kafka.topics.webhookTests.name | quote }}
+- name: CITYSENSE_WEBHOOK_RETRIES_TOPIC
+  value: {{ .Values.kafka.topics.webhookRetries.name | quote }}
 - name: CITYSENSE_ENV
   value: {{ .Values.config.environment | quote }}
 - name: CITYSENSE_CONFIG_DIR

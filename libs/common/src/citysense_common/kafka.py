@@ -53,6 +53,12 @@ def webhook_tests_topic(name: str) -> TopicSpec:
     return TopicSpec(name, 1, _bounded(DAY_MS, 16))
 
 
+def webhook_retries_topic(name: str) -> TopicSpec:
+    """Deliveries the notifier parked for a later attempt, keyed by subscription; kept a week, well past the default
+    maximum age of a delivery (1 h)."""
+    return TopicSpec(name, 6, _bounded(7 * DAY_MS, 64))
+
+
 def base_config(settings: CommonSettings) -> dict[str, str | int | bool]:
     return {"bootstrap.servers": settings.bootstrap, **settings.kafka_options}
 

@@ -20,12 +20,11 @@ from dataclasses import dataclass
 import httpx
 from citysense_common.contract import AlertEvent
 from citysense_common.kafka import (
-    DAY_MS,
-    TopicSpec,
     consumer_config,
     default_topics,
     ensure_topics,
     producer_config,
+    webhook_retries_topic,
     webhook_tests_topic,
 )
 from citysense_common.store import Store, Subscription
@@ -46,11 +45,6 @@ log = logging.getLogger("citysense.notifier")
 _POLL_TIMEOUT_S = 0.1  # short: a new alert must be picked up promptly, and commits share the Kafka thread
 _COMMIT_EVERY_S = 0.2
 _ALERTMANAGER_MAX_PENDING = 1000  # pushes waiting or retrying; beyond it new ones are dropped (and counted)
-
-
-def retries_topic(name: str) -> TopicSpec:
-    """Parked deliveries, keyed by subscription; kept a week, well past the default max age of a delivery (1 h)."""
-    return TopicSpec(name, 6, {"retention.ms": str(7 * DAY_MS), "cleanup.policy": "delete"})
 
 
 @dataclass
@@ -117,7 +111,7 @@ class Notifier:
         s = self.settings
         topics = [spec for spec in default_topics(s) if spec.name == s.alerts_topic]
         topics.append(webhook_tests_topic(s.webhook_tests_topic))
-        topics.append(retries_topic(s.webhook_retries_topic))
+        topics.append(webhook_retries_topic(s.webhook_retries_topic))
         await asyncio.to_thread(ensure_topics, s.bootstrap, topics, s.kafka_options)
         consumer = Consumer(consumer_config(s, s.notifier_group, **{"fetch.wait.max.ms": 50}))
         consumer.subscribe([s.alerts_topic, s.webhook_tests_topic, s.webhook_retries_topic], on_revoke=self._on_revoke)
