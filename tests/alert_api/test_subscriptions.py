@@ -165,3 +165,15 @@ def test_query_validation_messages(client, url: str, where: str, says: str) -> N
     params = {p["name"]: p["reason"] for p in r.json()["invalid-params"]}
     assert where in params, params
     assert says.lower() in params[where].lower(), params[where]
+
+
+def test_production_refuses_a_port_the_notifier_may_not_reach(api_settings, store) -> None:
+    """The notifier delivers only to CITYSENSE_WEBHOOK_PORTS (80 and 443 in production, as the NetworkPolicy lets
+    out); a subscription elsewhere is refused when it is made, not dead-lettered at every alert."""
+    prod = api_settings.model_copy(update={"env": "production"})
+    with TestClient(create_app(prod, TOKEN, store=store)) as c:
+        r = c.post("/v1/subscriptions", json={**GOOD, "url": "http://93.184.215.14:8080/hook"}, headers=AUTH)
+        assert r.status_code == 422, r.text
+        assert "8080" in r.json()["detail"]
+        assert c.post("/v1/subscriptions", json={**GOOD, "url": "https://93.184.215.14/hook"},
+                      headers=AUTH).status_code == 201

@@ -49,7 +49,7 @@ SubIdPath = Annotated[str, Path(pattern=SUBSCRIPTION_ID_REGEX, description="subs
 
 async def _check_url(url: str, settings: ApiSettings) -> None:
     try:
-        await check_webhook_url(url, settings.allowed_networks())
+        await check_webhook_url(url, settings.allowed_networks(), ports=settings.webhook_ports_allowed())
     except UnsafeWebhookURL as exc:
         raise Problem(422, "Webhook URL refused", str(exc), type_="urn:citysense:problem:unsafe-webhook-url",
                       invalid_params=[{"name": "body.url", "reason": str(exc)}]) from None
