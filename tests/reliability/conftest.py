@@ -1,4 +1,4 @@
-"""The reliability suite (R1-R3, R8) runs with ``make test-reliability`` (CITYSENSE_RELIABILITY=1).
+"""The reliability suite (R1-R3, R8-R13) runs with ``make test-reliability`` (CITYSENSE_RELIABILITY=1).
 
 It starts real scorers (a Spark JVM each) and real notifiers against the real broker and takes minutes, so the
 default ``make test`` does not collect it. Set CITYSENSE_RELIABILITY=1 to run it with plain pytest.
