@@ -1,8 +1,9 @@
 """R3: hostile readings, generated with hypothesis, through the real scorer stream on the real broker.
 
 One scorer (``citysense-scorer stream``, Spark JVM included) runs for the module on unique topics. Every hypothesis
-example produces a batch that mixes hostile messages — bad JSON, NaN/Infinity, wrong types, payloads of about
-1 MB, timestamps far in the future, unknown metrics, invalid station ids — with valid readings of fresh stations,
+example produces a batch that mixes hostile messages — bad JSON, NaN/Infinity, wrong types, payloads from just
+over the contract's 64 KiB up to about 1 MB (Kafka refuses larger ones to the producer itself), timestamps far in
+the future, unknown metrics, invalid station ids — with valid readings of fresh stations,
 in an order hypothesis chooses. Then:
 - every hostile message is on the dead-letter topic, found by its source position (partition, offset), with the
   reason the Python reference validator (``citysense_scorer.reference``) gives for it and a detail text;
@@ -25,7 +26,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from citysense_common.contract import ContractError, format_ts
+from citysense_common.contract import MAX_READING_BYTES, ContractError, format_ts
 from citysense_common.kafka import TopicSpec, ensure_topics
 from citysense_common.registry import load_registry
 from citysense_localstack.servers.net import free_port
@@ -104,7 +105,9 @@ def wrong_type(draw: st.DrawFn) -> bytes:
 @st.composite
 def huge(draw: st.DrawFn) -> bytes:
     doc = base_doc("hostile-big", draw(st.integers(0, 10**6)))
-    doc["padding"] = "x" * draw(st.integers(1_000_000, 1_048_576))
+    # Over the contract's limit, under the broker's 1 MiB message.max.bytes (a bigger message never reaches a topic:
+    # the broker answers the producer MSG_SIZE_TOO_LARGE).
+    doc["padding"] = "x" * draw(st.integers(MAX_READING_BYTES + 1, 900_000))
     return dumps(doc)
 
 
