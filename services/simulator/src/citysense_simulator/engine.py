@@ -63,13 +63,17 @@ class SensorField:
         self.ticks = 0
         self._recompute()
 
-    def _ordered_history(self) -> np.ndarray:
-        return np.roll(self.history, -self.head, axis=0).astype(np.float64)
-
-    def _recompute(self) -> None:
-        ordered = self._ordered_history()
-        self.sum = ordered.sum(axis=0)
-        self.wsum = np.tensordot(self.weights, ordered, axes=(0, 0))
+    def _recompute(self, block_stations: int = 128) -> None:
+        """Sums from scratch, a block of stations at a time: a float64 copy of a big city's whole history would be
+        hundreds of MB, allocated every ``history`` ticks."""
+        order = np.roll(np.arange(self.params.history), -self.head)  # ring positions, oldest first
+        total = np.empty((self.stations, len(self.metrics)))
+        weighted = np.empty_like(total)
+        for start in range(0, self.stations, block_stations):
+            block = self.history[order, start:start + block_stations].astype(np.float64)
+            total[start:start + block_stations] = block.sum(axis=0)
+            weighted[start:start + block_stations] = np.tensordot(self.weights, block, axes=(0, 0))
+        self.sum, self.wsum = total, weighted
 
     def expected(self) -> np.ndarray:
         """The weighted average of each sensor's history (what the next value is centred on)."""
