@@ -145,7 +145,7 @@ def main() -> int:
     write_summary()
     plot(curve, RESULTS / f"{args.name}.png",
          f"soak: {rate:,.0f} readings/s offered, {args.minutes:g} min — lag bounded: {verdict['lag_bounded']}, "
-         f"memory bounded: {verdict['memory_bounded']}\n(without the broker, which keeps every message: "
+         f"memory bounded: {verdict['memory_bounded']}\n(without the broker: "
          f"{verdict['memory_bounded_without_broker']})")
     progress(f"soak: {json.dumps(verdict)} -> {RESULTS / (args.name + '.json')}, .png")
     return 0
