@@ -95,6 +95,9 @@ def wrong_type(draw: st.DrawFn) -> bytes:
         doc["location"]["lat"] = bad
     elif where == "location" and bad is None:  # "location": null is a valid reading (no location)
         doc[where] = "somewhere"
+    elif where == "metrics" and isinstance(bad, dict) and bad:
+        # A non-empty object of numbers is the right type for metrics (its names are merely unknown): a list is not.
+        doc[where] = list(bad.values())
     elif where in ("seq", "schema_version") and isinstance(bad, (int, float)) and not isinstance(bad, bool):
         doc[where] = str(bad)
     else:
