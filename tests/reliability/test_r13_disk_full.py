@@ -14,7 +14,6 @@ arriving. Then:
 
 from __future__ import annotations
 
-import errno
 import os
 import re
 import sqlite3
@@ -30,6 +29,7 @@ import httpx
 import pytest
 from citysense_common.contract import Reading
 from citysense_common.kafka import TopicSpec, ensure_topics
+from citysense_common.testing.disk import NeedsRoot, fill, small_tmpfs
 from citysense_localstack.servers.net import free_port
 from confluent_kafka import Producer
 
@@ -42,27 +42,11 @@ BEFORE, DURING = 60, 1500  # readings stored before the disk fills, readings tha
 
 @pytest.fixture
 def small_fs(tmp_path: Path) -> Iterator[Path]:
-    if os.geteuid() != 0:
-        pytest.skip("R13 mounts a 24 MiB tmpfs for the store: run as root")
-    mount = tmp_path / "store"
-    mount.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=24m", "tmpfs", str(mount)], check=True)
     try:
-        yield mount
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], check=False)
-
-
-def fill(directory: Path) -> Path:
-    filler = directory / "filler"
-    with filler.open("wb", buffering=0) as out:
-        for size in (1 << 20, 4096, 1):
-            try:
-                while True:
-                    out.write(b"\0" * size)
-            except OSError as exc:
-                assert exc.errno == errno.ENOSPC
-    return filler
+        with small_tmpfs(tmp_path / "store", "24m") as mount:
+            yield mount
+    except NeedsRoot as exc:
+        pytest.skip(f"R13 runs the store on a 24 MiB tmpfs: {exc}")
 
 
 def produce(bootstrap: str, topic: str, first: int, n: int) -> None:

@@ -8,8 +8,6 @@ PrometheusRule alerts on the gauges this store exports."""
 
 from __future__ import annotations
 
-import errno
-import os
 import shutil
 import subprocess
 from collections.abc import Iterator
@@ -20,6 +18,7 @@ import pytest
 import yaml
 from citysense_common.store import EnrichedReading, SQLiteStore, StoreError
 from citysense_common.store.base import StoreFull
+from citysense_common.testing.disk import NeedsRoot, fill, small_tmpfs
 from prometheus_client import REGISTRY
 
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
@@ -28,33 +27,11 @@ REPO = Path(__file__).resolve().parents[3]
 
 @pytest.fixture
 def small_fs(tmp_path: Path) -> Iterator[Path]:
-    mount = tmp_path / "small"
-    mount.mkdir()
-    if os.geteuid() != 0:
-        pytest.skip("mounting a tmpfs needs root")
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mount)], check=True)
     try:
-        yield mount
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], check=False)
-
-
-def fill(directory: Path) -> Path:
-    """Write a file until the filesystem refuses another byte."""
-    filler = directory / "filler"
-    chunk = b"\0" * 65536
-    with filler.open("wb", buffering=0) as out:
-        try:
-            while True:
-                out.write(chunk)
-        except OSError as exc:
-            assert exc.errno == errno.ENOSPC
-        try:
-            while True:
-                out.write(b"\0" * 512)
-        except OSError:
-            pass
-    return filler
+        with small_tmpfs(tmp_path / "small", "4m") as mount:
+            yield mount
+    except NeedsRoot as exc:
+        pytest.skip(str(exc))
 
 
 def batch(first: int, n: int) -> list[EnrichedReading]:
