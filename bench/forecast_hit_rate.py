@@ -7,7 +7,7 @@ window is full, then 24 h of one of three shapes, drawn at random:
 * bump - a rise that turns back after 2-6 h: a near miss unless the bump is big;
 * flat - nothing happens.
 
-The forecaster (:mod:`citysense_scorer.forecast`, horizon 6 h) runs on every reading. Truth is the same bucketed
+The forecaster (:mod:`citysense_scorer.health.forecast`, horizon 6 h) runs on every reading. Truth is the same bucketed
 24-h mean the forecaster and the threshold engine use. Figures:
 
 * hit rate (precision) - forecasts after which the mean really crossed within the horizon + 1 h;
@@ -29,7 +29,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from citysense_common.contract import AlertState  # noqa: E402
-from citysense_scorer.forecast import ForecastConfig, Forecaster, ForecastTarget, current_mean  # noqa: E402
+from citysense_scorer.health.forecast import ForecastConfig, Forecaster, ForecastTarget, current_mean  # noqa: E402
 from harness import Figure, progress, write_result  # noqa: E402
 
 MIN = 60_000

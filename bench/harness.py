@@ -48,7 +48,7 @@ def health_off() -> bool:
     """A run with station health switched off (``CITYSENSE_HEALTH_ENABLED=false``; it is on by default), read by
     the scorer's own settings so the bench and the stack agree on every spelling of false."""
     from citysense_common.settings import load_settings
-    from citysense_scorer.health import HealthSettings
+    from citysense_scorer.health.settings import HealthSettings
 
     return not load_settings(HealthSettings).health_enabled
 

@@ -28,9 +28,10 @@ def measure(stations: int) -> dict[str, dict[str, float]]:
     from citysense_common.paths import config_dir
     from citysense_common.registry import load_registry
     from citysense_common.settings import load_settings
-    from citysense_scorer.health import BatchColumns, HealthBucket, HealthContext, HealthSettings
-    from citysense_scorer.health_spark import encode_state
-    from citysense_scorer.rules import load_rules
+    from citysense_scorer.alerts.rules import load_rules
+    from citysense_scorer.health.bucket import BatchColumns, HealthBucket, HealthContext
+    from citysense_scorer.health.settings import HealthSettings
+    from citysense_scorer.health.spark import encode_state
 
     registry = load_registry()
     ctx = HealthContext.build(registry, "city", load_settings(HealthSettings), load_rules(config_dir() / "rules.yaml",

@@ -60,9 +60,9 @@ def measure(tasks: int, rate: int, stations: int, seconds: float, warmup: float)
     """One broker and one Spark session; ``warmup`` s of load unrecorded, then ``seconds`` recorded."""
     from citysense_common.kafka import TopicSpec, ensure_topics
     from citysense_localstack.servers.kafka import running_kafka
+    from citysense_scorer.job.session import build_session
     from citysense_scorer.settings import scorer_settings
-    from citysense_scorer.spark import build_session
-    from citysense_scorer.stream import source_frame
+    from citysense_scorer.source.frame import source_frame
 
     tmp = Path(tempfile.mkdtemp(prefix="citysense-floor-"))
     with running_kafka(log_path=tmp / "broker.log") as broker:

@@ -6,8 +6,8 @@ from datetime import UTC, datetime, timedelta
 
 from citysense_alert_api.routes.stations import ALLOWANCES
 from citysense_common.store import EnrichedReading, StationRecord
-from citysense_scorer.aggregates import DEFAULT_ALLOWANCES
-from citysense_scorer.batch import run_day
+from citysense_scorer.batch.aggregates import DEFAULT_ALLOWANCES
+from citysense_scorer.batch.daily import run_day
 
 PROBLEM = "application/problem+json"
 

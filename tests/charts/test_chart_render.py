@@ -166,7 +166,7 @@ def test_env_names_exist_in_the_services_settings() -> None:
                         ("citysense_alert_api.settings", "ApiSettings"),
                         ("citysense_notifier.settings", "NotifierSettings"),
                         ("citysense_scorer.settings", "ScorerSettings"),
-                        ("citysense_scorer.health", "HealthSettings")]:
+                        ("citysense_scorer.health.settings", "HealthSettings")]:
         try:
             settings_module = __import__(module, fromlist=[cls])
         except ModuleNotFoundError:

@@ -28,7 +28,7 @@ def test_stream_health_setting_reaches_driver_and_executors(default_docs) -> Non
 
 def test_health_values_reach_the_scorer_settings(monkeypatch: pytest.MonkeyPatch) -> None:
     from citysense_common.settings import load_settings
-    from citysense_scorer.health import HealthSettings
+    from citysense_scorer.health.settings import HealthSettings
 
     docs = render(values={"scorer.health": {"enabled": False, "offlineAfterSeconds": 90, "buckets": 16,
                                             "offlineGroups": {"lora-*": 900}}})
@@ -134,9 +134,9 @@ def test_values_document_both() -> None:
 
 
 def test_scorer_pods_give_memory_back_like_the_local_scorer(default_docs) -> None:  # noqa: ANN001
-    """The chart repeats citysense_scorer.spark's memory settings (a pod's JVM starts before any scorer code runs);
-    this keeps the two copies equal."""
-    from citysense_scorer.spark import JVM_MEMORY_OPTIONS, LEAN_MEMORY_ENV
+    """The chart repeats the memory settings of citysense_scorer.job.session (a pod's JVM starts before any scorer
+    code runs); this keeps the two copies equal."""
+    from citysense_scorer.job.session import JVM_MEMORY_OPTIONS, LEAN_MEMORY_ENV
 
     for kind, name in (("SparkApplication", STREAM), ("ScheduledSparkApplication", BATCH)):
         doc = find(default_docs, kind, name)["spec"]

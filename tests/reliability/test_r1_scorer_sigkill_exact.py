@@ -1,6 +1,6 @@
 """R1: SIGKILL the scorer mid-stream (twice), restart it: stored rows and alert events exactly as an uninterrupted run.
 
-tests/scorer/test_stream_e2e.py already kills the scorer once and checks the row count, the dead letters, that no
+tests/scorer/job/test_stream_e2e.py already kills the scorer once and checks the row count, the dead letters, that no
 event id repeats and the counts of one rule's events. This test makes the comparison exact: the same input (every
 message produced before the scorer starts, so micro-batch boundaries depend only on offsets and the per-trigger
 cap, which the checkpoint keeps across restarts) goes through

@@ -6,7 +6,7 @@ over the contract's 64 KiB up to about 1 MB (Kafka refuses larger ones to the pr
 the future, unknown metrics, invalid station ids — with valid readings of fresh stations,
 in an order hypothesis chooses. Then:
 - every hostile message is on the dead-letter topic, found by its source position (partition, offset), with the
-  reason the Python reference validator (``citysense_scorer.reference``) gives for it and a detail text;
+  reason the Python reference validator (``citysense_scorer.source.reference``) gives for it and a detail text;
 - every valid reading is stored exactly once, with z-scores (it was scored), and none of them is dead-lettered.
 """
 
@@ -30,7 +30,7 @@ from citysense_common.contract import MAX_READING_BYTES, ContractError, format_t
 from citysense_common.kafka import TopicSpec, ensure_topics
 from citysense_common.registry import load_registry
 from citysense_localstack.servers.net import free_port
-from citysense_scorer.reference import validate_reading
+from citysense_scorer.source.reference import validate_reading
 from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st

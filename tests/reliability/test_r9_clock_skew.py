@@ -12,7 +12,7 @@ them:
 
 Once the skewed gateways have been sending for a while, ``r9-hot`` (a correct clock) starts reporting hazardous
 PM2.5. Its ``pm25-acute-1m`` alert must open within the bound of the live-timing engine test
-(tests/scorer/test_engine.py test_pm25_500_at_1hz_opens_critical_within_10s: 10 s of event time after its first
+(tests/scorer/alerts/test_engine.py test_pm25_500_at_1hz_opens_critical_within_10s: 10 s of event time after its first
 hazardous reading), and reach the alerts topic within ``ALERT_WITHIN_S`` of that reading being sent. ``r9-day`` and
 ``r9-hour`` each get an open ``sensor_fault`` alert with rule ``fault-clock``; their readings are dead letters
 (``future_timestamp``); ``r9-calm``, ``r9-hot`` and ``r9-near`` get none.

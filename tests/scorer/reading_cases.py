@@ -1,5 +1,6 @@
 """Readings every validator must classify the same way: the reference (contract + registry checks) and the
-scorer's decoder (tests/scorer/test_decode.py). One row per case: name, raw value (None = null), expected reason."""
+scorer's decoder (tests/scorer/source/test_decode.py). One row per case: name, raw value (None = null), expected
+reason."""
 
 from __future__ import annotations
 

@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 from citysense_common.contract import AlertEvent
-from citysense_scorer.engine import AlertEngine, BatchInput
-from citysense_scorer.rules import BUCKETS_PER_WINDOW
+from citysense_scorer.alerts.engine import AlertEngine, BatchInput
+from citysense_scorer.alerts.rules import BUCKETS_PER_WINDOW
 
 
 @dataclass

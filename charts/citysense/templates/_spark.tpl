@@ -23,7 +23,7 @@ working directory /opt/spark/work-dir; driver and executors run the same image.
 # Kafka read tasks per micro-batch: one per executor core too (each task costs a Python worker round trip).
 - name: CITYSENSE_SCORER_SOURCE_TASKS
   value: {{ include "citysense.spark.statePartitions" . | quote }}
-# Give memory back after each micro-batch (the values of citysense_scorer.spark.LEAN_MEMORY_ENV; see there).
+# Give memory back after each micro-batch (the values of citysense_scorer.job.session.LEAN_MEMORY_ENV; see there).
 - name: MALLOC_MMAP_THRESHOLD_
   value: "131072"
 - name: MALLOC_TRIM_THRESHOLD_
@@ -133,7 +133,7 @@ sparkConf:
   spark.metrics.conf.*.sink.prometheusServlet.path: /metrics/prometheus
   spark.sql.shuffle.partitions: {{ include "citysense.spark.statePartitions" $ | quote }}
   # G1 returns heap it no longer needs and keeps the health state's large copies young
-  # (citysense_scorer.spark.JVM_MEMORY_OPTIONS).
+  # (citysense_scorer.job.session.JVM_MEMORY_OPTIONS).
   {{- $jvmMemory := "-XX:MaxHeapFreeRatio=20 -XX:MinHeapFreeRatio=5 -XX:G1PeriodicGCInterval=5000 -XX:G1HeapRegionSize=8m -XX:+UnlockExperimentalVMOptions -XX:G1MaxNewSizePercent=25" }}
   spark.driver.extraJavaOptions: {{ $jvmMemory | quote }}
   spark.executor.extraJavaOptions: {{ $jvmMemory | quote }}

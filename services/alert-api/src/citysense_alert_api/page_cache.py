@@ -6,7 +6,8 @@ returning cached bytes costs microseconds, which is what keeps the API's p99 low
 
 Why a page can never hide a change for long:
 
-- Ordering: the scorer writes alerts to the store *before* it produces their events (``citysense_scorer.sink``).
+- Ordering: the scorer writes alerts to the store *before* it produces their events
+  (``citysense_scorer.sink.micro_batch``).
   When this process's alert-stream reader sees any event, the store already holds the change, and
   :meth:`PageCache.invalidate` then drops every page, so the next request reads the store again.
 - Race: a request that read the store just before a change but finishes after the drop must not keep its stale

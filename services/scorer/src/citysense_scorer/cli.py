@@ -19,15 +19,15 @@ def main(argv: list[str] | None = None) -> int:
     batch.add_argument("--station", action="append", default=[], help="only this station (repeatable)")
     args = parser.parse_args(argv)
     if args.command == "batch":
-        from citysense_scorer.batch import main as batch_main
+        from citysense_scorer.batch.daily import main as batch_main
 
         return batch_main(["--day", args.day, *[a for s in args.station for a in ("--station", s)]])
     settings = scorer_settings()
     setup_logging("scorer", settings.log_level, settings.log_format)
     if args.command == "stream":
-        from citysense_scorer.health_wiring import CheckpointMismatch, check_checkpoint
-        from citysense_scorer.kafka_source import CheckpointBeyondTopic
-        from citysense_scorer.stream import run
+        from citysense_scorer.health.checkpoint import CheckpointMismatch, check_checkpoint
+        from citysense_scorer.job.stream import run
+        from citysense_scorer.source.kafka_datasource import CheckpointBeyondTopic
 
         try:
             # Before the broker and Spark: a checkpoint of the other health setting cannot be resumed (Spark would

@@ -22,7 +22,7 @@ def freeze_once() -> None:
 
 def freeze_kept() -> None:
     """Move what is alive now out of the collector's reach: call at the start of a task of a worker that keeps
-    state between tasks (the health buckets, see :mod:`citysense_scorer.health_spark`). The daemon collected after
+    state between tasks (the health buckets, see :mod:`citysense_scorer.health.spark`). The daemon collected after
     the previous task, so what is alive is that kept state and this task's input; without this, every per-task
     collection walked the kept detectors of all the worker's stations again (~0.25 s per task at 5,000 stations).
     A frozen object is still freed by reference counting when the next batch replaces it; only a reference cycle

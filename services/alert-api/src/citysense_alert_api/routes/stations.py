@@ -36,7 +36,7 @@ EARLIEST = datetime.min.replace(tzinfo=UTC)
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 MAX_AGGREGATE_DAYS = 366
 # Daily-mean limits with a yearly allowance of exceedance days (kept equal to the batch job's defaults,
-# citysense_scorer.aggregates.DEFAULT_ALLOWANCES; a test checks they agree).
+# citysense_scorer.batch.aggregates.DEFAULT_ALLOWANCES; a test checks they agree).
 ALLOWANCES: tuple[tuple[str, str, float, int, str], ...] = (
     ("eu-pm10-daily", "pm10", 45.0, 18,
      "Directive (EU) 2024/2881, Annex I (from 2030): PM10 daily mean 45 µg/m³, max 18 exceedances/year"),

@@ -1,0 +1,1 @@
+"""The daily batch: aggregates per station, metric and UTC day, and year-to-date exceedance days."""

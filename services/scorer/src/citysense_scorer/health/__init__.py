@@ -1,0 +1,1 @@
+"""Station health: pure detectors (baselines, faults, offline, forecasts), per-bucket state, Spark operator."""

@@ -1,0 +1,108 @@
+"""SparkSession for the scorer: small local footprint, Arrow transfers, the Kafka Python data source registered."""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import os
+import sys
+
+from citysense_common.jvm.java import ensure_java
+from pyspark.sql import SparkSession
+
+from citysense_scorer.source.kafka_datasource import KafkaDataSource
+
+# Checkpoint writes without a process per file. Without Hadoop's native library (not on PyPI) the local file system
+# runs `chmod` for every file it creates (and its .crc twin) and FileContext's rename runs `readlink`; the health
+# operator's RocksDB state store uploads a snapshot per partition per micro-batch, and the scorer forked ~10
+# processes a second from a 1 GiB JVM (a third of the machine's CPU in system time at 1,000 readings/s). Hence:
+# the FileSystem-based checkpoint manager (plain rename, atomic on a local disk; no readlink) and RocksDB changelog
+# checkpointing (a small changelog per batch, snapshots in the background). (The raw local file system would also
+# drop the .crc files, but RocksDB's file manager insists on the checksummed one.)
+FS_CHECKPOINT_MANAGER = "org.apache.spark.sql.execution.streaming.checkpointing.FileSystemBasedCheckpointFileManager"
+
+# Memory handed back after each micro-batch. A backlog batch (200,000 readings) briefly needs hundreds of MiB in the
+# driver, the JVM and every Python worker, and by default all three keep the peak: glibc raises its mmap threshold
+# after large frees (so later large buffers come from a heap it rarely trims), pyarrow's mimalloc pool keeps freed
+# pages, and G1 keeps the heap it grew to. Measured at 5,000 stations x 1 Hz with health on (2 cores), catching up
+# from a 2-minute backlog: peak stack VmRSS sum 4.32 -> 3.59 GiB, at 3,692 -> 3,908 readings/s (run-to-run noise).
+# The chart sets the same on the scorer's pods (tests/charts check the two agree).
+LEAN_MEMORY_ENV = {
+    "MALLOC_MMAP_THRESHOLD_": "131072",  # fixed: buffers over 128 KiB are mmap'd and unmapped when freed
+    "MALLOC_TRIM_THRESHOLD_": "131072",  # trim the heap's free top past 128 KiB
+    "ARROW_DEFAULT_MEMORY_POOL": "system",  # pyarrow allocates through glibc, i.e. under the two settings above
+}
+# The health operator's state crosses the JVM several times per micro-batch, one document per bucket (1.7 MB at
+# 5,000 stations in 8 buckets): pickled from Python, as a string, into RocksDB. With G1's default 1 MiB regions every
+# copy over 512 KiB is a humongous object, allocated straight in the old generation, which then filled twice a second
+# and kept concurrent marking running: GC threads took 4.7 of the JVM's 12.8 CPU-s per 30 s at 5,000 stations x 1 Hz.
+# 8 MiB regions keep objects up to 4 MiB young. The young generation is capped at a quarter of the heap: once
+# collections became rare, G1 grew it to 400 MiB (+300 MiB resident).
+JVM_GC_OPTIONS = "-XX:G1HeapRegionSize=8m -XX:+UnlockExperimentalVMOptions -XX:G1MaxNewSizePercent=25"
+JVM_MEMORY_OPTIONS = "-XX:MaxHeapFreeRatio=20 -XX:MinHeapFreeRatio=5 -XX:G1PeriodicGCInterval=5000 " + JVM_GC_OPTIONS
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc <malloc.h>
+
+
+def lean_memory() -> None:
+    """Apply :data:`LEAN_MEMORY_ENV` to this process and, through the environment, to the JVM started next and its
+    Python workers (settings already in the environment win)."""
+    for name, value in LEAN_MEMORY_ENV.items():
+        os.environ.setdefault(name, value)
+    # This process read its MALLOC_* variables when it started; set the same through mallopt (glibc only).
+    libc_name = ctypes.util.find_library("c")
+    libc = ctypes.CDLL(libc_name) if libc_name else None
+    if libc is not None and hasattr(libc, "mallopt"):
+        libc.mallopt(_M_MMAP_THRESHOLD, int(os.environ["MALLOC_MMAP_THRESHOLD_"]))
+        libc.mallopt(_M_TRIM_THRESHOLD, int(os.environ["MALLOC_TRIM_THRESHOLD_"]))
+    if os.environ["ARROW_DEFAULT_MEMORY_POOL"] == "system":
+        import pyarrow as pa
+
+        pa.set_memory_pool(pa.system_memory_pool())
+
+
+def build_session(master: str, *, shuffle_partitions: int, driver_memory: str,
+                  app_name: str = "citysense-scorer") -> SparkSession:
+    ensure_java()
+    # Workers must run the same interpreter as the driver (the venv with confluent-kafka and pyarrow).
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
+    lean_memory()
+    session = (
+        SparkSession.builder.master(master)
+        .appName(app_name)
+        .config("spark.ui.enabled", "false")
+        .config("spark.ui.showConsoleProgress", "false")  # a progress bar redrawn into the log file, per stage
+        .config("spark.sql.shuffle.partitions", str(shuffle_partitions))
+        .config("spark.default.parallelism", str(shuffle_partitions))
+        .config("spark.sql.session.timeZone", "UTC")
+        .config("spark.sql.execution.arrow.pyspark.enabled", "true")
+        .config("spark.python.worker.reuse", "true")
+        .config("spark.driver.memory", driver_memory)
+        .config("spark.driver.extraJavaOptions", JVM_MEMORY_OPTIONS)  # local mode: the driver JVM starts here
+        # Streaming: keep the offset/commit logs short; the job never needs old batches.
+        .config("spark.sql.streaming.minBatchesToRetain", "20")
+        .config("spark.sql.adaptive.enabled", "false")
+        # Validation happens in Python before rows reach Spark (source/decode.py); non-ANSI mode keeps any SQL over the
+        # decoded rows from failing a task on an odd value.
+        .config("spark.sql.ansi.enabled", "false")
+        .config("spark.sql.streaming.stateStore.rocksdb.changelogCheckpointing.enabled", "true")
+        .config("spark.sql.streaming.checkpointFileManagerClass", FS_CHECKPOINT_MANAGER)
+        .getOrCreate()
+    )
+    session.sparkContext.setLogLevel("WARN")
+    quiet_jvm_loggers(session)
+    session.dataSource.register(KafkaDataSource)
+    return session
+
+
+# Spark's "Current batch is falling behind. The trigger interval is 500 milliseconds, but spent 1489 milliseconds"
+# comes for every micro-batch that outlasts the trigger, which under load is every one: a WARN line a second in the
+# scorer's log. How far behind the job is shows in its metrics (batch duration, consumer lag) instead.
+QUIET_JVM_LOGGERS = ("org.apache.spark.sql.execution.streaming.runtime.ProcessingTimeExecutor",)
+
+
+def quiet_jvm_loggers(session: SparkSession) -> None:
+    jvm = session.sparkContext._jvm
+    assert jvm is not None
+    for name in QUIET_JVM_LOGGERS:
+        jvm.org.apache.logging.log4j.core.config.Configurator.setLevel(name, jvm.org.apache.logging.log4j.Level.ERROR)

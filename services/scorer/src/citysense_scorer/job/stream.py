@@ -1,0 +1,139 @@
+"""``citysense-scorer stream``: build the streaming query and run it until SIGTERM/SIGINT."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import signal
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from citysense_common.kafka import default_topics, ensure_topics, wait_for_broker
+from citysense_common.settings import load_settings
+from citysense_common.store.factory import open_store
+
+from citysense_scorer import metrics as m
+from citysense_scorer.alerts.engine import AlertEngine
+from citysense_scorer.alerts.engine_log import EngineLog
+from citysense_scorer.alerts.rules import duration_ms, load_rules
+from citysense_scorer.health.bucket import HealthContext
+from citysense_scorer.health.settings import HealthSettings
+from citysense_scorer.health.spark import attach_health
+from citysense_scorer.job.lag import follow_processed, start_lag
+from citysense_scorer.settings import ScorerSettings
+from citysense_scorer.sink.micro_batch import BatchSink
+from citysense_scorer.sink.overlap import OverlappedSink, SinkWal
+from citysense_scorer.source.frame import source_frame
+
+log = logging.getLogger(__name__)
+
+
+def start_query(spark: Any, settings: ScorerSettings, sink: Callable[[Any, int], None]) -> Any:
+    registry = settings.registry()
+    scored = source_frame(spark, settings)
+    health = load_settings(HealthSettings)
+    if health.health_enabled:
+        # sensor faults, offline timers, baselines, forecasts (one stateful operator keyed by a bucket of stations)
+        rules = load_rules(settings.rules_path, registry)
+        scored = attach_health(scored, HealthContext.build(registry, settings.profile, health, rules))
+    writer = (scored.writeStream.queryName("citysense-scorer").foreachBatch(sink)
+              .option("checkpointLocation", str(settings.checkpoint_dir / "spark")))
+    if settings.scorer_trigger_ms:
+        writer = writer.trigger(processingTime=f"{settings.scorer_trigger_ms} milliseconds")
+    return writer.start()
+
+
+def build_sink(settings: ScorerSettings) -> BatchSink:
+    registry = settings.registry()
+    rules = load_rules(settings.rules_path, registry)
+    engine = AlertEngine(rules, registry, watermark_ms=int(settings.scorer_watermark_s * 1000),
+                         outlier_cooldown_ms=int(settings.scorer_outlier_cooldown_s * 1000),
+                         eval_step_ms=int(settings.scorer_eval_step_s * 1000))
+    ckpt = settings.checkpoint_dir
+    if not (ckpt / "spark" / "offsets").exists():
+        # A fresh Spark checkpoint starts at batch 0 again: engine state and unfinished batches of an older
+        # checkpoint would not match.
+        EngineLog.reset(ckpt / "engine")
+        SinkWal.reset(sink_wal_dir(settings))
+    engine_log = EngineLog(ckpt / "engine", snapshot_every=settings.scorer_snapshot_every)
+    engine_log.recover(engine)
+    log.info("engine recovered at batch %d (%d stations, %d alert slots); rules: %s", engine.state.version,
+             len(engine.state.station_ids), len(engine.state.slots), ", ".join(r.id for r in rules.rules))
+    return BatchSink(settings, registry, engine, engine_log, open_store(settings))
+
+
+def sink_wal_dir(settings: ScorerSettings) -> Path:
+    return settings.checkpoint_dir / "sink-wal"
+
+
+def foreach_batch(settings: ScorerSettings,
+                  sink: BatchSink) -> tuple[Callable[[Any, int], None], OverlappedSink | None]:
+    """The query's ``foreachBatch`` function and, when the sink runs overlapped (the default), its
+    :class:`OverlappedSink` after it finished the batches a previous run left unfinished."""
+    if not settings.scorer_sink_overlap:
+        return sink, None
+    overlapped = OverlappedSink(sink.run, SinkWal(sink_wal_dir(settings)))
+    if done := overlapped.recover():
+        log.info("finished %d batch(es) left in the sink's write-ahead files", done)
+    return overlapped, overlapped
+
+
+def run(settings: ScorerSettings) -> int:
+    from citysense_scorer.job.session import build_session
+
+    wait_for_broker(settings.bootstrap, timeout=60, extra=settings.kafka_options)
+    ensure_topics(settings.bootstrap, default_topics(settings), extra=settings.kafka_options)
+    settings.checkpoint_dir.mkdir(parents=True, exist_ok=True)
+    duration_ms("1s")  # rules module import check
+    m.serve(settings.scorer_metrics_port)
+    stop = threading.Event()
+
+    def on_signal(signum: int, _frame: Any) -> None:
+        log.info("signal %d: stopping after the current micro-batch", signum)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    sink = build_sink(settings)
+    batch_fn, overlapped = foreach_batch(settings, sink)
+    lag, probe = start_lag(settings)
+    spark = build_session(settings.scorer_spark_master, shuffle_partitions=settings.scorer_shuffle_partitions,
+                          driver_memory=settings.scorer_driver_memory)
+    query = start_query(spark, settings, batch_fn)
+    log.info("scorer running: %s -> store, %s, %s; checkpoint %s; metrics :%d", settings.readings_topic,
+             settings.alerts_topic, settings.dlq_topic, settings.checkpoint_dir, settings.scorer_metrics_port)
+    failure = None
+    try:
+        while not stop.is_set() and query.isActive:
+            query.awaitTermination(1)
+            if overlapped is not None and (error := overlapped.failure()) is not None:
+                # Spark would only hear of it at the next micro-batch, which an idle stream may never start.
+                failure = error
+                break
+            progress = query.lastProgress
+            follow_processed(lag, progress, overlapped, settings.checkpoint_dir / "spark", settings.readings_topic)
+            for phase, ms in ((progress or {}).get("durationMs") or {}).items():
+                m.TRIGGER_PHASE.labels(phase).set(ms / 1000)
+            messages = lag.value()
+            if messages is not None:
+                m.LAG.set(messages)
+        if failure is None and not stop.is_set():
+            failure = query.exception()
+    except Exception:
+        # SIGTERM to the process group also reaches the JVM, whose shutdown hook stops Spark under us; that is a
+        # requested stop, and safe: every batch effect is idempotent and unfinished batches re-run from the checkpoint.
+        if not stop.is_set():
+            raise
+    finally:
+        # The batch in the sink finishes before the store closes (or stays in its write-ahead file after 60 s).
+        drain = (lambda: overlapped.close(60)) if overlapped is not None else (lambda: None)
+        for step in (query.stop, drain, lambda: sink.producer.flush(30), sink.store.close, spark.stop, probe.close):
+            with contextlib.suppress(Exception):
+                step()
+    if failure is not None:
+        log.error("streaming query failed: %s", failure)
+        return 1
+    log.info("scorer stopped")
+    return 0

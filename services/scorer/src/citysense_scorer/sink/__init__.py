@@ -1,0 +1,1 @@
+"""The micro-batch sink: alert engine, store writes, alert events and dead letters, overlapped with Spark."""
