@@ -83,7 +83,7 @@ def measure(tasks: int, rate: int, stations: int, seconds: float, warmup: float)
                 samples.append(latencies_ms(ts_us, arrived_ms))
                 batches.append((started, table.num_rows))
 
-        query = (source_frame(spark, settings).writeStream.foreachBatch(sink)
+        query = (source_frame(spark, settings, settings.registry()).writeStream.foreachBatch(sink)
                  .option("checkpointLocation", str(tmp / "checkpoint")).start())
         stop = threading.Event()
         load = threading.Thread(target=produce, args=(broker.bootstrap, rate, stations, stop), daemon=True)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import pickle
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -167,6 +168,37 @@ def test_state_round_trips_through_a_snapshot(registry, tmp_path: Path) -> None:
     log.recover(restored)
     assert restored.state.version == 6
     assert pickle.dumps(restored.state.slots) == pickle.dumps(engine.state.slots)
+    for batch_id, df in enumerate(data[7:], start=7):
+        assert comparable(restored.apply(batch_id, restored.reduce(df))) == \
+            comparable(engine.apply(batch_id, engine.reduce(df)))
+
+
+def test_engine_files_that_name_the_flat_layouts_modules_recover(registry, tmp_path: Path,  # noqa: ANN001
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """A checkpoint written while the engine's classes lived in citysense_scorer.engine and
+    citysense_scorer.series_table: its snapshot and log entries recover as if written now."""
+    import citysense_scorer.alerts.engine as engine_module
+    import citysense_scorer.alerts.series_table as table_module
+
+    engine, _ = engines(registry, 5000)
+    data = batches(2)
+    log = EngineLog(tmp_path, snapshot_every=4)
+    with monkeypatch.context() as flat:
+        flat_names = {"citysense_scorer.engine": engine_module, "citysense_scorer.series_table": table_module}
+        for name, module in flat_names.items():
+            flat.setitem(sys.modules, name, module)
+            for cls in [c for c in vars(module).values() if isinstance(c, type) and c.__module__ == module.__name__]:
+                flat.setattr(cls, "__module__", name)
+        for batch_id, df in enumerate(data[:7]):
+            reduced = engine.reduce(df)
+            log.write(batch_id, reduced, engine.apply(batch_id, reduced), [], engine, watermark=0)
+    assert b"citysense_scorer.series_table" in (log.snap_dir / "4").read_bytes()
+    assert b"citysense_scorer.engine" in (log.log_dir / "6").read_bytes()
+    restored, _ = engines(registry, 5000)
+    log.recover(restored)  # snapshot 4, then the entries of batches 5 and 6
+    assert restored.state.version == 6
+    assert restored.state.slots == engine.state.slots
+    assert isinstance(log.read(6)["input"], engine_module.BatchInput)
     for batch_id, df in enumerate(data[7:], start=7):
         assert comparable(restored.apply(batch_id, restored.reduce(df))) == \
             comparable(engine.apply(batch_id, engine.reduce(df)))

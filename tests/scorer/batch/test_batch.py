@@ -8,10 +8,13 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from citysense_common.settings import SettingsError
 from citysense_common.store.base import DailyAggregate, EnrichedReading, StationRecord
 from citysense_common.store.sqlite import SQLiteStore
-from citysense_scorer.batch.aggregates import Allowance, load_allowances, yearly_summary
-from citysense_scorer.batch.daily import main, run_day
+from citysense_scorer.batch.aggregates import DEFAULT_ALLOWANCES, Allowance, yearly_summary
+from citysense_scorer.batch.daily import run_day
+from citysense_scorer.batch.settings import batch_settings
+from citysense_scorer.cli import main
 
 DAY = "2026-03-10"
 START = datetime(2026, 3, 10, tzinfo=UTC)
@@ -93,33 +96,38 @@ def test_exceedance_days_against_the_eu_allowance() -> None:
     assert summary.exceedances[0].days_above == 0
 
 
-def test_allowances_are_configurable() -> None:
-    custom = load_allowances({"CITYSENSE_EXCEEDANCE_ALLOWANCES": json.dumps(
-        [{"id": "who-pm10", "metric": "pm10", "limit": 45, "allowed_days": 3}])})
+def test_allowances_are_configurable(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert batch_settings().exceedance_allowances == DEFAULT_ALLOWANCES
+    monkeypatch.setenv("CITYSENSE_EXCEEDANCE_ALLOWANCES", "")
+    assert batch_settings().exceedance_allowances == DEFAULT_ALLOWANCES
+    monkeypatch.setenv("CITYSENSE_EXCEEDANCE_ALLOWANCES", json.dumps(
+        [{"id": "who-pm10", "metric": "pm10", "limit": 45, "allowed_days": 3}]))
+    custom = batch_settings().exceedance_allowances
     assert custom == (Allowance("who-pm10", "pm10", 45.0, 3, ""),)
     [summary] = yearly_summary(daily("pm10", 4, 50.0), 2026, custom)
     assert summary.exceedances[0].exceeded
+    monkeypatch.setenv("CITYSENSE_EXCEEDANCE_ALLOWANCES", "[{not json")
+    with pytest.raises(SettingsError, match="CITYSENSE_EXCEEDANCE_ALLOWANCES"):
+        batch_settings()
 
 
 def test_cli_writes_aggregates(store: SQLiteStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                capsys: pytest.CaptureFixture[str]) -> None:
     seed(store, "st-1", 24, 50.0)
     monkeypatch.setenv("CITYSENSE_SQLITE_PATH", str(store.path))
-    assert main(["--day", DAY]) == 0
+    assert main(["batch", "--day", DAY]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["aggregates"] == 2 and out["year_to_date"]["st-1"][0]["metric"] == "pm10"
     assert len(store.read_daily_aggregates("st-1")) == 2
     with pytest.raises(SystemExit):
-        main(["--day", "10/03/2026"])
+        main(["batch", "--day", "10/03/2026"])
 
 
 def test_scorer_cli_batch_subcommand(store: SQLiteStore, monkeypatch: pytest.MonkeyPatch,
                                      capsys: pytest.CaptureFixture[str]) -> None:
-    from citysense_scorer.cli import main as cli_main
-
     seed(store, "st-1", 24, 50.0)
     seed(store, "st-2", 24, 10.0)
     monkeypatch.setenv("CITYSENSE_SQLITE_PATH", str(store.path))
-    assert cli_main(["batch", "--day", DAY, "--station", "st-2"]) == 0
+    assert main(["batch", "--day", DAY, "--station", "st-2"]) == 0
     assert json.loads(capsys.readouterr().out)["aggregates"] == 2
     assert store.read_daily_aggregates("st-1") == [] and len(store.read_daily_aggregates("st-2")) == 2

@@ -20,6 +20,7 @@ from citysense_common.contract import Reading
 from citysense_common.kafka import TopicSpec, ensure_topics
 from citysense_scorer.health.checkpoint import CheckpointMismatch, check_checkpoint
 from citysense_scorer.health.spark import STATE_PROVIDER
+from citysense_scorer.settings import scorer_settings
 
 from tests.scorer.job.test_stream_e2e import produce, scorer_env, start_scorer, stored_count
 
@@ -81,13 +82,13 @@ def test_unreadable_entries_are_left_to_spark(tmp_path: Path) -> None:
     check_checkpoint(tmp_path, True)
 
 
-def test_the_setting_comes_from_the_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_setting_comes_from_the_scorer_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     offsets_entry(tmp_path, 0, HDFS)
     monkeypatch.setenv("CITYSENSE_HEALTH_ENABLED", "false")
-    check_checkpoint(tmp_path)  # off, like the checkpoint
+    check_checkpoint(tmp_path, scorer_settings().health_enabled)  # off, like the checkpoint
     monkeypatch.delenv("CITYSENSE_HEALTH_ENABLED", raising=False)
     with pytest.raises(CheckpointMismatch):
-        check_checkpoint(tmp_path)  # health is on by default
+        check_checkpoint(tmp_path, scorer_settings().health_enabled)  # health is on by default
 
 
 @pytest.mark.slow

@@ -19,6 +19,7 @@ from citysense_common.contract import (
     dead_letter,
 )
 from citysense_common.kafka import default_topics, ensure_topics
+from citysense_scorer.alerts.rules import load_rules
 from citysense_scorer.job.stream import build_sink
 from citysense_scorer.settings import ScorerSettings, scorer_settings
 from citysense_scorer.sink.micro_batch import BatchSink
@@ -35,6 +36,12 @@ RAW_NAMES = RAW_SCHEMA.names
 def settings_for(tmp_path: Path, bootstrap: str, topics: dict[str, str], **extra: Any) -> ScorerSettings:
     return scorer_settings(kafka_bootstrap=bootstrap, data_dir=tmp_path, sqlite_path=tmp_path / "citysense.db",
                            scorer_metrics_port=0, **topics, **extra)
+
+
+def sink_for(settings: ScorerSettings) -> BatchSink:
+    """The sink as the entry point builds it: registry and rules from the settings."""
+    registry = settings.registry()
+    return build_sink(settings, registry, load_rules(settings.rules_path, registry))
 
 
 def undelivered() -> float:
@@ -75,7 +82,7 @@ def test_hostile_values_reach_the_dlq_bounded_and_the_batch_succeeds(spark, regi
     raw = pa.RecordBatch.from_pylist([dict(zip(RAW_NAMES, row, strict=True)) for row in rows], schema=RAW_SCHEMA)
     decoder = Decoder(registry, 300)
     scored = spark.createDataFrame(pa.Table.from_batches([decoder.decode_batch(raw)]))
-    sink = build_sink(settings)
+    sink = sink_for(settings)
     try:
         sink(scored, 0)  # the foreachBatch call: toArrow, engine, store, Kafka (failed on every count before)
         assert sink.log.is_done(0)
@@ -114,7 +121,7 @@ def test_a_dead_letter_above_the_producer_limit_is_counted_not_retried(kafka_bro
     settings = settings_for(tmp_path, kafka_broker.bootstrap, unique_topics,
                             kafka_options={"message.max.bytes": "20000"})
     ensure_topics(kafka_broker.bootstrap, default_topics(settings, readings_partitions=1))
-    sink = build_sink(settings)
+    sink = sink_for(settings)
     try:
         before = undelivered()
         sink._produce(1, [event()], [letter(7, b"x" * 60_000), letter(8, b"{")], replay=False)  # noqa: SLF001
@@ -172,7 +179,7 @@ class BrokerRejects:
 def offline_sink(tmp_path: Path, producer: BrokerRejects) -> BatchSink:
     """A real sink (engine, engine log, SQLite) whose producer is ``producer``; no broker needed."""
     topics = {"readings_topic": "in", "alerts_topic": "alerts", "dlq_topic": "dlq"}
-    sink = build_sink(settings_for(tmp_path, "127.0.0.1:1", topics))
+    sink = sink_for(settings_for(tmp_path, "127.0.0.1:1", topics))
     sink.producer = producer  # type: ignore[assignment]
     return sink
 
@@ -214,7 +221,7 @@ def test_readings_from_the_future_raise_their_stations_clock_fault(registry, kaf
              "timestamp_ms": appended + i, "timestamp_type": 1} for i, (key, value) in enumerate(rows)], schema=schema)
         return pa.Table.from_batches([Decoder(registry, 300).decode_batch(raw)])
 
-    sink = build_sink(settings)
+    sink = sink_for(settings)
     try:
         sink.run(batch([(b"gw-skewed", ahead), (b"st-ok", reading("st-ok"))], 0), 0)
         alerts = read_topic(kafka_broker.bootstrap, settings.alerts_topic, 1)

@@ -13,6 +13,7 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 from citysense_common.registry import Registry
+from citysense_scorer.alerts.rules import load_rules
 from citysense_scorer.job.stream import build_sink, foreach_batch, sink_wal_dir
 from citysense_scorer.settings import scorer_settings
 from citysense_scorer.sink.overlap import OverlappedSink, SinkWal
@@ -157,7 +158,7 @@ def test_the_scorer_finishes_a_left_batch_into_the_store_before_it_starts(tmp_pa
     left = pa.Table.from_batches([Decoder(registry, 300).decode_batch(raw)])
     SinkWal(sink_wal_dir(settings)).write(0, left)  # the previous process died while the sink wrote batch 0
 
-    sink = build_sink(settings)
+    sink = build_sink(settings, registry, load_rules(settings.rules_path, registry))
     before = phase_counts(*SINK_PHASES)
     try:
         fn, overlapped = foreach_batch(settings, sink)

@@ -2,7 +2,8 @@
 
 Where things are, in the order a reading passes through them:
 
-- ``cli``: the entry point (``citysense-scorer stream`` / ``batch``).
+- ``cli``: the entry point (``citysense-scorer stream`` / ``batch``): the one place that reads the environment;
+  it builds the settings, the metric registry and the rules once and passes them down.
 - ``job/``: the streaming job: Spark session, the query (source -> health -> sink), the consumer-lag gauge.
 - ``source/``: Kafka into Spark: the Kafka data source, decoding and validating each message, the reference validator.
 - ``health/``: station health: pure detectors (baselines, faults, offline, forecasts), the per-bucket state and the

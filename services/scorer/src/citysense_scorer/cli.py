@@ -1,4 +1,8 @@
-"""Command line: ``citysense-scorer stream`` and ``citysense-scorer batch [--day YYYY-MM-DD|yesterday]``."""
+"""Command line: ``citysense-scorer stream`` and ``citysense-scorer batch [--day YYYY-MM-DD|yesterday]``.
+
+The entry point: the only place that reads the environment. It builds the settings, the metric registry and the
+rules once and passes them down.
+"""
 
 from __future__ import annotations
 
@@ -6,8 +10,6 @@ import argparse
 import logging
 
 from citysense_common.log import setup_logging
-
-from citysense_scorer.settings import scorer_settings
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -19,29 +21,48 @@ def main(argv: list[str] | None = None) -> int:
     batch.add_argument("--station", action="append", default=[], help="only this station (repeatable)")
     args = parser.parse_args(argv)
     if args.command == "batch":
-        from citysense_scorer.batch.daily import main as batch_main
+        return run_batch(batch, args.day, args.station)
+    if args.command == "stream":
+        return run_stream()
+    return 2
 
-        return batch_main(["--day", args.day, *[a for s in args.station for a in ("--station", s)]])
+
+def run_batch(parser: argparse.ArgumentParser, day_text: str, stations: list[str]) -> int:
+    from citysense_scorer.batch.daily import resolve_day, run
+    from citysense_scorer.batch.settings import batch_settings
+
+    try:
+        day = resolve_day(day_text)
+    except ValueError:
+        parser.error(f"--day {day_text!r} is not a date like 2026-01-31 (or yesterday)")
+    settings = batch_settings()
+    setup_logging("scorer-batch", settings.log_level, settings.log_format)
+    return run(settings, day, stations)
+
+
+def run_stream() -> int:
+    from citysense_scorer.alerts.rules import load_rules
+    from citysense_scorer.health.checkpoint import CheckpointMismatch, check_checkpoint
+    from citysense_scorer.job.stream import run
+    from citysense_scorer.settings import scorer_settings
+    from citysense_scorer.source.kafka_datasource import CheckpointBeyondTopic
+
     settings = scorer_settings()
     setup_logging("scorer", settings.log_level, settings.log_format)
-    if args.command == "stream":
-        from citysense_scorer.health.checkpoint import CheckpointMismatch, check_checkpoint
-        from citysense_scorer.job.stream import run
-        from citysense_scorer.source.kafka_datasource import CheckpointBeyondTopic
-
-        try:
-            # Before the broker and Spark: a checkpoint of the other health setting cannot be resumed (Spark would
-            # only fail inside the first micro-batch, with an assertion about source counts).
-            check_checkpoint(settings.checkpoint_dir)
-        except CheckpointMismatch as exc:
-            logging.getLogger("citysense_scorer").error("cannot start: %s", exc)
-            return 2
-        try:
-            return run(settings)
-        except CheckpointBeyondTopic as exc:
-            logging.getLogger("citysense_scorer").error("cannot start: %s", exc)
-            return 2
-    return 2
+    try:
+        # Before the broker and Spark: a checkpoint of the other health setting cannot be resumed (Spark would
+        # only fail inside the first micro-batch, with an assertion about source counts).
+        check_checkpoint(settings.checkpoint_dir, settings.health_enabled)
+    except CheckpointMismatch as exc:
+        logging.getLogger("citysense_scorer").error("cannot start: %s", exc)
+        return 2
+    registry = settings.registry()
+    rules = load_rules(settings.rules_path, registry)
+    try:
+        return run(settings, registry, rules)
+    except CheckpointBeyondTopic as exc:
+        logging.getLogger("citysense_scorer").error("cannot start: %s", exc)
+        return 2
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-"""Scorer settings (environment prefix ``CITYSENSE_``), built by :func:`scorer_settings` in the entry point."""
+"""Scorer settings (environment prefix ``CITYSENSE_``), built once by :func:`scorer_settings` in the entry point and
+passed down."""
 
 from __future__ import annotations
 
@@ -11,9 +12,12 @@ from citysense_common.settings import load_settings
 from citysense_common.store.settings import StoreSettings
 from pydantic import Field, field_validator
 
+from citysense_scorer.health.settings import HealthSettings
 
-class ScorerSettings(StoreSettings):
-    """Common + store settings (the scorer writes the store) + the scorer's own (``CITYSENSE_SCORER_*``)."""
+
+class ScorerSettings(StoreSettings, HealthSettings):
+    """Common + store settings (the scorer writes the store) + station health's + the scorer's own
+    (``CITYSENSE_SCORER_*``)."""
 
     scorer_source: Literal["python", "kafka"] = Field(
         default="python",

@@ -12,7 +12,6 @@ Yearly: from the stored daily rows. Only complete days count towards the yearly 
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 
@@ -20,7 +19,6 @@ import pandas as pd
 from citysense_common.store.base import DailyAggregate, EnrichedReading
 
 MIN_HOURS_FOR_DAILY_MEAN = 18
-ALLOWANCES_ENV = "CITYSENSE_EXCEEDANCE_ALLOWANCES"
 
 
 @dataclass(frozen=True)
@@ -31,7 +29,7 @@ class Allowance:
     metric: str
     limit: float  # daily mean above this is an exceedance day
     allowed_days: int
-    source: str
+    source: str = ""
 
 
 DEFAULT_ALLOWANCES: tuple[Allowance, ...] = (
@@ -42,12 +40,11 @@ DEFAULT_ALLOWANCES: tuple[Allowance, ...] = (
 )
 
 
-def load_allowances(environ: dict[str, str] | None = None) -> tuple[Allowance, ...]:
-    """Defaults, or ``$CITYSENSE_EXCEEDANCE_ALLOWANCES`` as a JSON list of {id, metric, limit, allowed_days, source}."""
-    raw = (environ if environ is not None else os.environ).get(ALLOWANCES_ENV)
-    if not raw:
+def parse_allowances(text: str) -> tuple[Allowance, ...]:
+    """Allowances from a JSON list of {id, metric, limit, allowed_days, source}; the defaults for empty text."""
+    if not text:
         return DEFAULT_ALLOWANCES
-    return tuple(Allowance(**{"source": "", **item}) for item in json.loads(raw))
+    return tuple(Allowance(**{"source": "", **item}) for item in json.loads(text))
 
 
 def readings_frame(readings: Iterable[EnrichedReading]) -> pd.DataFrame:

@@ -10,7 +10,6 @@ same values (or with corrected ones if late readings arrived meanwhile).
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import sys
@@ -18,8 +17,10 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
 from citysense_common.store.base import DailyAggregate, EnrichedReading, Store
+from citysense_common.store.factory import open_store
 
-from citysense_scorer.batch.aggregates import daily_aggregates, load_allowances, readings_frame, yearly_summary
+from citysense_scorer.batch.aggregates import daily_aggregates, readings_frame, yearly_summary
+from citysense_scorer.batch.settings import BatchSettings
 
 log = logging.getLogger(__name__)
 PAGE = 5000
@@ -57,40 +58,20 @@ def resolve_day(text: str, now: datetime | None = None) -> str:
     return datetime.strptime(text, "%Y-%m-%d").strftime("%Y-%m-%d")
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="citysense-scorer batch",
-                                     description="daily aggregates and yearly exceedance counts")
-    parser.add_argument("--day", default="yesterday",
-                        help="UTC day to aggregate, YYYY-MM-DD, or yesterday (the default: what the daily job runs)")
-    parser.add_argument("--station", action="append", help="only this station (repeatable)")
-    args = parser.parse_args(argv)
-    try:
-        day = resolve_day(args.day)
-    except ValueError:
-        parser.error(f"--day {args.day!r} is not a date like 2026-01-31 (or yesterday)")
-    from citysense_common.log import setup_logging
-    from citysense_common.settings import load_settings
-    from citysense_common.store.factory import open_store
-    from citysense_common.store.settings import StoreSettings
-
-    settings = load_settings(StoreSettings)
-    setup_logging("scorer-batch", settings.log_level, settings.log_format)
+def run(settings: BatchSettings, day: str, stations: Sequence[str] | None = None) -> int:
+    """Aggregate ``day`` (``YYYY-MM-DD``), then print the day's count and the year to date of the stations it
+    touched as JSON."""
     store = open_store(settings)
     try:
-        written = run_day(store, day, args.station)
-        allowances = load_allowances()
+        written = run_day(store, day, stations)
         year = int(day[:4])
         summary = {}
         for station_id in sorted({a.station_id for a in written}):
             rows = store.read_daily_aggregates(station_id, start_day=f"{year}-01-01", end_day=f"{year}-12-31")
-            summary[station_id] = [s.to_dict() for s in yearly_summary(rows, year, allowances)]
+            summary[station_id] = [s.to_dict() for s in yearly_summary(rows, year, settings.exceedance_allowances)]
     finally:
         store.close()
     log.info("day %s: %d aggregates for %d stations", day, len(written), len(summary))
     json.dump({"day": day, "aggregates": len(written), "year_to_date": summary}, sys.stdout, ensure_ascii=False)
     sys.stdout.write("\n")
     return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

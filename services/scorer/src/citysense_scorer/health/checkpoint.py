@@ -5,9 +5,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from citysense_common.settings import load_settings
-
-from citysense_scorer.health.settings import HealthSettings
 from citysense_scorer.health.spark import STATE_PROVIDER
 
 PROVIDER_CONF = "spark.sql.streaming.stateStore.providerClass"
@@ -18,9 +15,8 @@ class CheckpointMismatch(RuntimeError):
     """The existing streaming checkpoint was written by a query of the other health setting; Spark cannot resume it."""
 
 
-def check_checkpoint(checkpoint_dir: Path, health_enabled: bool | None = None) -> None:
-    """Refuse, with the fix in the message, to resume a checkpoint written with the other ``health_enabled``
-    (default: the configured one).
+def check_checkpoint(checkpoint_dir: Path, health_enabled: bool) -> None:
+    """Refuse, with the fix in the message, to resume a checkpoint written with the other ``health_enabled``.
 
     Spark cannot add the health operator (``transformWithStateInPandas``) to a checkpoint written without it: the
     checkpoint fixes the number of sources and restores its state store provider (HDFS, while the operator needs
@@ -34,8 +30,6 @@ def check_checkpoint(checkpoint_dir: Path, health_enabled: bool | None = None) -
 
     A checkpoint without any offset entry is fresh and fits either way.
     """
-    if health_enabled is None:
-        health_enabled = load_settings(HealthSettings).health_enabled
     spark_dir = checkpoint_dir / "spark"
     try:
         entries = [f for f in (spark_dir / "offsets").iterdir() if f.name.isdigit()]

@@ -1,4 +1,9 @@
-"""SparkSession for the scorer: small local footprint, Arrow transfers, the Kafka Python data source registered."""
+"""SparkSession for the scorer: small local footprint, Arrow transfers, the Kafka Python data source registered.
+
+:func:`build_session` is process setup, called by the job's entry point (:func:`citysense_scorer.job.stream.run`)
+before anything else starts: besides the session, it sets this process's environment for the JVM and the Python
+workers it starts (which interpreter, how memory is handed back). Nothing else in the scorer writes the environment.
+"""
 
 from __future__ import annotations
 

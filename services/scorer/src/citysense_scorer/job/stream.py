@@ -1,4 +1,7 @@
-"""``citysense-scorer stream``: build the streaming query and run it until SIGTERM/SIGINT."""
+"""``citysense-scorer stream``: build the streaming query and run it until SIGTERM/SIGINT.
+
+Settings, registry and rules come from the entry point (:mod:`citysense_scorer.cli`), built once.
+"""
 
 from __future__ import annotations
 
@@ -11,15 +14,14 @@ from pathlib import Path
 from typing import Any
 
 from citysense_common.kafka import default_topics, ensure_topics, wait_for_broker
-from citysense_common.settings import load_settings
+from citysense_common.registry import Registry
 from citysense_common.store.factory import open_store
 
 from citysense_scorer import metrics as m
 from citysense_scorer.alerts.engine import AlertEngine
 from citysense_scorer.alerts.engine_log import EngineLog
-from citysense_scorer.alerts.rules import duration_ms, load_rules
+from citysense_scorer.alerts.rules import RuleSet
 from citysense_scorer.health.bucket import HealthContext
-from citysense_scorer.health.settings import HealthSettings
 from citysense_scorer.health.spark import attach_health
 from citysense_scorer.job.lag import follow_processed, start_lag
 from citysense_scorer.settings import ScorerSettings
@@ -30,14 +32,12 @@ from citysense_scorer.source.frame import source_frame
 log = logging.getLogger(__name__)
 
 
-def start_query(spark: Any, settings: ScorerSettings, sink: Callable[[Any, int], None]) -> Any:
-    registry = settings.registry()
-    scored = source_frame(spark, settings)
-    health = load_settings(HealthSettings)
-    if health.health_enabled:
+def start_query(spark: Any, settings: ScorerSettings, registry: Registry, rules: RuleSet,
+                sink: Callable[[Any, int], None]) -> Any:
+    scored = source_frame(spark, settings, registry)
+    if settings.health_enabled:
         # sensor faults, offline timers, baselines, forecasts (one stateful operator keyed by a bucket of stations)
-        rules = load_rules(settings.rules_path, registry)
-        scored = attach_health(scored, HealthContext.build(registry, settings.profile, health, rules))
+        scored = attach_health(scored, HealthContext.build(registry, settings.profile, settings, rules))
     writer = (scored.writeStream.queryName("citysense-scorer").foreachBatch(sink)
               .option("checkpointLocation", str(settings.checkpoint_dir / "spark")))
     if settings.scorer_trigger_ms:
@@ -45,9 +45,7 @@ def start_query(spark: Any, settings: ScorerSettings, sink: Callable[[Any, int],
     return writer.start()
 
 
-def build_sink(settings: ScorerSettings) -> BatchSink:
-    registry = settings.registry()
-    rules = load_rules(settings.rules_path, registry)
+def build_sink(settings: ScorerSettings, registry: Registry, rules: RuleSet) -> BatchSink:
     engine = AlertEngine(rules, registry, watermark_ms=int(settings.scorer_watermark_s * 1000),
                          outlier_cooldown_ms=int(settings.scorer_outlier_cooldown_s * 1000),
                          eval_step_ms=int(settings.scorer_eval_step_s * 1000))
@@ -80,13 +78,12 @@ def foreach_batch(settings: ScorerSettings,
     return overlapped, overlapped
 
 
-def run(settings: ScorerSettings) -> int:
+def run(settings: ScorerSettings, registry: Registry, rules: RuleSet) -> int:
     from citysense_scorer.job.session import build_session
 
     wait_for_broker(settings.bootstrap, timeout=60, extra=settings.kafka_options)
     ensure_topics(settings.bootstrap, default_topics(settings), extra=settings.kafka_options)
     settings.checkpoint_dir.mkdir(parents=True, exist_ok=True)
-    duration_ms("1s")  # rules module import check
     m.serve(settings.scorer_metrics_port)
     stop = threading.Event()
 
@@ -96,12 +93,12 @@ def run(settings: ScorerSettings) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    sink = build_sink(settings)
+    sink = build_sink(settings, registry, rules)
     batch_fn, overlapped = foreach_batch(settings, sink)
     lag, probe = start_lag(settings)
     spark = build_session(settings.scorer_spark_master, shuffle_partitions=settings.scorer_shuffle_partitions,
                           driver_memory=settings.scorer_driver_memory)
-    query = start_query(spark, settings, batch_fn)
+    query = start_query(spark, settings, registry, rules, batch_fn)
     log.info("scorer running: %s -> store, %s, %s; checkpoint %s; metrics :%d", settings.readings_topic,
              settings.alerts_topic, settings.dlq_topic, settings.checkpoint_dir, settings.scorer_metrics_port)
     failure = None

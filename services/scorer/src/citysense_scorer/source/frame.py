@@ -5,12 +5,13 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from citysense_common.registry import Registry
+
 from citysense_scorer.settings import ScorerSettings
 
 
-def source_frame(spark: Any, settings: ScorerSettings) -> Any:
+def source_frame(spark: Any, settings: ScorerSettings, registry: Registry) -> Any:
     """Decoded, validated rows (see :mod:`citysense_scorer.source.decode`) from the configured source."""
-    registry = settings.registry()
     if settings.scorer_source == "kafka":
         from citysense_scorer.source.decode import Decoder
 
