@@ -27,9 +27,8 @@ class ScorerSettings(StoreSettings, HealthSettings):
     scorer_spark_master: str = "local[2]"
     scorer_source_tasks: int = Field(
         default=2, ge=0, description="Spark tasks that read a micro-batch from Kafka (the bundled source; Kafka "
-        "partitions are spread over them); 0 = one per Kafka partition. Each task costs a Python worker round trip: "
-        "locally, with 6 partitions on 2 cores, one per partition tripled the source's time per micro-batch. "
-        "Cluster: the executor cores")
+        "partitions are spread over them); 0 = one per Kafka partition. Each task costs a Python worker round trip, "
+        "so locally no more tasks than cores. Cluster: the executor cores")
     scorer_source_wait_ms: int = Field(
         default=500, ge=0, description="when a trigger finds no new readings, how long the bundled Kafka source "
         "waits for some before Spark runs a micro-batch without data (which the health operator's offline timers "
@@ -37,12 +36,13 @@ class ScorerSettings(StoreSettings, HealthSettings):
     scorer_shuffle_partitions: int = Field(
         default=1, ge=1, description="partitions of the health operator's state (fixed by a checkpoint once it "
         "exists). Locally 1: a Python worker reuses the buckets it wrote only if it gets their partition again, and "
-        "PySpark hands each task any idle worker; with 2 on local[2], half the micro-batches rebuilt every bucket "
-        "from its JSON (health task time 2.8 -> 1.3 s per batch at 5,000 stations). Cluster: one per executor core")
+        "PySpark hands each task any idle worker, so with several partitions a micro-batch often rebuilds buckets "
+        "from their JSON. Cluster: one per executor core")
     scorer_driver_memory: str = Field(
         default="768m",
-        description="heap of the local-mode Spark JVM (-Xmx); 5,000 stations x 1 Hz in 200,000-reading batches ran "
-        "in 640m, and 1g only let the heap grow to it (cluster pods: the chart's scorer.driver.memory)")
+        description="heap of the local-mode Spark JVM (-Xmx): enough for full backlog batches of the default "
+        "scorer_max_offsets_per_trigger; a larger heap only lets G1 grow into it (cluster pods: the chart's "
+        "scorer.driver.memory)")
     scorer_trigger_ms: int = Field(default=500, ge=0, description="micro-batch trigger interval; 0 = back to back")
     scorer_max_offsets_per_trigger: int = Field(default=200_000, ge=0, description="0 = unlimited")
     scorer_checkpoint_dir: Path | None = Field(default=None, description="default <data_dir>/checkpoints/scorer")

@@ -1,9 +1,9 @@
 """Keep PySpark's per-task garbage collection cheap in the scorer's reused Python workers.
 
-PySpark's worker daemon runs a full ``gc.collect()`` after every task. With pandas, pyarrow, a Kafka consumer and
-the detectors loaded, that walk was a quarter of the Python workers' CPU (py-spy, P1 at 1,000 stations). Whatever
-is alive when a worker starts its first task (modules, the decoder, the stateful processor) lives as long as the
-worker anyway, so it is moved out of the collector's reach once; objects made by later tasks are still collected.
+PySpark's worker daemon runs a full ``gc.collect()`` after every task, which walks every object alive: with pandas,
+pyarrow, a Kafka consumer and the detectors loaded, a large share of the Python workers' CPU. Whatever is alive when a
+worker starts its first task (modules, the decoder, the stateful processor) lives as long as the worker anyway, so it is
+moved out of the collector's reach once; objects made by later tasks are still collected.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ def freeze_kept() -> None:
     """Move what is alive now out of the collector's reach: call at the start of a task of a worker that keeps
     state between tasks (the health buckets, see :mod:`citysense_scorer.health.spark`). The daemon collected after
     the previous task, so what is alive is that kept state and this task's input; without this, every per-task
-    collection walked the kept detectors of all the worker's stations again (~0.25 s per task at 5,000 stations).
+    collection would walk the kept detectors of all the worker's stations again.
     A frozen object is still freed by reference counting when the next batch replaces it; only a reference cycle
     alive at this moment would stay."""
     gc.freeze()

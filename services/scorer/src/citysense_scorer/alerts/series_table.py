@@ -6,9 +6,9 @@ count and, when a rule needs it, max). The buckets are a ring aligned to the sta
 there is no bucket number to store or compare per slot. When the newest bucket moves on, the slots it passes over
 are cleared. A reading whose bucket has already left the window is dropped: the window never counts it again.
 
-Why arrays: a micro-batch at 5,000 stations touches every station; the per-station Python objects this replaced
-cost ~140 µs per station and batch in the driver (bench/results, session 8). Here one slice is a few numpy
-operations over the touched rows.
+Why arrays: a micro-batch of a large fleet touches every station, and Python objects per station and series would
+cost interpreter work per station and batch in the driver. Here one slice is a few numpy operations over the touched
+rows.
 """
 
 from __future__ import annotations

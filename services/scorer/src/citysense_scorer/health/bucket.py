@@ -7,11 +7,10 @@ as columns beside them (:mod:`citysense_scorer.health.forecast_history`,
 :class:`~citysense_scorer.health.fault_batch.TrackTable`); :mod:`citysense_scorer.health.spark` keeps one bucket
 document and its forecast history per key in Spark's state store.
 
-Why buckets rather than one key per station: every group a Python stateful processor handles costs the JVM a few
-milliseconds per micro-batch (Arrow round trips, state and timer calls over the state server), whatever its size.
-Keyed by station that was ~7 ms x 1,000 stations per batch and the scorer fell behind at 300 readings/s
-(bench/results/p1_profile_health_per_station.txt); keyed by a fixed number of buckets the cost per batch no longer
-grows with the number of stations, only the (cheap) Python work per reading does.
+Why buckets rather than one key per station: every group a Python stateful processor handles costs the JVM a fixed
+overhead per micro-batch (Arrow round trips, state and timer calls over the state server), whatever its size, so
+keyed by station that overhead grows with the fleet; keyed by a fixed number of buckets the cost per batch grows only
+with the (cheap) Python work per reading.
 """
 
 from __future__ import annotations
@@ -114,7 +113,7 @@ def row_result(names: list[str], faults: np.ndarray, zs: np.ndarray) -> RowResul
 
 def _station_ends(batch: BatchColumns) -> tuple[np.ndarray, np.ndarray]:
     """Per station of the batch: its newest event time, and the row of its last reading with a location (-1: none),
-    for all stations at once (per station with numpy calls, ~5 µs each, this was 3 ms per 625-station bucket)."""
+    for all stations at once (a numpy call per station would cost more than the work it does)."""
     if not batch.stations:
         return np.zeros(0, np.int64), np.zeros(0, np.int64)
     # reduceat reads segment i as starts[i]:starts[i+1]: the stations' rows must be contiguous and in order
@@ -177,11 +176,11 @@ class StationHealth:
         return orjson.loads(self.to_json())
 
     def to_json(self) -> bytes:
-        """The state document as JSON, written by orjson straight from the tracks, baselines, open faults and
-        offline state (dataclasses, fields in declaration order; NaN becomes null): building it as dicts in Python
-        first was ~15 % of the health worker's time at 5,000 stations (py-spy), on every micro-batch's critical
-        path. A bucket keeps these bytes for each station it handled (:meth:`HealthBucket._keep`); a bucket's station
-        (``in_bucket``) writes only its tracks' open alerts, the numbers being in the bucket's track table."""
+        """The state document as JSON, written by orjson straight from the tracks, baselines, open faults and offline
+        state (dataclasses, fields in declaration order; NaN becomes null), without building it as dicts in Python
+        first, which would cost interpreter time on every micro-batch's critical path. A bucket keeps these bytes for
+        each station it handled (:meth:`HealthBucket._keep`); a bucket's station (``in_bucket``) writes only its tracks'
+        open alerts, the numbers being in the bucket's track table."""
         if self.in_bucket:  # the numbers are in the bucket's track table
             doc: dict[str, Any] = {"tracks": {name: {"open": t.open} for name, t in self.faults.tracks.items()
                                               if t.open}, "offline": self.offline.state}
@@ -265,8 +264,8 @@ class HealthBucket:
         self.history.prune()  # migrated series and stored entries may reach back further than the kept span
         # Stations handled since the bucket was read: their detector objects, so a bucket the worker keeps between
         # micro-batches (health.spark) does not rebuild them each batch, and their documents as JSON - bytes, which
-        # the cyclic garbage collector does not walk (PySpark collects after every task; ~35 dicts per station
-        # document made that ~0.25 s per task at 5,000 stations). ``stations`` keeps the other stations' documents.
+        # the cyclic garbage collector does not walk (PySpark collects after every task, and a station document is
+        # dozens of dicts). ``stations`` keeps the other stations' documents.
         self.live: dict[str, StationHealth] = {}
         self.encoded: dict[str, bytes] = {}
 

@@ -1,11 +1,11 @@
 """The sensor-fault detectors of :mod:`faults`, run column-wise over a micro-batch: every station of a bucket at once.
 
 :meth:`FaultDetector.observe <citysense_scorer.health.faults.FaultDetector.observe>` is the reference: one reading of
-one station in plain Python, ~80 µs per reading with the ten registry metrics, which made it most of the health
-operator's time. Here the same state machines step through the batch by reading index: step ``k`` takes the k-th
-reading of every station that has one, as numpy arrays (stations x metrics), so the interpreter's work is per step,
-not per value. Only the rare cells where a fault holds or is open go through the reference's own
-``FaultDetector._lifecycle`` (alert ids, messages and events are never written twice).
+one station in plain Python, interpreter work for every value, which would be most of the health operator's time. Here
+the same state machines step through the batch by reading index: step ``k`` takes the k-th reading of every station that
+has one, as numpy arrays (stations x metrics), so the interpreter's work is per step, not per value. Only the rare cells
+where a fault holds or is open go through the reference's own ``FaultDetector._lifecycle`` (alert ids, messages and
+events are never written twice).
 
 The arithmetic is the reference's, operation for operation in the same order on IEEE doubles, so flags, z-scores,
 learned baselines and events are identical to it (tests/scorer/health/test_fault_batch.py runs both on random and
@@ -46,7 +46,7 @@ class BatchVerdict:
 class _Tracks:
     """The numeric state of every (station, metric) track of the batch, as arrays (stations x metrics); built from
     and written back to the detectors' :class:`MetricTrack` objects field by field with list comprehensions (numpy
-    item access per cell cost more than the detection itself)."""
+    item access per cell costs more than the detection itself)."""
 
     def __init__(self, detectors: Sequence[FaultDetector], names: Sequence[str]) -> None:
         shape = (len(detectors), len(names))
@@ -106,8 +106,8 @@ _FIELDS: dict[str, tuple[type, float]] = {
 class TrackTable:
     """The numeric fault-track state of every station of a health bucket, kept as arrays (stations x metrics)
     across micro-batches: :func:`observe_batch` gathers the batch's rows from it and scatters them back, instead of
-    building arrays from :class:`MetricTrack` objects and writing every field back (two thirds of the fault
-    detection's time at 625 stations per bucket, py-spy). The tracks' objects then only hold their open alerts.
+    building arrays from :class:`MetricTrack` objects and writing every field back each batch, which would cost
+    more than the detection itself. The tracks' objects then only hold their open alerts.
 
     ``stations`` lists the stations in row order; ``names`` are the metrics (columns). Serialised as one JSON object
     of arrays (:meth:`to_doc`, :meth:`from_doc`; orjson writes a float64 shortest-round-trip, so it reads back

@@ -217,7 +217,7 @@ class FaultDetector:
         track = self.tracks.setdefault(name, MetricTrack())
         current = track.open.get(fault)
         if not holds and current is None:
-            return  # the usual case: nothing wrong and nothing open (checked first, it runs ~30 times a reading)
+            return  # the usual case: nothing wrong and nothing open (checked first: it runs for every track)
         rule = fault_rule_id(fault, name)
         metric = self.metrics.get(name)
         label = {"pm2_5": "PM2.5", "pm10": "PM10"}.get(name, name.replace("_", " ").capitalize())

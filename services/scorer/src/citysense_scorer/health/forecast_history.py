@@ -1,10 +1,9 @@
 """The forecast series of every station in a health bucket, as columns: one array per bucket of event time.
 
-A long-window forecast keeps per station and metric the [sum, count] of every 5-minute bucket of the window: 288
-buckets for a 24-hour mean. Kept in each station's document, that history made the bucket document grow with uptime
-(a day in: 20 MB of JSON per 625 stations, written on every micro-batch: ~0.55 s per bucket and batch against
-~0.05 s in the first minutes). Here a bucket of event time is one array of (sums, counts) x metrics x stations,
-stored under its own key in the state store (a map state beside the bucket document) and written only when it
+A long-window forecast keeps per station and metric the [sum, count] of every 5-minute bucket of the window: 288 buckets
+for a 24-hour mean. Kept in each station's document, that history would make the bucket document, written on every
+micro-batch, grow with uptime to megabytes. Here a bucket of event time is one array of (sums, counts) x metrics x
+stations, stored under its own key in the state store (a map state beside the bucket document) and written only when it
 changes - in steady state one array per micro-batch, the current one; the closed buckets are never written again.
 
 History is kept for ``keep`` buckets behind the newest reading of the whole health bucket (the longest window plus

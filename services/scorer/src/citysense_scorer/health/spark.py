@@ -1,14 +1,13 @@
 """Spark adapter for station health: ``transformWithStateInPandas`` keyed by station bucket, processing-time timers.
 
-:func:`attach_health` takes the scorer's validated+scored frame (valid rows and dead letters) and returns the same
-rows plus, per metric, ``fault_<metric>`` (the value is faulty) and ``z_station:<metric>`` (z against the station's
-learned normal after warm-up, NaN before), and ``health_event`` (null on readings), and extra rows that carry one
-alert event each (sensor faults, offline, forecasts; ``health_event`` set, every other column null). Dead letters
-pass through with their columns; readings come out without the Kafka position and dead-letter columns (null: the
-sink reads those of dead letters only). The sink then calls :func:`split_health` to separate readings from events,
-:func:`mask_faulty` so faulty values never reach threshold aggregates, and :func:`apply_station_status` to keep the
-stations' active/offline status. The detectors themselves run column-wise over each bucket's batch
-(:mod:`citysense_scorer.health.fault_batch`).
+:func:`attach_health` takes the scorer's validated+scored frame (valid rows and dead letters) and returns the same rows
+plus, per metric, ``fault_<metric>`` (the value is faulty) and ``z_station:<metric>`` (z against the station's learned
+normal after warm-up, NaN before), and ``health_event`` (null on readings), and extra rows that carry one alert event
+each (sensor faults, offline, forecasts; ``health_event`` set, every other column null). Dead letters pass through with
+their columns; readings come out without the Kafka position and dead-letter columns (null: the sink reads those of dead
+letters only). The sink then separates readings from events, keeps faulty values out of threshold aggregates and keeps
+the stations' active/offline status (:mod:`citysense_scorer.sink.health`). The detectors themselves run column-wise over
+each bucket's batch (:mod:`citysense_scorer.health.fault_batch`).
 
 State lives in Spark's state store (RocksDB provider, required by transformWithState) and survives restarts through
 the checkpoint. The query runs in ``ProcessingTime`` mode so a no-data micro-batch runs every trigger and the offline
@@ -65,13 +64,12 @@ class StationHealthProcessor(StatefulProcessor):
 
     The state value is ``<revision>\\n<bucket JSON, compressed>`` (:func:`encode_state`) with a fresh random revision
     per write, and the revision alone is stored again in a small state variable of its own. PySpark reuses its Python
-    workers across micro-batches, so the worker keeps the bucket objects it wrote; when the stored revision is the
-    one it wrote, the next batch takes the kept bucket instead of parsing the JSON and rebuilding every station's
-    detectors (~165 of ~275 µs per station and batch) - and without fetching the document at all: the JVM would
-    read it from RocksDB and ship it over the state socket (~5 MB per micro-batch at 5,000 stations) only for its
-    first line. Anything else - another worker wrote it, a batch re-runs from an older state version (document and
-    revision are committed together), the worker is new, a checkpoint from before the revision variable - reads the
-    stored JSON, which is always complete."""
+    workers across micro-batches, so the worker keeps the bucket objects it wrote; when the stored revision is the one
+    it wrote, the next batch takes the kept bucket instead of parsing the JSON and rebuilding every station's detectors
+    (most of a station's cost per batch) - and without fetching the document at all: the JVM would read it from RocksDB
+    and ship it over the state socket only for its first line. Anything else - another worker wrote it, a batch re-runs
+    from an older state version (document and revision are committed together), the worker is new, a checkpoint from
+    before the revision variable - reads the stored JSON, which is always complete."""
 
     def __init__(self, ctx: HealthContext, columns: Sequence[str], doubles: Sequence[str] = ()) -> None:
         self.ctx = ctx
@@ -139,8 +137,8 @@ class StationHealthProcessor(StatefulProcessor):
             yield _plain(pdf[self.columns])
             return
         # Arrow hands the worker naive timestamps (session time zone, UTC) or aware ones, depending on the path.
-        # cache=False: the cache heuristic walks the column as Timestamp objects (2.3 ms per 5,000 readings, for a
-        # cache that never pays off on already-parsed timestamps).
+        # cache=False: the cache heuristic walks the column as Timestamp objects, for a cache that never pays off on
+        # already-parsed timestamps.
         ts_ms = (pd.to_datetime(pdf["ts"], utc=True, cache=False).astype("datetime64[ms, UTC]").astype("int64")
                  .to_numpy())
         codes, stations = pd.factorize(pdf["station_id"])
@@ -157,9 +155,9 @@ class StationHealthProcessor(StatefulProcessor):
         faults, zs, events = bucket.process_columns(batch, timerValues.getCurrentProcessingTimeInMs())
         self._save(key[0], bucket)
         # The verdict as plain columns: pandas hands them to Arrow as whole arrays (a per-row JSON or list column
-        # cost a Python object per reading here and a parser per reading in the JVM).
-        # The output frame is built in one go from the columns (assign + selection inserted the 25 new columns one
-        # by one: ~2.4 of ~13 ms per bucket).
+        # costs a Python object per reading here and a parser per reading in the JVM).
+        # The output frame is built in one go from the columns (assign + selection would insert the new columns one
+        # by one).
         columns: dict[str, Any] = {name: faults[:, j] for j, name in enumerate(self.fault_columns)}
         columns.update({name: zs[:, j] for j, name in enumerate(self.z_columns)})
         columns["health_event"] = np.full(len(pdf), None, dtype=object)
@@ -192,11 +190,10 @@ class StationHealthProcessor(StatefulProcessor):
 
 
 # A bucket's document goes to the JVM's state server on every write (and comes back whenever a worker has to read
-# it), each a blocking round trip that pickles, copies and stores it (RocksDB and its changelog): at 5,000 stations
-# (1.5 MB of JSON per bucket) 14 ms per read and 30 ms per write, 8 buckets per micro-batch, all on the batch's
-# critical path. zstd at level 1 makes it ~8x smaller in ~1.7 ms per 625-station bucket (zlib level 1, which
-# earlier versions wrote and which is still read: ~6x in ~5.8 ms); base64 keeps the value an ASCII string (the
-# state's schema, fixed by existing checkpoints, is a string column). A kept bucket is never decompressed.
+# it), each a blocking round trip that pickles, copies and stores it (RocksDB and its changelog), for every bucket
+# of every micro-batch, on the batch's critical path: the smaller the better. zstd at level 1 shrinks it several
+# times for little CPU (zlib, which earlier versions wrote, is still read); base64 keeps the value an ASCII string
+# (the state's schema, fixed by existing checkpoints, is a string column). A kept bucket is never decompressed.
 ZSTD = "zs:"  # "zs:<document bytes>:<base64 zstd frame>" (pyarrow's zstd needs the size to decompress)
 ZLIB = "z:"  # "z:<base64 zlib stream>", written by earlier versions
 _ZSTD_LEVEL = 1
@@ -247,12 +244,11 @@ def _plain(pdf: pd.DataFrame, doubles: frozenset[str] = frozenset()) -> pd.DataF
     are all null arrives as float NaN and cannot be cast to a string array).
 
     Columns that cannot hold a null (bool, int) and float columns of ``doubles`` (output columns of type double,
-    where NaN is how pandas spells null and Arrow reads it so) are not scanned: a scan of every column per bucket
-    and micro-batch was ~2 ms of the health worker's ~35.
+    where NaN is how pandas spells null and Arrow reads it so) are not scanned: they are most of the columns, and
+    this runs per bucket and micro-batch.
 
-    The replacements go through ``assign`` (a new frame): callers pass a column selection, and writing into one made
-    pandas emit a SettingWithCopyWarning per column and group - thousands of lines in the scorer's log per
-    micro-batch."""
+    The replacements go through ``assign`` (a new frame): callers pass a column selection, and writing into one makes
+    pandas emit a SettingWithCopyWarning per column and group, which would flood the scorer's log."""
     plain: dict[str, pd.Series] = {}
     for name in pdf.columns:
         col = pdf[name]
@@ -279,12 +275,12 @@ def attach_health(scored: DataFrame, ctx: HealthContext) -> DataFrame:
     group of their own that passes through untouched - so the micro-batch reads Kafka once (two branches joined by a
     union would each read the source).
 
-    Only what the detectors read crosses into Python as columns. PySpark 4.3 hands a transformWithStateInPandas
-    group to Python row by row (``itertuples`` and a DataFrame rebuilt per group), so its cost grows with the number
-    of columns: 40 columns made the operator ~0.8 ms per reading. The other columns (Kafka position, dead-letter
-    reason and payload) matter for dead letters alone, so only a dead letter carries them, as one JSON string
-    (``to_json`` before, ``from_json`` after, both in the JVM); packed for every reading, that JSON was ~25 % of the
-    JVM's CPU (JFR). The verdict comes back as plain columns (see :meth:`StationHealthProcessor.handleInputRows`).
+    Only what the detectors read crosses into Python as columns. PySpark 4.3 hands a transformWithStateInPandas group to
+    Python row by row (``itertuples`` and a DataFrame rebuilt per group), so its cost grows with the number of columns.
+    The other columns (Kafka position, dead-letter reason and payload) matter for dead letters alone, so only a dead
+    letter carries them, as one JSON string (``to_json`` before, ``from_json`` after, both in the JVM); packed for every
+    reading, that JSON would take much of the JVM's CPU. The verdict comes back as plain columns (see
+    :meth:`StationHealthProcessor.handleInputRows`).
     """
     scored.sparkSession.conf.set("spark.sql.streaming.stateStore.providerClass", STATE_PROVIDER)
     # clock_ms too: the sink caps every reading's event time with it (engine watermark), not only dead letters'

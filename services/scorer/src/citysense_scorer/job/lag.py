@@ -86,7 +86,7 @@ def follow_processed(lag: ConsumerLag, progress: dict | None, overlapped: Overla
                      topic: str) -> None:
     """Move the lag gauge's processed side to what the store holds. Inline sink: Spark's last finished micro-batch
     (its progress). Overlapped sink: the batch the sink last finished - Spark's progress is a batch ahead there,
-    and counting the batch still being written as processed made the gauge read a whole batch low."""
+    and counting the batch still being written as processed would make the gauge read a whole batch low."""
     if overlapped is None:
         lag.update(progress)
     elif (done := overlapped.last_finished) is not None:

@@ -18,31 +18,28 @@ from pyspark.sql import SparkSession
 from citysense_scorer.source.kafka_datasource import KafkaDataSource
 
 # Checkpoint writes without a process per file. Without Hadoop's native library (not on PyPI) the local file system
-# runs `chmod` for every file it creates (and its .crc twin) and FileContext's rename runs `readlink`; the health
-# operator's RocksDB state store uploads a snapshot per partition per micro-batch, and the scorer forked ~10
-# processes a second from a 1 GiB JVM (a third of the machine's CPU in system time at 1,000 readings/s). Hence:
-# the FileSystem-based checkpoint manager (plain rename, atomic on a local disk; no readlink) and RocksDB changelog
-# checkpointing (a small changelog per batch, snapshots in the background). (The raw local file system would also
-# drop the .crc files, but RocksDB's file manager insists on the checksummed one.)
+# runs `chmod` for every file it creates (and its .crc twin) and FileContext's rename runs `readlink`, each a process
+# forked from the JVM, and the health operator's RocksDB state store uploads a snapshot per partition per
+# micro-batch. Hence the FileSystem-based checkpoint manager (plain rename, atomic on a local disk; no readlink) and
+# RocksDB changelog checkpointing (a small changelog per batch, snapshots in the background). (The raw local file
+# system would also drop the .crc files, but RocksDB's file manager insists on the checksummed one.)
 FS_CHECKPOINT_MANAGER = "org.apache.spark.sql.execution.streaming.checkpointing.FileSystemBasedCheckpointFileManager"
 
-# Memory handed back after each micro-batch. A backlog batch (200,000 readings) briefly needs hundreds of MiB in the
-# driver, the JVM and every Python worker, and by default all three keep the peak: glibc raises its mmap threshold
-# after large frees (so later large buffers come from a heap it rarely trims), pyarrow's mimalloc pool keeps freed
-# pages, and G1 keeps the heap it grew to. Measured at 5,000 stations x 1 Hz with health on (2 cores), catching up
-# from a 2-minute backlog: peak stack VmRSS sum 4.32 -> 3.59 GiB, at 3,692 -> 3,908 readings/s (run-to-run noise).
-# The chart sets the same on the scorer's pods (tests/charts check the two agree).
+# Memory handed back after each micro-batch. A backlog batch (up to scorer_max_offsets_per_trigger readings) briefly
+# needs far more memory in the driver, the JVM and every Python worker than a steady one, and by default all three
+# keep the peak: glibc raises its mmap threshold after large frees (so later large buffers come from a heap it rarely
+# trims), pyarrow's mimalloc pool keeps freed pages, and G1 keeps the heap it grew to. The chart sets the same on the
+# scorer's pods (tests/charts check the two agree).
 LEAN_MEMORY_ENV = {
     "MALLOC_MMAP_THRESHOLD_": "131072",  # fixed: buffers over 128 KiB are mmap'd and unmapped when freed
     "MALLOC_TRIM_THRESHOLD_": "131072",  # trim the heap's free top past 128 KiB
     "ARROW_DEFAULT_MEMORY_POOL": "system",  # pyarrow allocates through glibc, i.e. under the two settings above
 }
-# The health operator's state crosses the JVM several times per micro-batch, one document per bucket (1.7 MB at
-# 5,000 stations in 8 buckets): pickled from Python, as a string, into RocksDB. With G1's default 1 MiB regions every
-# copy over 512 KiB is a humongous object, allocated straight in the old generation, which then filled twice a second
-# and kept concurrent marking running: GC threads took 4.7 of the JVM's 12.8 CPU-s per 30 s at 5,000 stations x 1 Hz.
-# 8 MiB regions keep objects up to 4 MiB young. The young generation is capped at a quarter of the heap: once
-# collections became rare, G1 grew it to 400 MiB (+300 MiB resident).
+# The health operator's state crosses the JVM several times per micro-batch, one document per bucket: pickled from
+# Python, as a string, into RocksDB. With thousands of stations a document is larger than half of G1's default 1 MiB
+# region, so every copy is a humongous object, allocated straight in the old generation, which then fills quickly and
+# keeps concurrent marking running. 8 MiB regions keep objects up to 4 MiB young. The young generation is capped at a
+# quarter of the heap: with collections rare, G1 would otherwise grow it, and the resident memory with it.
 JVM_GC_OPTIONS = "-XX:G1HeapRegionSize=8m -XX:+UnlockExperimentalVMOptions -XX:G1MaxNewSizePercent=25"
 JVM_MEMORY_OPTIONS = "-XX:MaxHeapFreeRatio=20 -XX:MinHeapFreeRatio=5 -XX:G1PeriodicGCInterval=5000 " + JVM_GC_OPTIONS
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc <malloc.h>

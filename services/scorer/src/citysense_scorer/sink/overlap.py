@@ -1,8 +1,8 @@
 """Run the sink of micro-batch N while Spark computes N+1, without losing N if the scorer dies in between.
 
-Spark calls ``foreachBatch`` and starts the next micro-batch only when it returns, so with the sink done inline
-one of the machine's two cores sat idle for half of every cycle: the driver's sink (engine, store, Kafka) and the
-executors' work (read, decode, station health) took turns. :class:`OverlappedSink` collects batch N, writes it to
+Spark calls ``foreachBatch`` and starts the next micro-batch only when it returns, so with the sink done inline the
+driver's sink (engine, store, Kafka) and the executors' work (read, decode, station health) take turns, and a core
+sits idle half of every cycle. :class:`OverlappedSink` collects batch N, writes it to
 a write-ahead file, hands it to one sink thread and returns; Spark then commits N and runs N+1's job while the
 thread writes N. Before it hands over N+1, the call waits for N to finish, so batches still reach the sink one at
 a time and in order, and at most one is in flight.
@@ -17,7 +17,7 @@ Why nothing is lost or doubled:
   engine log's replay of logged batches, the output topics' read-back dedupe, upserts in the store; see
   :mod:`citysense_scorer.sink.micro_batch`) makes the second run a no-op.
 - A batch the sink thread fails on fails the next ``foreachBatch`` call (and :meth:`drain`): the query stops with
-  that error, its file stays, and the restarted scorer retries it first - as an inline sink's failure made Spark
+  that error, its file stays, and the restarted scorer retries it first - as an inline sink's failure makes Spark
   retry the batch.
 
 The lag gauge counts a batch as processed once Spark committed it, so it leaves out the one batch in the sink.

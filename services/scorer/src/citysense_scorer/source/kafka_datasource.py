@@ -16,7 +16,7 @@ Design:
   to task p mod tasks, so a partition stays with the same task); ``read`` consumes each ``[start, end)`` in turn and
   yields Arrow record batches, so no per-row Python objects cross into the JVM. Why not one task per Kafka
   partition: every task costs a Python worker round trip and scheduling, which on a few local cores is most of a
-  small micro-batch (bench/results/p2_floor.json).
+  small micro-batch.
 """
 
 from __future__ import annotations
@@ -132,8 +132,8 @@ class EndOffsetProbe:
     watermark while transferring at most a few messages; when it falls behind it seeks forward instead of reading.
     Besides the source (which runs in a Python worker that Spark starts for it), the scorer's driver process keeps
     one for its lag gauge (:class:`citysense_scorer.job.lag.ConsumerLag`), with a longer ``fetch_wait_ms`` and a
-    pause of ``interval_s`` between rounds: a gauge scraped every few seconds does not need a fresh end every 50 ms, and
-    polling flat out at 10,000 readings/s cost the driver a sixth of its CPU (bench/results/p1_profile.txt).
+    pause of ``interval_s`` between rounds: a gauge scraped every few seconds does not need a fresh end every fetch,
+    and polling flat out under load takes CPU from the driver's sink.
     """
 
     def __init__(self, conf: dict[str, Any], topic: str, partitions: list[int], start: dict[int, int],
@@ -270,9 +270,9 @@ class _PooledConsumer:
     """A reader's consumer kept alive in its Python worker between micro-batches.
 
     Spark reuses Python workers (``spark.python.worker.reuse``), so a consumer cached at module level survives from
-    one task to the next. Creating one per task cost a connection, metadata and a cold first fetch every batch
-    (hundreds of ms, the bulk of a small batch); a pooled one is already connected and, when the next range starts
-    where the last ended, has the next messages prefetched.
+    one task to the next. Creating one per task would cost a connection, metadata and a cold first fetch every
+    batch, the bulk of a small batch; a pooled one is already connected and, when the next range starts where the
+    last ended, has the next messages prefetched.
     """
 
     def __init__(self, conf: dict[str, Any]) -> None:
