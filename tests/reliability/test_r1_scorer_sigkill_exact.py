@@ -7,7 +7,8 @@ cap, which the checkpoint keeps across restarts) goes through
 - a reference scorer that runs undisturbed, and
 - a scorer whose whole process group (JVM included) is SIGKILLed twice mid-stream and restarted;
 then the stored readings (station, ts, seq, metrics, z-scores), the station rows and the alert events on the topic
-(event ids — content hashes — and full payloads) must be identical, with no event twice. It runs on both stores:
+(event ids — content hashes — and full payloads) must be identical; an event may be on the topic twice only as an
+identical copy (the real-time path's Kafka sink is at-least-once). It runs on both stores:
 SQLite, and Cassandra on a real node (each run in a keyspace of its own).
 """
 
@@ -28,7 +29,7 @@ from pathlib import Path
 import pytest
 from citysense_common.contract import Reading
 from citysense_common.kafka import TopicSpec, ensure_topics
-from citysense_common.testing.topics import read_topic
+from citysense_common.testing.topics import distinct_events, read_topic
 from confluent_kafka import Producer
 
 pytestmark = pytest.mark.slow
@@ -244,9 +245,11 @@ def test_sigkilled_scorer_matches_an_undisturbed_run_exactly(kafka_broker, store
     assert len(ref_rows) == total
     assert got_rows == ref_rows
     assert stores["killed"].stations() == stores["reference"].stations()
-    ref_events, got_events = events(bootstrap, ref_topics["alerts_topic"]), events(bootstrap, topics["alerts_topic"])
-    ids = [e["event_id"] for e in got_events]
-    assert len(ids) == len(set(ids)), "an alert event is on the topic twice"
+    ref_events = events(bootstrap, ref_topics["alerts_topic"])
+    # The real-time path writes at least once: a replay after a kill may repeat an event, only ever identically
+    # (distinct_events asserts that); consumers key on event_id.
+    got_events = distinct_events(events(bootstrap, topics["alerts_topic"]))
+    assert len(ref_events) == len(distinct_events(ref_events)), "an undisturbed run wrote an event twice"
     assert {e["rule_id"] for e in ref_events} >= {"pm25-acute-1m"}  # the workload does open alerts
     assert [e["event_id"] for e in got_events] == [e["event_id"] for e in ref_events]
     assert got_events == ref_events

@@ -10,11 +10,15 @@ DOC = Path(__file__).resolve().parents[3] / "docs" / "components.md"
 
 
 def table_rows() -> dict[str, list[str]]:
-    rows = {}
-    for line in DOC.read_text(encoding="utf-8").splitlines():
+    """The first table of the page (the components), by component title."""
+    rows: dict[str, list[str]] = {}
+    lines = DOC.read_text(encoding="utf-8").splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("| component |"))
+    for line in lines[start + 2:]:
+        if not line.startswith("|"):
+            break
         cells = [c.strip() for c in line.strip().strip("|").split("|")]
-        if line.startswith("| Apache") and len(cells) == 5:
-            rows[cells[0]] = cells
+        rows[cells[0]] = cells
     return rows
 
 

@@ -1,6 +1,6 @@
 """End to end with a real Kafka broker: readings (some malformed) -> `citysense-scorer stream` -> store, alerts, DLQ.
 
-The second test SIGKILLs the job mid-stream and restarts it: stored rows and alert events must be exactly as expected.
+The second test SIGKILLs the job mid-stream and restarts it: stored rows and alert events must be exactly as expected (an event twice only as an identical copy).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import pytest
 from citysense_common.contract import Reading
 from citysense_common.kafka import TopicSpec, ensure_topics
 from citysense_common.store.sqlite import SQLiteStore
-from citysense_common.testing.topics import read_topic
+from citysense_common.testing.topics import distinct_events, read_topic
 from confluent_kafka import Producer
 
 pytestmark = pytest.mark.slow
@@ -142,9 +142,8 @@ def test_stream_end_to_end_then_sigkill_and_restart(kafka_broker, unique_topics,
     assert sorted(d["reason"] for d in dlq) == ["malformed_json", "not_an_object", "unknown_metric"]
     assert all(d["payload"] and d["source"]["topic"] == unique_topics["readings_topic"] for d in dlq)
 
-    alerts = read_topic(bootstrap, unique_topics["alerts_topic"], expect=4)
-    ids = [a["event_id"] for a in alerts]
-    assert len(ids) == len(set(ids)), "duplicate alert events on the topic"
+    # The real-time path may write an event again after the kill: only identically (distinct_events checks)
+    alerts = distinct_events(read_topic(bootstrap, unique_topics["alerts_topic"], expect=4))
     got = expected_events(alerts)
     # 20 s of PM2.5 = 500: the 1-minute rule opens (critical, after `for` 5 s) and resolves once the 1-minute mean
     # falls to 35.4; the 1-hour rule opens too (after its `for` of 1 min the 1-h mean is still far above 125.4).

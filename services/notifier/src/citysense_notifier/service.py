@@ -27,7 +27,7 @@ from citysense_common.kafka import (
     webhook_retries_topic,
     webhook_tests_topic,
 )
-from citysense_common.store import Store, Subscription
+from citysense_common.store import AlertRecord, Store, Subscription
 from citysense_common.webhooks import SubscriptionFilters, WebhookTestRequest
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 from pydantic import ValidationError
@@ -267,7 +267,11 @@ class Notifier:
         ce_type = cloudevent.event_type(event)
         body = cloudevent.encode(event, ce_type, self.settings.cloudevents_source)
         jobs = [self.deliverer.first_attempt(sub, event.event_id, ce_type, body, event.event_time) for sub in subs]
-        results = await asyncio.gather(*jobs)
+        # The scorer's real-time path writes alert events only to Kafka: the store learns of them here, beside the
+        # deliveries. Idempotent (a store keeps each alert's newest event), so a replay or an event the micro-batch
+        # sink stored already changes nothing.
+        recorded = asyncio.to_thread(self.store.upsert_alerts, [AlertRecord.of(event)])
+        *results, _ = await asyncio.gather(*jobs, recorded)
         return all(result is not None for result in results)
 
     def _push(self, alertmanager: AlertmanagerSink, event: AlertEvent) -> None:

@@ -24,7 +24,19 @@ class ScorerSettings(StoreSettings, HealthSettings):
         description="python = the bundled Python Data Source over confluent-kafka; kafka = Spark's built-in source "
         "(needs the spark-sql-kafka jars on the classpath)",
     )
-    scorer_spark_master: str = "local[2]"
+    scorer_spark_master: str = Field(
+        default="local[2]", description="Spark master of the micro-batch query; locally, the real-time query's task "
+        "slots (one per readings partition, one for its lifecycle) are added to local[N]")
+    scorer_realtime: bool = Field(
+        default=True, description="run the short-window threshold rules in a Real-Time Mode query that writes "
+        "alert events to Kafka as readings arrive; false = every rule in the micro-batch engine")
+    scorer_realtime_max_window: str = Field(
+        default="10m", description="threshold rules over a measured metric with a window up to this long run on the "
+        "real-time path; longer windows and derived metrics stay in the micro-batch engine")
+    scorer_realtime_checkpoint_interval: str = Field(
+        default="1 minute", description="how often the real-time query checkpoints its offsets and state (Spark's "
+        "real-time trigger; at least 5 seconds). After a crash it replays at most this much, re-sending the same "
+        "alert events with the same ids")
     scorer_source_tasks: int = Field(
         default=2, ge=0, description="Spark tasks that read a micro-batch from Kafka (the bundled source; Kafka "
         "partitions are spread over them); 0 = one per Kafka partition. Each task costs a Python worker round trip, "

@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Generic, Literal, Protocol, TypeVar, runtime_checkable
 
+from citysense_common.contract import AlertEvent, AlertState
+
 if TYPE_CHECKING:
     from citysense_common.store.reading_batch import ReadingBatch
 
@@ -99,6 +101,18 @@ class AlertRecord:
     lat: float | None = None
     lon: float | None = None
     resolved_at: datetime | None = None
+
+    @classmethod
+    def of(cls, event: AlertEvent) -> AlertRecord:
+        """The alert's state as of this event (a store keeps the newest by ``updated_at``)."""
+        return cls(
+            alert_id=event.alert_id, station_id=event.station_id, rule_id=event.rule_id, kind=event.kind.value,
+            severity=event.severity.value, state="resolved" if event.state is AlertState.RESOLVED else "active",
+            opened_at=event.opened_at, updated_at=event.event_time, message=event.message,
+            last_event_id=event.event_id, metric=event.metric, value=event.value, threshold=event.threshold,
+            window=event.window, lat=event.location.lat if event.location else None,
+            lon=event.location.lon if event.location else None, resolved_at=event.resolved_at,
+        )
 
 
 @dataclass(frozen=True)

@@ -31,3 +31,13 @@ def read_topic(bootstrap: str, topic: str, expect: int = 0, timeout: float = 30.
     assert len(eof) == len(partitions), f"did not reach the end of {topic} within {timeout:.0f}s"
     assert len(out) >= expect, f"{len(out)} messages on {topic}, expected at least {expect}"
     return out
+
+
+def distinct_events(events: list[dict]) -> list[dict]:
+    """Alert events by ``event_id``, first copy kept, in order. The scorer's real-time path writes to Kafka at least
+    once: after a crash it may write an event again, always the identical event (AssertionError otherwise)."""
+    seen: dict[str, dict] = {}
+    for event in events:
+        first = seen.setdefault(event["event_id"], event)
+        assert first == event, f"two different events with id {event['event_id']}: {first} and {event}"
+    return list(seen.values())

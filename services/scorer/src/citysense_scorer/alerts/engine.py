@@ -46,7 +46,7 @@ from citysense_common.registry import Registry
 from citysense_scorer.alerts.rules import BUCKETS_PER_WINDOW, DERIVED_METRICS, Rule, RuleSet
 from citysense_scorer.alerts.series_table import SeriesTable, grow, runs
 
-_NS = uuid.UUID("6f1c1d2e-8a51-4f0e-9a43-3c6a2b7d9e10")
+NAMESPACE = uuid.UUID("6f1c1d2e-8a51-4f0e-9a43-3c6a2b7d9e10")  # of every alert and event id (uuid5)
 OUTLIER_RULE_ID = "outlier"
 CLOCK_RULE_ID = "fault-clock"
 CLOCK_COLUMNS = ["station_id", "ahead_first_ms", "ahead_last_ms", "skew_ms", "ok_ms"]
@@ -436,12 +436,8 @@ class AlertEngine:
     def _event(self, slot: AlertSlot, rule: Rule, station: str, state: AlertState, value: float, now: int,
                row: int) -> AlertEvent:
         band = rule.bands[max(slot.band, 0)]
-        unit = DERIVED_METRICS.get(rule.metric) or (
-            self.registry.metrics[rule.metric].unit if rule.metric in self.registry.metrics else "")
-        label = _METRIC_LABELS.get(rule.metric, rule.metric)
-        what = f"{label} {_WINDOW_WORDS.get(rule.window_ms, _window_text(rule.window_ms))} " \
-               f"{_AGG_WORDS[rule.aggregation]} {value:.1f} {unit}"
-        standard = rule.source.split(":")[0].split(" (")[0]
+        subject, unit, standard = threshold_wording(rule, self.registry)
+        what = f"{subject} {value:.1f} {unit}"
         if state is AlertState.RESOLVED:
             message = f"{what} is back to {rule.clear:g} {unit} or below; alert resolved"
         else:
@@ -477,6 +473,17 @@ class AlertEngine:
         )
 
 
+def threshold_wording(rule: Rule, registry: Registry) -> tuple[str, str, str]:
+    """The fixed words of a threshold alert's message: subject ("PM2.5 1-minute mean"), unit and the standard's
+    short name. Both alert paths word their messages with it."""
+    unit = DERIVED_METRICS.get(rule.metric) or (
+        registry.metrics[rule.metric].unit if rule.metric in registry.metrics else "")
+    label = _METRIC_LABELS.get(rule.metric, rule.metric)
+    window = _WINDOW_WORDS.get(rule.window_ms, _window_text(rule.window_ms))
+    subject = f"{label} {window} {_AGG_WORDS[rule.aggregation]}"
+    return subject, unit, rule.source.split(":")[0].split(" (")[0]
+
+
 def _duration_text(ms: int) -> str:
     if ms >= 3_600_000:
         return f"{ms / 3_600_000:.1f} h"
@@ -486,7 +493,7 @@ def _duration_text(ms: int) -> str:
 
 
 def _uuid(text: str) -> str:
-    return str(uuid.uuid5(_NS, text))
+    return str(uuid.uuid5(NAMESPACE, text))
 
 
 _STATION_COLUMNS = (("last_ms", np.int64), ("bounded_ms", np.int64), ("lat", np.float64), ("lon", np.float64),

@@ -11,6 +11,8 @@ import ctypes
 import ctypes.util
 import os
 import sys
+from collections.abc import Sequence
+from pathlib import Path
 
 from citysense_common.jvm.java import ensure_java
 from pyspark.sql import SparkSession
@@ -63,7 +65,7 @@ def lean_memory() -> None:
 
 
 def build_session(master: str, *, shuffle_partitions: int, driver_memory: str,
-                  app_name: str = "citysense-scorer") -> SparkSession:
+                  app_name: str = "citysense-scorer", jars: Sequence[Path] = ()) -> SparkSession:
     ensure_java()
     # Workers must run the same interpreter as the driver (the venv with confluent-kafka and pyarrow).
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
@@ -80,6 +82,7 @@ def build_session(master: str, *, shuffle_partitions: int, driver_memory: str,
         .config("spark.sql.execution.arrow.pyspark.enabled", "true")
         .config("spark.python.worker.reuse", "true")
         .config("spark.driver.memory", driver_memory)
+        .config("spark.jars", ",".join(str(jar) for jar in jars))
         .config("spark.driver.extraJavaOptions", JVM_MEMORY_OPTIONS)  # local mode: the driver JVM starts here
         # Streaming: keep the offset/commit logs short; the job never needs old batches.
         .config("spark.sql.streaming.minBatchesToRetain", "20")

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import re
 import signal
 import threading
 from collections.abc import Callable
@@ -16,10 +17,14 @@ from typing import Any
 from citysense_common.kafka import default_topics, ensure_topics, wait_for_broker
 from citysense_common.registry import Registry
 from citysense_common.store.factory import open_store
+from confluent_kafka.admin import AdminClient
 
 from citysense_scorer import metrics as m
 from citysense_scorer.alerts.engine import AlertEngine
 from citysense_scorer.alerts.engine_log import EngineLog
+from citysense_scorer.alerts.realtime import query as realtime
+from citysense_scorer.alerts.realtime.jar import scorer_jars
+from citysense_scorer.alerts.realtime.spec import RulePlan, plan
 from citysense_scorer.alerts.rules import RuleSet
 from citysense_scorer.health.bucket import HealthContext
 from citysense_scorer.health.spark import attach_health
@@ -46,6 +51,7 @@ def start_query(spark: Any, settings: ScorerSettings, registry: Registry, rules:
 
 
 def build_sink(settings: ScorerSettings, registry: Registry, rules: RuleSet) -> BatchSink:
+    """The micro-batch sink, whose engine evaluates ``rules`` (the rules the real-time path does not run)."""
     engine = AlertEngine(rules, registry, watermark_ms=int(settings.scorer_watermark_s * 1000),
                          outlier_cooldown_ms=int(settings.scorer_outlier_cooldown_s * 1000),
                          eval_step_ms=int(settings.scorer_eval_step_s * 1000))
@@ -60,6 +66,30 @@ def build_sink(settings: ScorerSettings, registry: Registry, rules: RuleSet) -> 
     log.info("engine recovered at batch %d (%d stations, %d alert slots); rules: %s", engine.state.version,
              len(engine.state.station_ids), len(engine.state.slots), ", ".join(r.id for r in rules.rules))
     return BatchSink(settings, registry, engine, engine_log, open_store(settings))
+
+
+def start_realtime(spark: Any, settings: ScorerSettings, registry: Registry, rules: RulePlan) -> Any | None:
+    if not rules.realtime.rules:
+        return None
+    return realtime.start(spark, rules.realtime, registry, realtime.RealtimeSettings(
+        bootstrap=settings.bootstrap, readings_topic=settings.readings_topic, alerts_topic=settings.alerts_topic,
+        kafka_options=settings.kafka_options, checkpoint_dir=settings.checkpoint_dir / "realtime",
+        checkpoint_interval=settings.scorer_realtime_checkpoint_interval,
+        watermark_ms=int(settings.scorer_watermark_s * 1000), future_tolerance_s=settings.scorer_future_tolerance_s))
+
+
+def spark_master(settings: ScorerSettings, realtime_slots: int) -> str:
+    """Real-Time Mode runs every task of its query at once, for as long as a checkpoint interval: locally each needs
+    a slot of its own beside the micro-batch query's."""
+    match = re.fullmatch(r"local\[(\d+)\]", settings.scorer_spark_master)
+    if not realtime_slots or match is None:
+        return settings.scorer_spark_master
+    return f"local[{int(match.group(1)) + realtime_slots}]"
+
+
+def readings_partitions(settings: ScorerSettings) -> int:
+    admin = AdminClient({"bootstrap.servers": settings.bootstrap, "log_level": 4, **settings.kafka_options})
+    return len(admin.list_topics(settings.readings_topic, timeout=30).topics[settings.readings_topic].partitions)
 
 
 def sink_wal_dir(settings: ScorerSettings) -> Path:
@@ -93,18 +123,25 @@ def run(settings: ScorerSettings, registry: Registry, rules: RuleSet) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    sink = build_sink(settings, registry, rules)
+    paths = plan(rules, enabled=settings.scorer_realtime, max_window=settings.scorer_realtime_max_window)
+    sink = build_sink(settings, registry, paths.micro_batch)
     batch_fn, overlapped = foreach_batch(settings, sink)
     lag, probe = start_lag(settings)
-    spark = build_session(settings.scorer_spark_master, shuffle_partitions=settings.scorer_shuffle_partitions,
-                          driver_memory=settings.scorer_driver_memory)
+    slots = readings_partitions(settings) + settings.scorer_shuffle_partitions if paths.realtime.rules else 0
+    spark = build_session(spark_master(settings, slots), shuffle_partitions=settings.scorer_shuffle_partitions,
+                          driver_memory=settings.scorer_driver_memory, jars=scorer_jars(progress=log.info))
     query = start_query(spark, settings, registry, rules, batch_fn)
+    fast = start_realtime(spark, settings, registry, paths)
     log.info("scorer running: %s -> store, %s, %s; checkpoint %s; metrics :%d", settings.readings_topic,
              settings.alerts_topic, settings.dlq_topic, settings.checkpoint_dir, settings.scorer_metrics_port)
+    log.info("real-time rules: %s", ", ".join(r.id for r in paths.realtime.rules) or "none")
     failure = None
     try:
         while not stop.is_set() and query.isActive:
             query.awaitTermination(1)
+            if fast is not None and not fast.isActive:
+                failure = fast.exception() or "the real-time alert query stopped"
+                break
             if overlapped is not None and (error := overlapped.failure()) is not None:
                 # Spark would only hear of it at the next micro-batch, which an idle stream may never start.
                 failure = error
@@ -126,7 +163,9 @@ def run(settings: ScorerSettings, registry: Registry, rules: RuleSet) -> int:
     finally:
         # The batch in the sink finishes before the store closes (or stays in its write-ahead file after 60 s).
         drain = (lambda: overlapped.close(60)) if overlapped is not None else (lambda: None)
-        for step in (query.stop, drain, lambda: sink.producer.flush(30), sink.store.close, spark.stop, probe.close):
+        stop_fast = fast.stop if fast is not None else (lambda: None)
+        for step in (stop_fast, query.stop, drain, lambda: sink.producer.flush(30), sink.store.close, spark.stop,
+                     probe.close):
             with contextlib.suppress(Exception):
                 step()
     if failure is not None:

@@ -43,7 +43,6 @@ import pandas as pd
 import pyarrow as pa
 from citysense_common.contract import (
     AlertEvent,
-    AlertState,
     ContractError,
     DeadLetterReason,
     dead_letter,
@@ -378,17 +377,7 @@ def _alert_records(events: list[AlertEvent]) -> list[AlertRecord]:
     latest: dict[str, AlertEvent] = {}
     for event in events:  # events of one alert come in order within a batch; the last one is its state
         latest[event.alert_id] = event
-    return [
-        AlertRecord(
-            alert_id=e.alert_id, station_id=e.station_id, rule_id=e.rule_id, kind=e.kind.value,
-            severity=e.severity.value, state="resolved" if e.state is AlertState.RESOLVED else "active",
-            opened_at=e.opened_at, updated_at=e.event_time, message=e.message, last_event_id=e.event_id,
-            metric=e.metric, value=e.value, threshold=e.threshold, window=e.window,
-            lat=e.location.lat if e.location else None, lon=e.location.lon if e.location else None,
-            resolved_at=e.resolved_at,
-        )
-        for e in latest.values()
-    ]
+    return [AlertRecord.of(e) for e in latest.values()]
 
 
 def _stations(good: pd.DataFrame, names: list[str]) -> list[StationRecord]:
