@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -66,14 +67,39 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def build(name: str, dockerfile: str, offline: bool, *args: str, context: Path = REPO) -> None:
+def base_images() -> dict[str, str]:
+    """The base images of this run, pinned by image ID: {build arg: "sha256:<id>"} for the Dockerfile's base-image
+    arguments (PYTHON_IMAGE, SPARK_IMAGE), resolved once from their default tags, which docker/build-base-images.sh
+    has just built or kept. Every build then starts FROM exactly these images (the classic builder accepts a local
+    image ID in FROM), whatever the tags point to by the time it runs."""
+    dockerfile = (REPO / "docker" / "python-service.Dockerfile").read_text(encoding="utf-8")
+    pinned = {}
+    for arg, tag in re.findall(r"^ARG ([A-Z]+_IMAGE)=(\S+)$", dockerfile, flags=re.MULTILINE):
+        pinned[arg] = run("docker", "image", "inspect", "-f", "{{.Id}}", tag).stdout.strip()
+        log(f"base {arg}={tag} -> {pinned[arg]}")
+    return pinned
+
+
+def layers(image: str) -> list[str]:
+    return json.loads(run("docker", "image", "inspect", "-f", "{{json .RootFS.Layers}}", image).stdout)
+
+
+def build(name: str, dockerfile: str, offline: bool, *args: str, context: Path = REPO,
+          bases: dict[str, str] | None = None) -> None:
     started = time.monotonic()
     extra = ["--build-arg", "PIP_NO_INDEX=1"] if offline else []
+    for arg, image_id in (bases or {}).items():
+        extra += ["--build-arg", f"{arg}={image_id}"]
     run("docker", "build", "--network", "host", "-q", *extra, *args, "-f", dockerfile, "-t", f"citysense/{name}:{TAG}",
         str(context))
     TIMINGS[f"build {name}"] = time.monotonic() - started
     size = run("docker", "image", "inspect", "-f", "{{.Size}}", f"citysense/{name}:{TAG}").stdout.strip()
     log(f"built citysense/{name}:{TAG} in {TIMINGS[f'build {name}']:.0f}s ({int(size) / 1e6:.0f} MB)")
+    # Every image runs on the Python base: its layer chain must start with exactly that image's layers.
+    if bases and "PYTHON_IMAGE" in bases:
+        base = layers(bases["PYTHON_IMAGE"])
+        if layers(f"citysense/{name}:{TAG}")[:len(base)] != base:
+            raise SystemExit(f"citysense/{name}:{TAG} is not built on {bases['PYTHON_IMAGE']}")
 
 
 def probe(service: str) -> tuple[bool, list[str], str]:
@@ -147,11 +173,13 @@ def main() -> int:  # noqa: C901, PLR0912, PLR0915 - one linear scenario, easier
     args = parser.parse_args()
 
     if not args.no_build:
+        bases = base_images()
         for service in SERVICES:
             build(service, "docker/python-service.Dockerfile", not args.online,
-                  "--build-arg", f"SERVICE={service}", "--target", service)
+                  "--build-arg", f"SERVICE={service}", "--target", service, bases=bases)
         # Context docker/broker/: the Kafka jars and config that docker/broker/prepare.py put there (no pip inside).
-        build("broker", "docker/broker/Dockerfile", False, context=REPO / "docker" / "broker")
+        build("broker", "docker/broker/Dockerfile", False, context=REPO / "docker" / "broker",
+              bases={"PYTHON_IMAGE": bases["PYTHON_IMAGE"]})
     present: dict[str, bool] = {}
     for service in SERVICES:
         has, forbidden, uid = probe(service)

@@ -6,9 +6,10 @@
 # name the same service as SERVICE.)
 #
 # Stages:
-#   build           a virtualenv with only SERVICE's dependencies plus citysense-common: the third-party ones in a
-#                   layer of their own (reused until a pyproject.toml changes), byte-compiled because the root
-#                   filesystem is read-only at run time; then non-editable installs of the two citysense projects
+#   build           a virtualenv with only SERVICE's dependencies plus citysense-common: the third-party ones from
+#                   locks/SERVICE.txt (pinned, sha256-checked) in a layer of their own, reused until the lock changes,
+#                   byte-compiled because the root filesystem is read-only at run time; then non-editable
+#                   installs of the two citysense projects
 #   python-service  runtime of simulator, alert-api and notifier: the venv, user citysense (uid 10001), config
 #   simulator, alert-api, notifier
 #                   each service's entry point, ports and settings on top of python-service
@@ -17,6 +18,9 @@
 #   (final)         the stage named SERVICE
 # The root filesystem may be read-only: the services write only to /var/lib/citysense (data) and /tmp, both volumes
 # in the Helm chart (the scorer also to /opt/spark/work-dir).
+# Base images: tags by default. Pin them with --build-arg: `python:3.11-slim@sha256:<manifest digest>` for an image
+# from a registry, or `sha256:<image ID>` for a local one (the classic builder resolves an ID in FROM; the e2e run
+# builds from its stand-ins that way, docker/README.md "Base images").
 ARG SERVICE
 ARG PYTHON_IMAGE=python:3.11-slim
 ARG SPARK_IMAGE=apache/spark:4.1.2
@@ -32,14 +36,15 @@ RUN case "$SERVICE" in simulator|scorer|alert-api|notifier) ;; \
       *) echo "--build-arg SERVICE= one of simulator, scorer, alert-api, notifier (got '$SERVICE')" >&2; exit 1 ;; \
     esac
 COPY docker/wheelhouse/${SERVICE}/ /wheels/
-COPY docker/project_deps.py /src/docker/
-COPY libs/common/pyproject.toml /src/libs/common/
-COPY services/${SERVICE}/pyproject.toml /src/services/${SERVICE}/
-# citysense-common's Cassandra extra: every service with a store (all but the simulator). Spark's example files and
-# data are not needed in the scorer.
-RUN case "$SERVICE" in simulator) common=/src/libs/common ;; *) common="/src/libs/common[cassandra]" ;; esac \
- && /opt/venv/bin/python /src/docker/project_deps.py "$common" "/src/services/$SERVICE" > /src/requirements.txt \
- && /opt/venv/bin/pip install --no-compile -r /src/requirements.txt \
+# The lock files (locks/README.md): build.txt is pip and setuptools, SERVICE.txt the service's third-party
+# dependencies, each a pinned version with the sha256 of every file PyPI has for it; pip refuses anything else
+# (--require-hashes). With the locked setuptools installed first, the source-only packages (pyspark) and the citysense
+# projects build without build isolation, so no unpinned build backend is fetched. Which services get
+# citysense-common's Cassandra extra (all but the simulator) is decided by their lock. Spark's example files and data
+# are not needed in the scorer.
+COPY locks/build.txt locks/${SERVICE}.txt /src/locks/
+RUN /opt/venv/bin/pip install --no-compile --require-hashes -r /src/locks/build.txt \
+ && /opt/venv/bin/pip install --no-compile --require-hashes --no-build-isolation -r "/src/locks/$SERVICE.txt" \
  && rm -rf /opt/venv/lib/python3*/site-packages/pyspark/examples /opt/venv/lib/python3*/site-packages/pyspark/data \
  && /opt/venv/bin/python -m compileall -q -j 0 /opt/venv/lib
 COPY libs/common /src/libs/common
@@ -47,7 +52,7 @@ COPY services/${SERVICE} /src/services/${SERVICE}
 # Non-editable installs: the venv is self-contained and /src is not needed at run time. The citizen map's static
 # files: services/alert-api/pyproject.toml declares no package data yet, so a non-editable install leaves them out
 # (StaticFiles then refuses to start); a service's static/ directory is copied explicitly until it does.
-RUN /opt/venv/bin/pip install --no-compile --no-deps /src/libs/common "/src/services/$SERVICE" \
+RUN /opt/venv/bin/pip install --no-compile --no-deps --no-build-isolation /src/libs/common "/src/services/$SERVICE" \
  && package="citysense_$(echo "$SERVICE" | tr - _)" \
  && site=$(echo /opt/venv/lib/python3*/site-packages) \
  && if [ -d "/src/services/$SERVICE/src/$package/static" ]; then \

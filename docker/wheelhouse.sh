@@ -1,57 +1,49 @@
 #!/usr/bin/env bash
-# Fill docker/wheelhouse/<image>/ with wheels built or downloaded on the host, for image builds that cannot (or
-# should not) reach PyPI from inside `docker build`: CI behind a TLS-intercepting proxy whose CA the base images do
-# not trust, offline machines, and the scorer's pyspark, which PyPI ships as a ~450 MB sdist that would otherwise
-# be built into a wheel inside every cold image build.
+# Fill docker/wheelhouse/<image>/ on the host with the files pip installs in each image, for image builds that cannot
+# (or should not) reach PyPI from inside `docker build`: CI behind a TLS-intercepting proxy whose CA the base images
+# do not trust, and offline machines.
 #
-# docker/python-service.Dockerfile always COPYs the service's (in git: empty) wheelhouse directory and lets pip look
+# The files are exactly the locked ones: `pip download --require-hashes` of locks/build.txt (pip, setuptools) and
+# locks/<image>.txt, for CPython 3.11 on x86_64 Linux whatever Python runs this script, so pip inside the image checks
+# each file against the same sha256 hashes. Packages PyPI ships only as source stay sources (pyspark 4.3.0, a ~450 MB
+# sdist): the image builds them with the locked setuptools (a locally built wheel would not match any locked hash).
+#
+# docker/python-service.Dockerfile always COPYs the image's (in git: empty) wheelhouse directory and lets pip look
 # there first; only with `--build-arg PIP_NO_INDEX=1` (what docker/e2e_containers.py passes) is PyPI not consulted
-# at all. A plain `docker build` with an empty wheelhouse downloads from PyPI as usual. Wheels are never committed
-# (.gitignore).
+# at all. A plain `docker build` with an empty wheelhouse downloads from PyPI as usual, hash-checked the same way.
+# Wheels are never committed (.gitignore).
 #
 # Usage: docker/wheelhouse.sh [image ...]   (default: all; images: simulator scorer alert-api notifier)
-# Idempotent: an image's wheelhouse is refilled only when its requirements (the pyproject files) change.
+# Idempotent: an image's wheelhouse is refilled only when its lock files change.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-.venv/bin/python}
 WH=docker/wheelhouse
-# Build backends needed by pip's build isolation when it builds the citysense projects from /src in the image.
-BACKENDS=(setuptools wheel)
-
-requirements() {
-  case $1 in
-    simulator) echo "libs/common services/simulator" ;;
-    scorer|alert-api|notifier) echo "libs/common[cassandra] services/$1" ;;
-    *) echo "unknown image $1" >&2; return 1 ;;
-  esac
-}
+# The images' interpreter and platform, as the locks are resolved: CPython 3.11, x86_64, glibc 2.36 (Debian bookworm,
+# also enough for newer bases). pip does not widen a --platform to older glibc versions, so each one is listed.
+TARGET=(--python-version 3.11 --implementation cp --abi cp311)
+for glibc in $(seq 36 -1 17); do TARGET+=(--platform "manylinux_2_${glibc}_x86_64"); done
+TARGET+=(--platform manylinux2014_x86_64 --platform manylinux2010_x86_64 --platform manylinux1_x86_64)
 
 fill() {
-  local image=$1 dir=$WH/$1 reqs stamp digest
-  reqs=$(requirements "$image")
-  digest=$( { echo "$reqs"; for r in $reqs; do p=${r%%[*}; if [ -f "$p/pyproject.toml" ]; then cat "$p/pyproject.toml"; fi; done; } \
-            | sha256sum | cut -c1-16)
+  local image=$1 dir=$WH/$1 stamp digest
+  case $image in
+    simulator|scorer|alert-api|notifier) ;;
+    *) echo "unknown image $image" >&2; return 1 ;;
+  esac
+  local locks=(locks/build.txt "locks/$image.txt")
+  digest=$(cat "${locks[@]}" | sha256sum | cut -c1-16)
   stamp=$dir/.filled-$digest
   if [ -f "$stamp" ]; then echo "==> wheelhouse $image: up to date"; return; fi
   local started=$SECONDS
-  echo "==> wheelhouse $image: $reqs"
+  echo "==> wheelhouse $image: ${locks[*]}"
   find "$dir" -mindepth 1 -maxdepth 1 ! -name .gitkeep -exec rm -rf {} +
   mkdir -p "$dir"
-  local reqfile
-  reqfile=$(mktemp)
-  case $image in
-    # Only third-party wheels: the citysense projects are built from source inside the image (and building them
-    # here would leave build/ directories in the source tree).
-    # shellcheck disable=SC2086 # word splitting of the requirement list is intended
-    simulator|scorer|alert-api|notifier) "$PYTHON" docker/project_deps.py $reqs >"$reqfile" ;;
-    *) printf '%s\n' $reqs >"$reqfile" ;;
-  esac
-  "$PYTHON" -m pip wheel --quiet --wheel-dir "$dir" -r "$reqfile" 2> >(grep -v "is neither a file nor a directory" >&2)
-  "$PYTHON" -m pip download --quiet --only-binary :all: --dest "$dir" "${BACKENDS[@]}" \
-    2> >(grep -v "is neither a file nor a directory" >&2)
-  rm -f "$reqfile"
+  # --no-deps: a lock is already the whole closure (and pip allows the target options only with it).
+  "$PYTHON" -m pip download --quiet --disable-pip-version-check --require-hashes --no-deps "${TARGET[@]}" \
+    --dest "$dir" -r locks/build.txt -r "locks/$image.txt"
   touch "$stamp"
-  echo "    $(find "$dir" -name '*.whl' | wc -l) wheels, $(du -sh "$dir" | cut -f1), $((SECONDS - started))s"
+  echo "    $(find "$dir" -name '*.whl' -o -name '*.tar.gz' | wc -l) files, $(du -sh "$dir" | cut -f1), $((SECONDS - started))s"
 }
 
 images=("$@")
