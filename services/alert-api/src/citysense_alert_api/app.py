@@ -8,7 +8,8 @@ from collections.abc import AsyncIterator
 from importlib import resources
 from typing import Any
 
-from citysense_common.store import Store
+from citysense_common.contract import AlertEvent
+from citysense_common.store import AlertRecord, Store
 from fastapi import FastAPI, Request
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.openapi.utils import get_openapi
@@ -53,6 +54,20 @@ def _open_store(settings: ApiSettings) -> Store:
     return open_store(settings)
 
 
+def record_alert(app: FastAPI, event: AlertEvent | None) -> None:
+    """On the alert reader thread, for every message: store the event's alert, then drop the cached alert pages.
+
+    The scorer's real-time path writes alert events only to Kafka; the notifier records them too, durably, but
+    later. Recording here first means a page rebuilt after the drop already holds the change. An upsert keeps each
+    alert's newest event, so events the micro-batch sink stored itself change nothing."""
+    if event is not None:
+        try:
+            app.state.store.upsert_alerts([AlertRecord.of(event)])
+        except Exception as exc:  # noqa: BLE001 - the store may be down; the notifier records it later
+            log.warning("could not record alert event %s: %r", event.event_id, exc)
+    app.state.alert_pages.invalidate()
+
+
 def create_app(settings: ApiSettings, token: str, store: Store | None = None) -> FastAPI:
     """Build the app. ``store`` lets tests inject one; otherwise it is opened from settings at start-up."""
 
@@ -79,7 +94,7 @@ def create_app(settings: ApiSettings, token: str, store: Store | None = None) ->
     app.state.alert_pages = PageCache(settings.api_alert_cache_s)
     app.state.broadcaster = AlertBroadcaster(settings, max_clients=settings.stream_max_clients,
                                              max_per_client=settings.stream_max_per_client,
-                                             on_message=app.state.alert_pages.invalidate)
+                                             on_message=lambda event: record_alert(app, event))
     app.state.test_publisher = TestRequestPublisher(settings)
     app.state.broker_probe = BrokerProbe(settings)
     app.state.metrics = ApiMetrics()

@@ -6,10 +6,10 @@ returning cached bytes costs microseconds, which is what keeps the API's p99 low
 
 Why a page can never hide a change for long:
 
-- Ordering: the scorer writes alerts to the store *before* it produces their events
-  (``citysense_scorer.sink.micro_batch``).
-  When this process's alert-stream reader sees any event, the store already holds the change, and
-  :meth:`PageCache.invalidate` then drops every page, so the next request reads the store again.
+- Ordering: when this process's alert-stream reader sees an event, the store holds the change before
+  :meth:`PageCache.invalidate` drops every page (the micro-batch sink writes alerts before it produces their events;
+  events of the real-time path, which only Kafka has, the reader records itself first: ``app.record_alert``), so the
+  next request reads the store again and finds it.
 - Race: a request that read the store just before a change but finishes after the drop must not keep its stale
   page. :meth:`PageCache.begin` stamps the read with the current generation; :meth:`PageCache.put` keeps the page
   only if no drop happened in between.

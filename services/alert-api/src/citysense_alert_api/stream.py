@@ -45,8 +45,9 @@ class StreamRefused(Exception):  # noqa: N818 - a refusal, not an error
 
 class AlertBroadcaster:
     def __init__(self, settings: CommonSettings, max_clients: int = 1000, max_per_client: int = 1000,
-                 on_message: Callable[[], None] | None = None) -> None:
-        """``on_message`` runs on the reader thread for every message read (the alert-page cache's invalidate)."""
+                 on_message: Callable[[AlertEvent | None], None] | None = None) -> None:
+        """``on_message`` runs on the reader thread for every message read: with the event when it is valid and
+        not older than this process, else with None (the app records the event and drops cached alert pages)."""
         self._settings = settings
         self._on_message = on_message
         self._max_clients = max_clients
@@ -125,16 +126,20 @@ class AlertBroadcaster:
                 msg = consumer.poll(0.5)
                 if msg is None or msg.error():
                     continue
-                if self._on_message is not None:
-                    self._on_message()  # an alert changed: the store already holds it (written before produced)
                 _, ts_ms = msg.timestamp()
                 if ts_ms and ts_ms < self._started_ms - _START_SLACK_MS:
+                    if self._on_message is not None:
+                        self._on_message(None)
                     continue
                 try:
                     event = AlertEvent.model_validate_json(msg.value() or b"")
                 except ValidationError:
                     log.warning("skipping a malformed alert event at %s[%d]@%d", topic, msg.partition(), msg.offset())
+                    if self._on_message is not None:
+                        self._on_message(None)
                     continue
+                if self._on_message is not None:
+                    self._on_message(event)
                 if self._loop is not None and not self._loop.is_closed():
                     self._loop.call_soon_threadsafe(self.publish, event)
         finally:
