@@ -34,9 +34,8 @@ from citysense_localstack.servers.net import free_port
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 # Stack settings a benchmark run may choose from its own environment (every other CITYSENSE_* is the bench's): station
-# health, the scorer's Kafka read tasks (to compare against one task per partition) and its source wait, and the store.
-CHOSEN_SETTINGS = ("CITYSENSE_HEALTH_ENABLED", "CITYSENSE_SCORER_SOURCE_TASKS", "CITYSENSE_SCORER_SOURCE_WAIT_MS",
-                   "CITYSENSE_STORE")
+# health and the store.
+CHOSEN_SETTINGS = ("CITYSENSE_HEALTH_ENABLED", "CITYSENSE_STORE")
 
 
 # ---- processes --------------------------------------------------------------------------------------------------
@@ -184,6 +183,10 @@ class StackRun:
     @property
     def bootstrap(self) -> str:
         return f"127.0.0.1:{self.kafka_port}"
+
+    @property
+    def alerts_topic(self) -> str:
+        return self.extra_env.get("CITYSENSE_ALERTS_TOPIC", "citysense.alerts")
 
     @property
     def api(self) -> str:

@@ -255,13 +255,19 @@ SCHEMA = {
             "sparkConf": {"type": "object", "additionalProperties": {"type": ["string", "number", "boolean"]}},
             "hadoopConf": {"type": "object", "additionalProperties": {"type": ["string", "number", "boolean"]}},
             "extraEnv": POD_EXTRAS["extraEnv"],
+            "realtime": obj({
+                "enabled": {"type": "boolean", "description": "run the short-window rules in a Real-Time Mode query"},
+                "maxWindow": {"type": "string", "pattern": "^[0-9]+(ms|s|m|h|d)$",
+                              "description": "longest rule window on the real-time path, e.g. 10m"},
+                "checkpointInterval": {"type": "string",
+                                       "pattern": "^[0-9]+ (second|seconds|minute|minutes|hour|hours)$",
+                                       "description": "Real-Time Mode checkpoint interval, e.g. '1 minute' "
+                                                      "(at least 5 seconds)"},
+            }, ["enabled", "maxWindow", "checkpointInterval"]),
             "stream": obj({
                 "triggerMs": {"type": "integer", "minimum": 0,
                               "description": "micro-batch trigger interval (ms); 0 = back to back"},
-                "sourceWaitMs": {"type": "integer", "minimum": 0,
-                                 "description": "how long the Kafka source waits for new readings before a "
-                                                "micro-batch without data (ms); 0 = no wait"},
-            }, ["triggerMs", "sourceWaitMs"]),
+            }, ["triggerMs"]),
             "health": obj({
                 "enabled": BOOL,
                 "offlineAfterSeconds": {"type": "number", "exclusiveMinimum": 0},

@@ -10,6 +10,15 @@ working directory /opt/spark/work-dir; driver and executors run the same image.
 {{- mul .Values.scorer.executor.instances .Values.scorer.executor.cores -}}
 {{- end -}}
 
+{{/* Task slots the Real-Time Mode query holds while it runs: one per readings partition and per state partition. */}}
+{{- define "citysense.spark.realtimeSlots" -}}
+{{- if .Values.scorer.realtime.enabled -}}
+{{- add (int .Values.kafka.topics.readings.partitions) (include "citysense.spark.statePartitions" . | atoi) -}}
+{{- else -}}
+0
+{{- end -}}
+{{- end -}}
+
 {{- define "citysense.spark.env" -}}
 {{ include "citysense.commonEnv" . }}
 {{ include "citysense.storeEnv" . }}
@@ -20,9 +29,6 @@ working directory /opt/spark/work-dir; driver and executors run the same image.
   value: /opt/venv/bin/python
 - name: CITYSENSE_SCORER_SHUFFLE_PARTITIONS
   value: {{ include "citysense.spark.statePartitions" . | quote }}
-# Kafka read tasks per micro-batch: one per executor core too (each task costs a Python worker round trip).
-- name: CITYSENSE_SCORER_SOURCE_TASKS
-  value: {{ include "citysense.spark.statePartitions" . | quote }}
 # Give memory back after each micro-batch (the values of citysense_scorer.job.session.LEAN_MEMORY_ENV; see there).
 - name: MALLOC_MMAP_THRESHOLD_
   value: "131072"
@@ -30,11 +36,17 @@ working directory /opt/spark/work-dir; driver and executors run the same image.
   value: "131072"
 - name: ARROW_DEFAULT_MEMORY_POOL
   value: system
+{{- with .Values.scorer.realtime }}
+- name: CITYSENSE_SCORER_REALTIME
+  value: {{ .enabled | quote }}
+- name: CITYSENSE_SCORER_REALTIME_MAX_WINDOW
+  value: {{ .maxWindow | quote }}
+- name: CITYSENSE_SCORER_REALTIME_CHECKPOINT_INTERVAL
+  value: {{ .checkpointInterval | quote }}
+{{- end }}
 {{- with .Values.scorer.stream }}
 - name: CITYSENSE_SCORER_TRIGGER_MS
   value: {{ .triggerMs | quote }}
-- name: CITYSENSE_SCORER_SOURCE_WAIT_MS
-  value: {{ .sourceWaitMs | quote }}
 {{- end }}
 {{- with .Values.scorer.health }}
 - name: CITYSENSE_HEALTH_ENABLED
@@ -132,6 +144,8 @@ sparkConf:
   spark.metrics.conf.*.sink.prometheusServlet.class: org.apache.spark.metrics.sink.PrometheusServlet
   spark.metrics.conf.*.sink.prometheusServlet.path: /metrics/prometheus
   spark.sql.shuffle.partitions: {{ include "citysense.spark.statePartitions" $ | quote }}
+  # CPU request per executor: its cores, not its task slots (the real-time tasks mostly wait on Kafka).
+  spark.kubernetes.executor.request.cores: {{ $executor.cores | quote }}
   # G1 returns heap it no longer needs and keeps the health state's large copies young
   # (citysense_scorer.job.session.JVM_MEMORY_OPTIONS).
   {{- $jvmMemory := "-XX:MaxHeapFreeRatio=20 -XX:MinHeapFreeRatio=5 -XX:G1PeriodicGCInterval=5000 -XX:G1HeapRegionSize=8m -XX:+UnlockExperimentalVMOptions -XX:G1MaxNewSizePercent=25" }}
@@ -174,9 +188,15 @@ driver:
           livenessProbe:
             {{- toYaml . | nindent 12 }}
   {{- end }}
+{{- $extra := 0 }}
+{{- if eq $role "stream" }}
+{{- $slots := include "citysense.spark.realtimeSlots" $ | atoi }}
+{{- $extra = div (add $slots (sub $executor.instances 1)) $executor.instances }}
+{{- end }}
 executor:
   instances: {{ $executor.instances }}
-  cores: {{ $executor.cores }}
+  # task slots: the cores, plus this executor's share of the real-time query's always-running tasks
+  cores: {{ add $executor.cores $extra }}
   {{- with $executor.coreLimit }}
   coreLimit: {{ . | quote }}
   {{- end }}

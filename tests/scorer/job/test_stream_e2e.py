@@ -1,6 +1,7 @@
 """End to end with a real Kafka broker: readings (some malformed) -> `citysense-scorer stream` -> store, alerts, DLQ.
 
-The second test SIGKILLs the job mid-stream and restarts it: stored rows and alert events must be exactly as expected (an event twice only as an identical copy).
+The second test SIGKILLs the job mid-stream and restarts it: stored rows and alert events must be exactly as expected
+(an event twice only as an identical copy).
 """
 
 from __future__ import annotations
