@@ -28,7 +28,7 @@ from citysense_alert_api.problems import (
     problem_response,
     problem_responses,
 )
-from citysense_alert_api.routes import alerts, ops, stations, subscriptions
+from citysense_alert_api.routes import alerts, cap, ops, stations, subscriptions
 from citysense_alert_api.routes.ops import BrokerProbe
 from citysense_alert_api.security import SecurityHeadersMiddleware
 from citysense_alert_api.settings import ApiSettings
@@ -116,6 +116,7 @@ def create_app(settings: ApiSettings, token: str, store: Store | None = None) ->
 
     for router in (stations.router, alerts.router, subscriptions.router, ops.router):
         app.include_router(router)
+    cap.install(app, settings)  # CAP 1.2 feed, configured by config/cap.yaml
 
     @app.get("/", include_in_schema=False)
     async def citizen_page() -> FileResponse:
