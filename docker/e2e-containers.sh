@@ -22,4 +22,5 @@ started=$SECONDS
 echo "==> wheelhouses ready in $((SECONDS - started))s"
 # The broker image's build context: Kafka's jars (Maven Central, cached on the host) and its rendered config.
 [[ " $* " == *" --no-build "* ]] || .venv/bin/python docker/broker/prepare.py
+[[ " $* " == *" --no-build "* ]] || .venv/bin/python docker/scorer/prepare.py
 exec .venv/bin/python docker/e2e_containers.py "$@"

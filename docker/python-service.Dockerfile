@@ -144,7 +144,11 @@ RUN test -d /opt/venv/lib/python3*/site-packages/pyspark \
       'from citysense_scorer.cli import main' \
       'sys.exit(main(sys.argv[1:]))' > /opt/citysense/scorer_main.py
 COPY config/ /etc/citysense/
+# Spark's Kafka connector and the real-time alert classes, prepared on the host (docker/scorer/prepare.py): the
+# scorer neither fetches nor compiles anything at start.
+COPY docker/scorer/jvm/ /opt/citysense/jvm/
 ENV JAVA_HOME=/opt/java \
+    CITYSENSE_JVM_CACHE=/opt/citysense/jvm \
     SPARK_HOME=/opt/spark \
     PATH=/opt/venv/bin:/opt/spark/bin:$PATH \
     PYSPARK_PYTHON=/opt/venv/bin/python \

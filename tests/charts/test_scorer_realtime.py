@@ -1,6 +1,6 @@
 """The real-time alert path in the chart: its settings reach the scorer, and the stream's executors get a task slot
-for every task of the Real-Time Mode query (one per readings partition and per state partition) without asking
-Kubernetes for more CPU."""
+for every task of the Real-Time Mode query (one per readings partition and per state partition), twice over, without
+asking Kubernetes for more CPU."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ def test_the_stream_has_a_slot_for_every_real_time_task_and_requests_only_its_co
             env["CITYSENSE_SCORER_REALTIME_CHECKPOINT_INTERVAL"]) == ("true", "10m", "1 minute")
     state = int(env["CITYSENSE_SCORER_SHUFFLE_PARTITIONS"])
     realtime = 12 + state  # readings partitions (values.yaml) + state partitions
-    assert slots(spec) >= realtime + state  # the micro-batch query keeps one slot per core
+    assert slots(spec) >= 2 * realtime + state  # twice (batch changes), and the micro-batch keeps one per core
     assert spec["sparkConf"]["spark.kubernetes.executor.request.cores"] == "1"  # executor.cores of values.yaml
     batch = find(default_docs, "ScheduledSparkApplication", BATCH)["spec"]["template"]
     assert batch["executor"]["cores"] == 1  # the daily batch runs no real-time query
@@ -35,7 +35,7 @@ def test_slots_follow_partitions_and_executors(instances: int, cores: int, parti
                           "kafka.topics.readings.partitions": partitions})
     spec = find(docs, "SparkApplication", STREAM)["spec"]
     state = instances * cores
-    assert spec["executor"]["cores"] == cores + math.ceil((partitions + state) / instances)
+    assert spec["executor"]["cores"] == cores + math.ceil(2 * (partitions + state) / instances)
     assert spec["sparkConf"]["spark.kubernetes.executor.request.cores"] == str(cores)
 
 

@@ -191,11 +191,12 @@ driver:
 {{- $extra := 0 }}
 {{- if eq $role "stream" }}
 {{- $slots := include "citysense.spark.realtimeSlots" $ | atoi }}
-{{- $extra = div (add $slots (sub $executor.instances 1)) $executor.instances }}
+{{- $extra = div (add (mul 2 $slots) (sub $executor.instances 1)) $executor.instances }}
 {{- end }}
 executor:
   instances: {{ $executor.instances }}
-  # task slots: the cores, plus this executor's share of the real-time query's always-running tasks
+  # task slots: the cores, plus this executor's share of twice the real-time query's always-running tasks (a new
+  # real-time batch starts while the old one's last tasks may still hold their slots)
   cores: {{ add $executor.cores $extra }}
   {{- with $executor.coreLimit }}
   coreLimit: {{ . | quote }}

@@ -107,7 +107,7 @@ def test_the_driver_probe_reports_lag_without_any_batch(kafka_broker, unique_top
     topic = unique_topics["readings_topic"]
     ensure_topics(kafka_broker.bootstrap, [TopicSpec(topic, 2)])
     settings = scorer_settings(kafka_bootstrap=kafka_broker.bootstrap, data_dir=tmp_path, **unique_topics)
-    write_batch(settings.checkpoint_dir / "spark", 0, {"0": 2, "1": 0}, committed=True)  # 2 already processed
+    write_batch(settings.checkpoint_dir / "spark", 0, {topic: {"0": 2, "1": 0}}, committed=True)  # 2 processed
     producer = Producer({"bootstrap.servers": kafka_broker.bootstrap})
     for i in range(30):
         producer.produce(topic, f"v{i}".encode(), partition=i % 2)
@@ -158,3 +158,21 @@ def test_with_the_overlapped_sink_the_lag_counts_the_batch_still_in_the_sink(tmp
     follow_processed(inline, progress({"0": 600, "1": 550}, batch_id=1), None, ckpt, TOPIC)
     assert inline.value() == 100
     assert batch_offsets(ckpt, 7, TOPIC) is None  # not planned (or purged): no change to the gauge
+
+
+def test_the_real_time_query_restarts_a_few_times_then_the_scorer_gives_up() -> None:
+    from citysense_scorer.job.stream import RestartBudget
+
+    budget = RestartBudget(3, 600.0)
+    assert [budget.allow(t) for t in (0.0, 10.0, 20.0)] == [True, True, True]
+    assert budget.allow(30.0) is False  # a fourth failure within ten minutes stops the scorer
+    assert budget.allow(605.0) is True  # the first restart has left the window
+
+
+def test_local_master_gets_twice_the_real_time_slots() -> None:
+    from citysense_scorer.job.stream import spark_master
+    from citysense_scorer.settings import ScorerSettings
+
+    assert spark_master(ScorerSettings(scorer_spark_master="local[2]"), 13) == "local[28]"
+    assert spark_master(ScorerSettings(scorer_spark_master="local[2]"), 0) == "local[2]"
+    assert spark_master(ScorerSettings(scorer_spark_master="spark://host:7077"), 13) == "spark://host:7077"

@@ -21,6 +21,8 @@ TRIGGER_PHASE = Gauge("citysense_scorer_trigger_phase_seconds", "wall time of th
                       ["phase"])
 WATERMARK = Gauge("citysense_scorer_watermark_seconds", "event-time watermark (unix seconds)")
 REPLAYED = Counter("citysense_scorer_replayed_batches_total", "batches re-run after a restart")
+REALTIME_RESTARTS = Counter("citysense_scorer_realtime_restarts_total",
+                            "times the real-time alert query stopped and was restarted from its checkpoint")
 
 SINK_PHASE = Histogram(
     "citysense_scorer_sink_phase_seconds",

@@ -10,6 +10,7 @@ import logging
 import re
 import signal
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -35,6 +36,9 @@ from citysense_scorer.sink.overlap import OverlappedSink, SinkWal
 from citysense_scorer.source.frame import source_frame
 
 log = logging.getLogger(__name__)
+# The real-time query restarts in place this often within the window before the scorer gives up (and its supervisor
+# restarts the whole process).
+REALTIME_RESTARTS, REALTIME_RESTART_WINDOW_S = 3, 600.0
 
 
 def start_query(spark: Any, settings: ScorerSettings, registry: Registry, rules: RuleSet,
@@ -68,6 +72,21 @@ def build_sink(settings: ScorerSettings, registry: Registry, rules: RuleSet) -> 
     return BatchSink(settings, registry, engine, engine_log, open_store(settings))
 
 
+class RestartBudget:
+    """At most ``limit`` restarts within any ``window_s`` seconds."""
+
+    def __init__(self, limit: int, window_s: float) -> None:
+        self.limit, self.window_s = limit, window_s
+        self.times: list[float] = []
+
+    def allow(self, now: float) -> bool:
+        self.times = [t for t in self.times if now - t < self.window_s]
+        if len(self.times) >= self.limit:
+            return False
+        self.times.append(now)
+        return True
+
+
 def start_realtime(spark: Any, settings: ScorerSettings, registry: Registry, rules: RulePlan) -> Any | None:
     if not rules.realtime.rules:
         return None
@@ -79,12 +98,14 @@ def start_realtime(spark: Any, settings: ScorerSettings, registry: Registry, rul
 
 
 def spark_master(settings: ScorerSettings, realtime_slots: int) -> str:
-    """Real-Time Mode runs every task of its query at once, for as long as a checkpoint interval: locally each needs
-    a slot of its own beside the micro-batch query's."""
+    """Real-Time Mode runs every task of its query at once, for as long as a checkpoint interval, and refuses to start
+    a batch unless all of them find a free slot. Locally each gets a slot beside the micro-batch query's, twice over:
+    when one real-time batch ends, the next starts while the last tasks of the old one may still hold theirs. (Idle
+    slots are only threads.)"""
     match = re.fullmatch(r"local\[(\d+)\]", settings.scorer_spark_master)
     if not realtime_slots or match is None:
         return settings.scorer_spark_master
-    return f"local[{int(match.group(1)) + realtime_slots}]"
+    return f"local[{int(match.group(1)) + 2 * realtime_slots}]"
 
 
 def readings_partitions(settings: ScorerSettings) -> int:
@@ -136,12 +157,19 @@ def run(settings: ScorerSettings, registry: Registry, rules: RuleSet) -> int:
              settings.alerts_topic, settings.dlq_topic, settings.checkpoint_dir, settings.scorer_metrics_port)
     log.info("real-time rules: %s", ", ".join(r.id for r in paths.realtime.rules) or "none")
     failure = None
+    restarts = RestartBudget(REALTIME_RESTARTS, REALTIME_RESTART_WINDOW_S)
     try:
         while not stop.is_set() and query.isActive:
             query.awaitTermination(1)
             if fast is not None and not fast.isActive:
-                failure = fast.exception() or "the real-time alert query stopped"
-                break
+                # It resumes from its checkpoint; only a query that keeps failing stops the scorer.
+                if not restarts.allow(time.monotonic()):
+                    failure = fast.exception() or "the real-time alert query stopped"
+                    break
+                log.error("real-time alert query stopped (%s); restarting it from its checkpoint",
+                          fast.exception() or "no error")
+                m.REALTIME_RESTARTS.inc()
+                fast = start_realtime(spark, settings, registry, paths)
             if overlapped is not None and (error := overlapped.failure()) is not None:
                 # Spark would only hear of it at the next micro-batch, which an idle stream may never start.
                 failure = error

@@ -42,6 +42,9 @@ def build_jar(cache: Path | None = None, progress: Callable[[str], None] = print
     target = (cache or default_cache_dir()) / "scorer-realtime" / f"realtime-{digest.hexdigest()[:16]}.jar"
     if target.exists():
         return target
+    if not os.access(target.parent if target.parent.exists() else target.parent.parent, os.W_OK):
+        raise BuildError(f"{target.name} is not in the read-only JVM cache {target.parent.parent}: an image must "
+                         "carry the real-time classes of its own sources (docker/scorer/prepare.py before the build)")
     java_home = find_java_home()
     compiler = resolve(ECJ, cache, java_home=java_home, progress=progress).jar("ecj")
     java = str(java_home / "bin" / "java")
