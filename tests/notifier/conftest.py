@@ -1,12 +1,15 @@
-"""Notifier fixtures: a real HTTP receiver on loopback, a SQLite store, and the notifier run as a real process.
+"""Notifier fixtures: a real HTTP receiver on loopback, a SQLite store, the notifier run as a real process, and
+real MQTT brokers (Debian's mosquitto) on loopback.
 
 The receiver is the shared one (citysense_common.testing.webhook_receiver).
 """
 
 from __future__ import annotations
 
+import getpass
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -231,3 +234,123 @@ def slow_receiver_factory() -> Iterator[Callable[..., SlowReceiver]]:
     yield make
     for r in made:
         r.close()
+
+
+@dataclass
+class MosquittoBroker:
+    """One mosquitto process on ``127.0.0.1:port``; with ``users`` it refuses anonymous clients. With ``tls`` it
+    also listens with TLS on ``tls_port``, its certificate (for localhost and 127.0.0.1) signed by ``ca_file``."""
+
+    port: int
+    workdir: Path
+    users: dict[str, str] = field(default_factory=dict)
+    tls_port: int | None = None
+    proc: subprocess.Popen | None = None
+
+    @property
+    def ca_file(self) -> Path:
+        return self.workdir / "ca.pem"
+
+    def _make_certificates(self) -> None:
+        openssl = shutil.which("openssl")
+        if openssl is None:
+            pytest.fail("openssl is not installed: run scripts/bootstrap.d/52-mosquitto")
+        d = self.workdir
+        ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+        (d / "san.cnf").write_text("subjectAltName=DNS:localhost,IP:127.0.0.1\n")
+        for args in (
+            ["req", "-x509", *ec, "-keyout", "ca.key", "-out", "ca.pem", "-days", "2",
+             "-subj", "/CN=citysense test CA"],
+            ["req", *ec, "-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=localhost"],
+            ["x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
+             "-out", "server.pem", "-days", "2", "-extfile", "san.cnf"],
+        ):
+            subprocess.run([openssl, *args], cwd=d, check=True, capture_output=True)
+
+    @property
+    def log_path(self) -> Path:
+        return self.workdir / "mosquitto.log"
+
+    def start(self) -> MosquittoBroker:
+        binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+        if not Path(binary).exists():
+            pytest.fail("mosquitto is not installed: run scripts/bootstrap.d/52-mosquitto "
+                        "(or `sudo apt-get install -y mosquitto`)")
+        lines = [
+            # As root mosquitto would switch to its own user, who cannot read the test's files: stay who we are.
+            f"user {getpass.getuser()}",
+            f"listener {self.port} 127.0.0.1",
+            "persistence false",
+            "log_dest stderr",
+            "log_type all",
+        ]
+        if self.users:
+            passwords = self.workdir / "passwords"
+            passwords.write_text("")
+            for user, password in self.users.items():
+                subprocess.run([shutil.which("mosquitto_passwd") or "/usr/bin/mosquitto_passwd", "-b",
+                                str(passwords), user, password], check=True, capture_output=True)
+            # per_listener_settings is off: these apply to every listener.
+            lines += ["allow_anonymous false", f"password_file {passwords}"]
+        else:
+            lines.append("allow_anonymous true")
+        if self.tls_port is not None:
+            self._make_certificates()
+            lines += [f"listener {self.tls_port} 127.0.0.1", f"cafile {self.ca_file}",
+                      f"certfile {self.workdir / 'server.pem'}", f"keyfile {self.workdir / 'server.key'}"]
+        config = self.workdir / "mosquitto.conf"
+        config.write_text("\n".join(lines) + "\n")
+        log = open(self.log_path, "ab")  # noqa: SIM115 - closed with the process
+        self.proc = subprocess.Popen([binary, "-c", str(config)], stdout=log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.5).close()
+                return self
+            except OSError:
+                assert self.proc.poll() is None, self.logs()
+                assert time.monotonic() < deadline, f"mosquitto did not listen\n{self.logs()}"
+                time.sleep(0.05)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+    def logs(self) -> str:
+        return self.log_path.read_text(errors="replace")[-4000:] if self.log_path.exists() else ""
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def mosquitto_factory(tmp_path: Path) -> Iterator[Callable[..., MosquittoBroker]]:
+    """Make brokers: ``make(users={"name": "password"}, port=..., tls=False, start=True)``; all stop at the end of
+    the test."""
+    made: list[MosquittoBroker] = []
+
+    def make(users: dict[str, str] | None = None, port: int | None = None, tls: bool = False,
+             start: bool = True) -> MosquittoBroker:
+        workdir = tmp_path / f"mosquitto-{len(made)}"
+        workdir.mkdir()
+        broker = MosquittoBroker(port or free_port(), workdir, users or {}, tls_port=free_port() if tls else None)
+        made.append(broker)
+        return broker.start() if start else broker
+
+    yield make
+    for broker in made:
+        broker.stop()
+
+
+@pytest.fixture
+def mosquitto(mosquitto_factory: Callable[..., MosquittoBroker]) -> MosquittoBroker:
+    """An anonymous broker on a free loopback port."""
+    return mosquitto_factory()

@@ -25,3 +25,17 @@ class NotifierMetrics:
                                       registry=r)
         self.alertmanager = Counter("citysense_notifier_alertmanager_total", "Alertmanager pushes", ["result"],
                                     registry=r)
+        self.mqtt_published = Counter("citysense_notifier_mqtt_published_total",
+                                      "MQTT messages the broker acknowledged (QoS 1)", ["topic"], registry=r)
+        self.mqtt_dropped = Counter("citysense_notifier_mqtt_dropped_total",
+                                    "MQTT messages given up (queue_full, rejected, shutdown)", ["topic", "reason"],
+                                    registry=r)
+        self.mqtt_skipped = Counter("citysense_notifier_mqtt_skipped_total",
+                                    "alert events with nothing (not_public) or no area topic (no_location) on MQTT",
+                                    ["reason"], registry=r)
+        self.mqtt_queued = Gauge("citysense_notifier_mqtt_queued",
+                                 "MQTT messages waiting for the broker or its acknowledgement", registry=r)
+        self.mqtt_connected = Gauge("citysense_notifier_mqtt_connected", "1 while connected to the MQTT broker",
+                                    registry=r)
+        self.mqtt_connect_failures = Counter("citysense_notifier_mqtt_connect_failures_total",
+                                             "MQTT connection attempts that failed or were refused", registry=r)

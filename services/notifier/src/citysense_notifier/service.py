@@ -5,6 +5,9 @@ a delivery that fails, or finds its subscriber busy or backing off, is parked: r
 the retry topic (CITYSENSE_WEBHOOK_RETRIES_TOPIC), and the event's offset is free to commit. Parked deliveries are
 consumed back from that topic and retried there, each lane with its own in-flight limit, so a stuck subscriber's
 backlog sits in Kafka instead of pausing everyone's alerts.
+
+Alertmanager and MQTT (public alerts for displays and apps) are best effort beside the webhooks: no offset waits
+for them.
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ from citysense_notifier.alertmanager import AlertmanagerSink
 from citysense_notifier.delivery import Deliverer, Parked, RetryPolicy
 from citysense_notifier.health import Progress
 from citysense_notifier.metrics import NotifierMetrics
+from citysense_notifier.mqtt import MqttPublisher
 from citysense_notifier.offsets import OffsetTracker
 from citysense_notifier.settings import NotifierSettings
 from citysense_notifier.transport import PinnedTransport
@@ -96,6 +100,7 @@ class Notifier:
         ]
         self.deliverer: Deliverer | None = None
         self._producer: Producer | None = None
+        self.mqtt: MqttPublisher | None = None
         self.progress = Progress()  # /healthz: the main loop completes a pass at least every few hundred ms
         self.fatal: BaseException | None = None  # what stopped the notifier, if an error did (exit status 1)
 
@@ -131,6 +136,9 @@ class Notifier:
             # Alertmanager is an address the operator configured (often a private one): its own client, unpinned.
             am_client = httpx.AsyncClient(timeout=s.alertmanager_timeout_s, trust_env=False)
             alertmanager = AlertmanagerSink(s, am_client, self.metrics) if s.alertmanager_url else None
+            if s.mqtt_host:
+                self.mqtt = MqttPublisher(s, self.metrics)
+                self.mqtt.start()  # connects in the background: a down broker delays nothing here
             log.info("notifier consuming %s and %s as group %s", s.alerts_topic, s.webhook_tests_topic,
                      s.notifier_group)
             last_commit = 0.0
@@ -154,6 +162,8 @@ class Notifier:
                         push.cancel()
                 await self._commit(consumer)
                 await self._kafka_call(consumer.close)
+                if self.mqtt is not None:
+                    await asyncio.to_thread(self.mqtt.close, 2.0)
                 self._kafka.shutdown(wait=True)
                 polling.set()
                 poller.join()
@@ -263,6 +273,8 @@ class Notifier:
         self.metrics.events.labels("alerts", "ok").inc()
         if alertmanager is not None:
             self._push(alertmanager, event)
+        if self.mqtt is not None:
+            self.mqtt.publish(event)  # queued in partition order (this runs before the first await); never blocks
         subs = await self.subscriptions.matching(event)
         ce_type = cloudevent.event_type(event)
         body = cloudevent.encode(event, ce_type, self.settings.cloudevents_source)
