@@ -36,6 +36,8 @@ QUANTITY = {"oneOf": [{"type": "string", "pattern": r"^[0-9]+(\.[0-9]+)?(m|k|M|G
 SPARK_MEMORY = {"type": "string", "pattern": r"^[0-9]+[kmgt]$", "description": "JVM size such as 512m or 2g"}
 CIDR = {"type": "string", "pattern": r"^[0-9a-fA-F:.]+/[0-9]{1,3}$"}
 LIST_OBJ = {"type": "array", "items": {"type": "object"}}
+ALERT_KINDS = ["threshold", "outlier", "sensor_fault", "station_offline", "forecast"]  # contract.AlertKind
+SEVERITIES = ["info", "warning", "critical"]  # contract.Severity
 RESOURCES = obj(
     {
         "requests": obj({"cpu": QUANTITY, "memory": QUANTITY, "ephemeral-storage": QUANTITY}, ["cpu", "memory"]),
@@ -224,6 +226,22 @@ SCHEMA = {
             "replicas": {"type": "integer", "minimum": 1},
             "metricsPort": PORT,
             "alertmanagerUrl": {"type": "string", "pattern": r"^$|^https?://"},
+            "mqtt": obj({
+                "host": {"type": "string", "pattern": r"^[^\s/]*$", "description": "host name or address, no scheme"},
+                "port": PORT,
+                "tls": BOOL,
+                "caSecret": {"oneOf": [{"const": ""}, DNS1123]},
+                "caKey": {"type": "string", "pattern": r"^[-._a-zA-Z0-9]+$"},
+                "existingSecret": {"oneOf": [{"const": ""}, DNS1123]},
+                "usernameKey": {"type": "string", "minLength": 1},
+                "passwordKey": {"type": "string", "minLength": 1},
+                "topicPrefix": {"type": "string", "pattern": r"^[^/+#\s]+(/[^/+#\s]+)*$",
+                                "description": "topic levels without wildcards, e.g. city/citysense"},
+                "public": {"type": "object", "propertyNames": {"enum": ALERT_KINDS},
+                           "additionalProperties": {"type": "array", "uniqueItems": True,
+                                                    "items": {"enum": SEVERITIES}},
+                           "description": "alert kind -> severities published; empty = the CAP feed's"},
+            }, ["host", "port", "tls", "topicPrefix"]),
             "resources": RESOURCES,
             **POD_EXTRAS,
         }, ["enabled", "image", "replicas", "metricsPort", "resources"]),
@@ -315,6 +333,7 @@ SCHEMA = {
             "webhookEgressCIDRs": {"type": "array", "items": CIDR},
             "webhookEgressExcept": {"type": "array", "items": CIDR},
             "webhookPorts": {"type": "array", "minItems": 1, "uniqueItems": True, "items": PORT},
+            "mqttEgressTo": LIST_OBJ,
         }, ["enabled"]),
         "tests": obj({"enabled": BOOL}),
     }, ["kafka", "cassandra", "config", "simulator", "alertApi", "notifier", "scorer"]),
