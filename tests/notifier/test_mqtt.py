@@ -219,6 +219,8 @@ def test_open_update_and_resolve_on_a_real_broker(mosquitto, subscribe, publishe
 
     raised = variant(opened, state=AlertState.UPDATE, severity=Severity.WARNING)
     publisher.publish(raised)
+    wait_until(lambda: metric(publisher, "citysense_notifier_mqtt_published_total", topic="station") == 2,
+               what="the second state acknowledged")
     later = subscribe(mosquitto.port, state_topic)
     assert later.wait_for(lambda m: m.event()["event_id"] == raised.event_id).retain
 
@@ -230,7 +232,8 @@ def test_open_update_and_resolve_on_a_real_broker(mosquitto, subscribe, publishe
     wait_until(lambda: metric(publisher, "citysense_notifier_mqtt_published_total", topic="station") == 3,
                what="three state messages acknowledged")
     assert subscribe(mosquitto.port, "citysense/stations/#").settle() == []  # nothing retained any more
-    assert metric(publisher, "citysense_notifier_mqtt_published_total", topic="area") == 3
+    wait_until(lambda: metric(publisher, "citysense_notifier_mqtt_published_total", topic="area") == 3,
+               what="three area events acknowledged")
     assert metric(publisher, "citysense_notifier_mqtt_queued") == 0
 
 
@@ -309,7 +312,8 @@ def test_tls_verifies_the_broker(mosquitto_factory, subscribe, publisher_factory
     event = event_factory("st-trusted")
     trusted.publish(event)
     assert watcher.wait_for(lambda m: not m.retain).event()["event_id"] == event.event_id
-    assert metric(trusted, "citysense_notifier_mqtt_connected") == 1
+    # A client may publish before the broker's CONNACK reaches it, so the gauge can follow the message.
+    wait_until(lambda: metric(trusted, "citysense_notifier_mqtt_connected") == 1, what="connected")
     wait_until(lambda: metric(untrusted, "citysense_notifier_mqtt_connect_failures_total") >= 1,
                what="a failed TLS handshake")
     assert metric(untrusted, "citysense_notifier_mqtt_connected") == 0
