@@ -154,6 +154,8 @@ SCHEMA = {
                 "required": ["metrics"],
             },
             "rules": {"type": "object", "description": "threshold rules (config/rules.yaml format)"},
+            "cap": {"type": "object", "description": "the alert API's CAP feed (config/cap.yaml format); "
+                                                     "empty = no feed"},
         }, ["profile", "metrics", "rules"]),
         "podSecurityContext": POD_SECURITY,
         "containerSecurityContext": {

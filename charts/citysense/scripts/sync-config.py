@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
-"""Copy the repository's config/metrics.yaml and config/rules.yaml into the chart's values.yaml.
+"""Copy the repository's config/metrics.yaml, config/rules.yaml and config/cap.yaml into the chart's values.yaml.
 
-The chart renders `config.metrics` and `config.rules` into the citysense-config ConfigMap, so the defaults must be
+The chart renders `config.metrics`, `config.rules` and `config.cap` into the citysense-config ConfigMap, so the defaults must be
 the repository's registry and rules. This script rewrites the blocks between the `# BEGIN generated` / `# END
 generated` markers in values.yaml; tests/charts/test_config_drift.py fails when they are out of date.
 
@@ -21,7 +21,8 @@ import yaml
 CHART = Path(__file__).resolve().parents[1]
 REPO = CHART.parents[1]
 VALUES = CHART / "values.yaml"
-SOURCES = {"metrics": REPO / "config" / "metrics.yaml", "rules": REPO / "config" / "rules.yaml"}
+SOURCES = {"metrics": REPO / "config" / "metrics.yaml", "rules": REPO / "config" / "rules.yaml",
+           "cap": REPO / "config" / "cap.yaml"}
 INDENT = "    "  # the blocks live under `config.<key>:` (2 spaces) so their content is indented by 4
 
 
