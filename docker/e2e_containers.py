@@ -312,13 +312,19 @@ def main() -> int:  # noqa: C901, PLR0912, PLR0915 - one linear scenario, easier
         log(evidence[0])
         log(evidence[1])
         if present["scorer"]:
-            # The scorer stored the alert and the readings in the shared SQLite store; the API serves both.
+            # The API serves the alert (recorded from its event) and the readings (stored by the scorer's micro-batch
+            # query, which may come a few seconds after the real-time path's alert).
             got = httpx.get(f"{api}/v1/alerts/{alert['alert_id']}", timeout=10)
             if got.status_code != 200:
                 raise SystemExit(f"alert {alert['alert_id']} not served by the API: {got.status_code} {got.text}")
-            readings = httpx.get(f"{api}/v1/stations/{alert['station_id']}/readings", timeout=10)
+            deadline = time.monotonic() + 60
+            while True:
+                readings = httpx.get(f"{api}/v1/stations/{alert['station_id']}/readings", timeout=10)
+                if readings.status_code == 200 or time.monotonic() > deadline:
+                    break
+                time.sleep(1)
             if readings.status_code != 200:
-                raise SystemExit(f"readings not served: {readings.status_code} {readings.text[:300]}")
+                raise SystemExit(f"readings not served within 60 s: {readings.status_code} {readings.text[:300]}")
             items = readings.json().get("items", [])
             pm = [m["metrics"]["pm2_5"] for m in items if "pm2_5" in m.get("metrics", {})]
             evidence.append(f"API GET /v1/alerts/{alert['alert_id']}: state={got.json().get('state')}; "
