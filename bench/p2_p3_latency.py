@@ -85,6 +85,8 @@ class LatencyRun:
             "lag_max": max((x for _, x in self.lag_samples), default=0),
             "lag_curve": [(round(t, 1), int(x)) for t, x in self.lag_samples][:: max(1, len(self.lag_samples) // 30)],
             "probe_readings_sent": self.readings_sent,
+            "p2_each_ms": sorted(round(x) for x in self.p2_ms), "p3_each_ms": sorted(round(x) for x in self.p3_ms),
+            "alert_topic_each_ms": sorted(round(x) for x in self.topic_ms),
         }
 
 
