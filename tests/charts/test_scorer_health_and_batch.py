@@ -41,30 +41,25 @@ def test_health_values_reach_the_scorer_settings(monkeypatch: pytest.MonkeyPatch
     assert health.health_buckets == 16
 
 
-def test_state_partitions_and_source_tasks_follow_the_executor_cores(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_state_partitions_follow_the_executor_cores(monkeypatch: pytest.MonkeyPatch) -> None:
     from citysense_scorer.settings import scorer_settings
 
     docs = render(values={"scorer.executor": {"instances": 3, "cores": 2}})
     env = env_of(find(docs, "SparkApplication", STREAM)["spec"]["driver"])
     assert env["CITYSENSE_SCORER_SHUFFLE_PARTITIONS"] == "6"
-    assert env["CITYSENSE_SCORER_SOURCE_TASKS"] == "6"
-    for name in ("CITYSENSE_SCORER_SHUFFLE_PARTITIONS", "CITYSENSE_SCORER_SOURCE_TASKS"):
-        monkeypatch.setenv(name, env[name])
-    settings = scorer_settings()
-    assert (settings.scorer_shuffle_partitions, settings.scorer_source_tasks) == (6, 6)
+    monkeypatch.setenv("CITYSENSE_SCORER_SHUFFLE_PARTITIONS", env["CITYSENSE_SCORER_SHUFFLE_PARTITIONS"])
+    assert scorer_settings().scorer_shuffle_partitions == 6
 
 
 def test_stream_pacing_reaches_the_scorer_settings(default_docs, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: ANN001
     from citysense_scorer.settings import scorer_settings
 
     default = env_of(find(default_docs, "SparkApplication", STREAM)["spec"]["driver"])
-    assert (default["CITYSENSE_SCORER_TRIGGER_MS"], default["CITYSENSE_SCORER_SOURCE_WAIT_MS"]) == ("500", "500")
-    docs = render(values={"scorer.stream": {"triggerMs": 0, "sourceWaitMs": 250}})
+    assert default["CITYSENSE_SCORER_TRIGGER_MS"] == "500"
+    docs = render(values={"scorer.stream": {"triggerMs": 0}})
     env = env_of(find(docs, "SparkApplication", STREAM)["spec"]["driver"])
-    for name in ("CITYSENSE_SCORER_TRIGGER_MS", "CITYSENSE_SCORER_SOURCE_WAIT_MS"):
-        monkeypatch.setenv(name, env[name])
-    settings = scorer_settings()
-    assert (settings.scorer_trigger_ms, settings.scorer_source_wait_ms) == (0, 250)
+    monkeypatch.setenv("CITYSENSE_SCORER_TRIGGER_MS", env["CITYSENSE_SCORER_TRIGGER_MS"])
+    assert scorer_settings().scorer_trigger_ms == 0
 
 
 @pytest.mark.parametrize(("values", "needle"), [
@@ -72,9 +67,9 @@ def test_stream_pacing_reaches_the_scorer_settings(default_docs, monkeypatch: py
     ({"scorer.health.enabled": "yes"}, "enabled"),
     ({"scorer.health.offlineGroups": {"lora-*": "slow"}}, "offlineGroups"),
     ({"scorer.health.offlineAfter": 60}, "additional properties"),
-    ({"scorer.stream.sourceWaitMs": -1}, "sourceWaitMs"),
+    ({"scorer.stream.triggerMs": -1}, "triggerMs"),
     ({"scorer.stream.triggerMs": "fast"}, "triggerMs"),
-], ids=["zero-offline-after", "enabled-not-bool", "group-not-a-number", "typo", "negative-wait", "trigger-not-int"])
+], ids=["zero-offline-after", "enabled-not-bool", "group-not-a-number", "typo", "negative-trigger", "trigger-not-int"])
 def test_bad_health_values_are_rejected(values: dict, needle: str) -> None:
     result = template_raw(values=values)
     assert result.returncode != 0, f"helm accepted {values}"
