@@ -1,13 +1,12 @@
 """P2 floor: how fast the mandated parts alone hand a reading to the scorer, with no scoring at all.
 
-The real local Kafka broker, the scorer's own Spark session and bundled Kafka source (decode and validation
-included), micro-batches back to back, and a ``foreachBatch`` that only collects each reading's ``ts`` (stamped when
-it was produced) and notes when the batch reached the driver. No health operator, no engine, no store, no API. What
-this gives is a lower bound for P2 on this machine: an alert cannot be readable before the reading that raised it
-reached the scorer's sink. It is measured for each number of Kafka read tasks (``CITYSENSE_SCORER_SOURCE_TASKS``;
-0 = one per partition of the 6-partition readings topic, as the scorer did before that setting existed).
+The real local Kafka broker, the scorer's own Spark session and source frame (Spark's Kafka source, decode and
+validation included), micro-batches back to back, and a ``foreachBatch`` that only collects each reading's ``ts``
+(stamped when it was produced) and notes when the batch reached the driver. No health operator, no engine, no store,
+no API. What this gives is a lower bound for P2 on this machine: an alert cannot be readable before the reading that
+raised it reached the scorer's sink.
 
-    python bench/p2_floor.py [--rate 5000] [--stations 5000] [--seconds 40] [--tasks 1,2,0]
+    python bench/p2_floor.py [--rate 5000] [--stations 5000] [--seconds 40]
 """
 
 from __future__ import annotations
@@ -56,10 +55,11 @@ def produce(bootstrap: str, rate: int, stations: int, stop: threading.Event, tic
     producer.flush(10)
 
 
-def measure(tasks: int, rate: int, stations: int, seconds: float, warmup: float) -> dict:
+def measure(rate: int, stations: int, seconds: float, warmup: float) -> dict:
     """One broker and one Spark session; ``warmup`` s of load unrecorded, then ``seconds`` recorded."""
     from citysense_common.kafka import TopicSpec, ensure_topics
     from citysense_localstack.servers.kafka import running_kafka
+    from citysense_scorer.alerts.realtime.jar import scorer_jars
     from citysense_scorer.job.session import build_session
     from citysense_scorer.settings import scorer_settings
     from citysense_scorer.source.frame import source_frame
@@ -67,9 +67,9 @@ def measure(tasks: int, rate: int, stations: int, seconds: float, warmup: float)
     tmp = Path(tempfile.mkdtemp(prefix="citysense-floor-"))
     with running_kafka(log_path=tmp / "broker.log") as broker:
         ensure_topics(broker.bootstrap, [TopicSpec(TOPIC, PARTITIONS)])
-        settings = scorer_settings(kafka_bootstrap=broker.bootstrap, data_dir=tmp, scorer_source_tasks=tasks)
+        settings = scorer_settings(kafka_bootstrap=broker.bootstrap, data_dir=tmp)
         spark = build_session(settings.scorer_spark_master, shuffle_partitions=1,
-                              driver_memory=settings.scorer_driver_memory)
+                              driver_memory=settings.scorer_driver_memory, jars=scorer_jars())
         record_from = [float("inf")]
         samples: list[np.ndarray] = []
         batches: list[tuple[float, int]] = []
@@ -90,7 +90,7 @@ def measure(tasks: int, rate: int, stations: int, seconds: float, warmup: float)
         try:
             time.sleep(10)  # the first micro-batches start the Python workers
             load.start()
-            progress(f"  tasks={tasks}: {warmup:.0f} s warm-up, then {seconds:.0f} s recorded")
+            progress(f"  {warmup:.0f} s warm-up, then {seconds:.0f} s recorded")
             time.sleep(warmup)
             record_from[0] = time.time()
             time.sleep(seconds)
@@ -103,7 +103,7 @@ def measure(tasks: int, rate: int, stations: int, seconds: float, warmup: float)
             spark.stop()
     values = np.concatenate(samples) if samples else np.array([])
     starts = [b[0] for b in batches]
-    return {"tasks": tasks, "readings": int(values.size),
+    return {"readings": int(values.size),
             "p50_ms": float(np.percentile(values, 50)) if values.size else None,
             "p99_ms": float(np.percentile(values, 99)) if values.size else None,
             "max_ms": float(values.max()) if values.size else None,
@@ -117,19 +117,14 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--stations", type=int, default=5000)
     ap.add_argument("--seconds", type=float, default=40)
     ap.add_argument("--warmup", type=float, default=20)
-    ap.add_argument("--tasks", default="1,2,0", help="Kafka read tasks to measure, comma-separated (0 = one per "
-                    "partition)")
     args = ap.parse_args(argv)
     progress(f"P2 floor: broker -> Kafka source -> foreachBatch at {args.rate:,}/s, no scoring")
     figures = []
-    for tasks in (int(t) for t in args.tasks.split(",")):
-        run = measure(tasks, args.rate, args.stations, args.seconds, args.warmup)
-        label = "one per partition" if tasks == 0 else str(tasks)
-        progress(f"  tasks={label}: p50 {run['p50_ms']:.0f} ms, p99 {run['p99_ms']:.0f} ms, "
-                 f"cycle {run['cycle_s']:.2f} s")
-        for q in ("p50", "p99"):
-            figures.append(Figure("P2", f"floor: reading -> scorer sink, no scoring, {q} (read tasks: {label})",
-                                  run[f"{q}_ms"], "ms", "reference (P2 target 500 ms p99)", None, run))
+    run = measure(args.rate, args.stations, args.seconds, args.warmup)
+    progress(f"  p50 {run['p50_ms']:.0f} ms, p99 {run['p99_ms']:.0f} ms, cycle {run['cycle_s']:.2f} s")
+    for q in ("p50", "p99"):
+        figures.append(Figure("P2", f"floor: reading -> scorer sink, no scoring, {q}", run[f"{q}_ms"], "ms",
+                              "reference (P2 target 500 ms p99)", None, run))
     path = write_result("p2_floor", figures, notes=pl.run_note())
     progress(f"wrote {path}")
     return 0

@@ -45,7 +45,7 @@ def run_stream() -> int:
     from citysense_scorer.health.checkpoint import CheckpointMismatch, check_checkpoint
     from citysense_scorer.job.stream import run
     from citysense_scorer.settings import scorer_settings
-    from citysense_scorer.source.kafka_datasource import CheckpointBeyondTopic
+    from citysense_scorer.source.offsets import KafkaCheckpointError
 
     settings = scorer_settings()
     setup_logging("scorer", settings.log_level, settings.log_format)
@@ -60,7 +60,7 @@ def run_stream() -> int:
     rules = load_rules(settings.rules_path, registry)
     try:
         return run(settings, registry, rules)
-    except CheckpointBeyondTopic as exc:
+    except KafkaCheckpointError as exc:
         logging.getLogger("citysense_scorer").error("cannot start: %s", exc)
         return 2
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Literal
 
 from citysense_common.paths import config_dir
 from citysense_common.settings import load_settings
@@ -19,11 +18,6 @@ class ScorerSettings(StoreSettings, HealthSettings):
     """Common + store settings (the scorer writes the store) + station health's + the scorer's own
     (``CITYSENSE_SCORER_*``)."""
 
-    scorer_source: Literal["python", "kafka"] = Field(
-        default="python",
-        description="python = the bundled Python Data Source over confluent-kafka; kafka = Spark's built-in source "
-        "(needs the spark-sql-kafka jars on the classpath)",
-    )
     scorer_spark_master: str = Field(
         default="local[2]", description="Spark master of the micro-batch query; locally, the real-time query's task "
         "slots (one per readings partition, one for its lifecycle) are added to local[N]")
@@ -37,14 +31,6 @@ class ScorerSettings(StoreSettings, HealthSettings):
         default="1 minute", description="how often the real-time query checkpoints its offsets and state (Spark's "
         "real-time trigger; at least 5 seconds). After a crash it replays at most this much, re-sending the same "
         "alert events with the same ids")
-    scorer_source_tasks: int = Field(
-        default=2, ge=0, description="Spark tasks that read a micro-batch from Kafka (the bundled source; Kafka "
-        "partitions are spread over them); 0 = one per Kafka partition. Each task costs a Python worker round trip, "
-        "so locally no more tasks than cores. Cluster: the executor cores")
-    scorer_source_wait_ms: int = Field(
-        default=500, ge=0, description="when a trigger finds no new readings, how long the bundled Kafka source "
-        "waits for some before Spark runs a micro-batch without data (which the health operator's offline timers "
-        "need; readings arriving meanwhile would wait for it to finish); 0 = no wait")
     scorer_shuffle_partitions: int = Field(
         default=1, ge=1, description="partitions of the health operator's state (fixed by a checkpoint once it "
         "exists). Locally 1: a Python worker reuses the buckets it wrote only if it gets their partition again, and "

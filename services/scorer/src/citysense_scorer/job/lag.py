@@ -2,13 +2,26 @@
 
 from __future__ import annotations
 
-import json
+import logging
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from citysense_scorer.settings import ScorerSettings
 from citysense_scorer.sink.overlap import OverlappedSink
+from citysense_scorer.source.offsets import (
+    PROBE_GROUP,
+    batch_offsets,
+    check_resumable,
+    committed_offsets,
+    partition_ids,
+    planned_offsets,
+    source_offsets,
+    watermarks,
+)
+
+log = logging.getLogger(__name__)
 
 
 class ConsumerLag:
@@ -17,10 +30,10 @@ class ConsumerLag:
 
     Query progress alone cannot give this: ``lastProgress`` is written when a micro-batch finishes, so its
     ``latestOffset`` is as old as the running batch, and a long batch (a backlog after an outage) read as no lag growth
-    at all. Here the ends come from an :class:`~citysense_scorer.source.kafka_datasource.EndOffsetProbe` in this process
-    (``ends``, current to a fraction of a second) and only the processed side from where the last batch the store holds
-    ended (:func:`follow_processed`: Spark's progress, or the overlapped sink's last finished batch), seeded
-    at start with what the checkpoint last committed, so a long first batch after a restart shows its backlog too.
+    at all. Here the ends come from the broker (``ends``: :class:`EndOffsets` in this process, current to a second)
+    and only the processed side from where the last batch the store holds ended (:func:`follow_processed`: Spark's
+    progress, or the overlapped sink's last finished batch), seeded at start with what the checkpoint last committed,
+    so a long first batch after a restart shows its backlog too.
     """
 
     def __init__(self, topic: str, ends: Callable[[], dict[int, int] | None],
@@ -47,41 +60,6 @@ class ConsumerLag:
         return sum(max(0, end - self._processed[p]) for p, end in ends.items())
 
 
-def source_offsets(doc: Any, topic: str) -> dict[int, int] | None:
-    """``{partition: offset}`` from a Kafka source offset as progress and the checkpoint write it: the bundled
-    source's ``{"0": 12}`` or Spark's built-in source's ``{"<topic>": {"0": 12}}`` (JSON text or parsed)."""
-    try:
-        if isinstance(doc, str):
-            doc = json.loads(doc)
-        if isinstance(doc, dict) and isinstance(doc.get(topic), dict):
-            doc = doc[topic]
-        if not isinstance(doc, dict) or not doc:
-            return None
-        return {int(p): int(off) for p, off in doc.items()}
-    except (ValueError, TypeError):
-        return None
-
-
-def committed_offsets(checkpoint: Path, topic: str) -> dict[int, int] | None:
-    """Where the last committed micro-batch of a Spark checkpoint ended (None: nothing committed or unreadable).
-    ``commits/<batch>`` exists once that batch finished."""
-    try:
-        done = [int(f.name) for f in (checkpoint / "commits").iterdir() if f.name.isdigit()]
-    except OSError:
-        return None
-    return batch_offsets(checkpoint, max(done), topic) if done else None
-
-
-def batch_offsets(checkpoint: Path, batch_id: int, topic: str) -> dict[int, int] | None:
-    """Where micro-batch ``batch_id`` of a Spark checkpoint ends (None: not planned, purged or unreadable). Spark's
-    offset log ``offsets/<batch>`` is ``v1``, a metadata line, then one line per source."""
-    try:
-        lines = (checkpoint / "offsets" / str(batch_id)).read_text(encoding="utf-8").splitlines()
-    except OSError:
-        return None
-    return source_offsets(lines[2], topic) if len(lines) >= 3 else None
-
-
 def follow_processed(lag: ConsumerLag, progress: dict | None, overlapped: OverlappedSink | None, checkpoint: Path,
                      topic: str) -> None:
     """Move the lag gauge's processed side to what the store holds. Inline sink: Spark's last finished micro-batch
@@ -93,24 +71,56 @@ def follow_processed(lag: ConsumerLag, progress: dict | None, overlapped: Overla
         lag.processed_to(batch_offsets(checkpoint, done, topic))
 
 
-def start_lag(settings: ScorerSettings) -> tuple[ConsumerLag, Any]:
-    """The lag gauge's state and the end-offset probe it reads (close it on shutdown)."""
-    from citysense_scorer.source.kafka_datasource import (
-        EndOffsetProbe,
-        check_resumable,
-        end_offsets,
-        low_offsets,
-        partition_ids,
-    )
+class EndOffsets:
+    """Each partition's end offset (the offset its next reading will get), asked of the broker every ``interval_s``
+    by a background thread: a gauge scraped every few seconds needs no fresher ends, and asking more often would
+    take CPU from the driver's sink under load."""
 
+    def __init__(self, conf: dict[str, Any], topic: str, partitions: list[int], interval_s: float = 1.0) -> None:
+        from confluent_kafka import Consumer, TopicPartition
+
+        self._consumer = Consumer({**conf, "group.id": PROBE_GROUP, "enable.auto.commit": False})
+        self._partitions = [TopicPartition(topic, p) for p in partitions]
+        self._interval_s = interval_s
+        self._ends: dict[int, int] | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="kafka-end-offsets", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self._ends = {tp.partition: self._consumer.get_watermark_offsets(tp, timeout=5, cached=False)[1]
+                              for tp in self._partitions}
+            except Exception as exc:  # keep asking: a broker restart must not freeze the gauge
+                log.warning("asking Kafka for the readings topic's end offsets failed: %s", exc)
+            self._stop.wait(self._interval_s)
+
+    def latest(self) -> dict[int, int] | None:
+        """The ends as last answered (None until the first answer)."""
+        return self._ends
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+        self._consumer.close()
+
+
+def start_lag(settings: ScorerSettings) -> tuple[ConsumerLag, EndOffsets]:
+    """The lag gauge's state and the end-offset poller it reads (close it on shutdown).
+
+    Before that, it refuses a checkpoint the query cannot resume on the readings topic (raises
+    :class:`~citysense_scorer.source.offsets.KafkaCheckpointError`, which names the fix): this runs before Spark
+    starts, so nothing is read."""
     conf = {"bootstrap.servers": settings.bootstrap, **settings.kafka_options}
     topic = settings.readings_topic
+    spark_dir = settings.checkpoint_dir / "spark"
     parts = partition_ids(conf, topic)
-    committed = committed_offsets(settings.checkpoint_dir / "spark", topic)
-    if committed:
-        check_resumable(topic, committed, end_offsets(conf, topic, parts), str(settings.checkpoint_dir))
-    # No committed batch yet: the query starts at the earliest retained offsets (startingOffsets=earliest).
-    processed = committed or low_offsets(conf, topic, parts)
-    probe = EndOffsetProbe(conf, topic, parts, {p: processed.get(p, 0) for p in parts}, fetch_wait_ms=500,
-                           interval_s=1.0)
-    return ConsumerLag(topic, lambda: probe.ends(0) if probe.ready() else None, processed), probe
+    marks = watermarks(conf, topic, parts)
+    planned = planned_offsets(spark_dir, topic, str(settings.checkpoint_dir))
+    if planned:
+        check_resumable(topic, planned, {p: high for p, (_, high) in marks.items()}, str(settings.checkpoint_dir))
+    # No committed batch yet: the query starts at the first retained offsets (startingOffsets=earliest).
+    processed = committed_offsets(spark_dir, topic) or {p: low for p, (low, _) in marks.items()}
+    ends = EndOffsets(conf, topic, parts)
+    return ConsumerLag(topic, ends.latest, processed), ends

@@ -1,4 +1,4 @@
-"""SparkSession for the scorer: small local footprint, Arrow transfers, the Kafka Python data source registered.
+"""SparkSession for the scorer: small local footprint, Arrow transfers, extra jars (Spark's Kafka connector).
 
 :func:`build_session` is process setup, called by the job's entry point (:func:`citysense_scorer.job.stream.run`)
 before anything else starts: besides the session, it sets this process's environment for the JVM and the Python
@@ -16,8 +16,6 @@ from pathlib import Path
 
 from citysense_common.jvm.java import ensure_java
 from pyspark.sql import SparkSession
-
-from citysense_scorer.source.kafka_datasource import KafkaDataSource
 
 # Checkpoint writes without a process per file. Without Hadoop's native library (not on PyPI) the local file system
 # runs `chmod` for every file it creates (and its .crc twin) and FileContext's rename runs `readlink`, each a process
@@ -96,7 +94,6 @@ def build_session(master: str, *, shuffle_partitions: int, driver_memory: str,
     )
     session.sparkContext.setLogLevel("WARN")
     quiet_jvm_loggers(session)
-    session.dataSource.register(KafkaDataSource)
     return session
 
 

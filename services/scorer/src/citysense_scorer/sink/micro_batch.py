@@ -298,7 +298,7 @@ class BatchSink:
 def read_back(settings: ScorerSettings, topic: str, start: dict[int, int], header: str,
               timeout: float = 60.0) -> set[str]:
     """Header values of every message from ``start`` (default: the beginning) to the end of each partition."""
-    from citysense_scorer.source.kafka_datasource import partition_ids
+    from citysense_scorer.source.offsets import partition_ids
 
     conf = {"bootstrap.servers": settings.bootstrap, **settings.kafka_options}
     parts = partition_ids(conf, topic)

@@ -1,9 +1,10 @@
-"""Decode and validate readings inside the Spark source task: Kafka message bytes -> one typed row each.
+"""Decode and validate readings in the Spark task that reads them: Kafka message bytes -> one typed row each.
 
-Why here and not in Spark SQL: validating a JSON reading with SQL expressions (a VARIANT per message plus a check per
-rule) costs the JVM far more CPU per reading than this decoder needs in the Python task that reads the Kafka
-partition, and here the rows enter Spark already typed (Arrow record batches), so Spark's share is moving columns,
-the station-health state and the micro-batch bookkeeping.
+The decoder runs in a Python worker, ``mapInArrow`` right after Spark's Kafka source
+(:mod:`citysense_scorer.source.frame`). Why here and not in Spark SQL: validating a JSON reading with SQL expressions
+(``from_json`` with the contract schema, or a VARIANT per message, plus a check per rule) costs the JVM more CPU per
+reading than this decoder needs, and here the rows go back to Spark typed (Arrow record batches), so Spark's share is
+reading Kafka, moving columns, the station-health state and the micro-batch bookkeeping.
 
 Two paths, one set of rules:
 - the **fast path** accepts only the canonical shape (what the simulator and ordinary stations send: schema_version 1,
