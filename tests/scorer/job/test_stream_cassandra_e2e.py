@@ -1,4 +1,5 @@
-"""End to end on Cassandra: simulator -> Kafka -> `citysense-scorer stream` -> a real Cassandra node -> alert API.
+"""End to end on Cassandra: simulator -> Kafka -> `citysense-scorer stream` (+ the notifier, which records the
+real-time path's alerts) -> a real Cassandra node -> alert API.
 
 The simulator runs three live stations, one of them in a PM2.5 pollution episode. Every reading on the topic must
 land in Cassandra exactly once, and the API (opening its own Cassandra store from settings, as in production) must
@@ -39,6 +40,22 @@ def stored_readings(store: CassandraStore) -> int:
         return 0
 
 
+def store_ready(store: CassandraStore) -> bool:
+    """Whether the scorer has created and migrated the keyspace (the notifier needs its tables)."""
+    try:
+        store._session.execute(f"SELECT alert_id FROM {store.keyspace}.alerts_by_id LIMIT 1")  # noqa: S608
+    except Exception:  # noqa: BLE001 - not there yet
+        return False
+    return True
+
+
+def recorded_rules(store: CassandraStore) -> set[str]:
+    try:
+        return {row[0] for row in store._session.execute(f"SELECT rule_id FROM {store.keyspace}.alerts_by_id")}  # noqa: S608
+    except Exception:  # noqa: BLE001 - not there yet
+        return set()
+
+
 def test_simulator_scorer_cassandra_api(kafka_broker, cassandra_node, unique_topics, tmp_path: Path) -> None:  # noqa: ANN001
     bootstrap = kafka_broker.bootstrap
     ensure_topics(bootstrap, [TopicSpec(unique_topics[t], 2) for t in ("readings_topic", "alerts_topic", "dlq_topic")])
@@ -74,9 +91,18 @@ def test_simulator_scorer_cassandra_api(kafka_broker, cassandra_node, unique_top
     log = tmp_path / "scorer.log"
     scorer = subprocess.Popen([sys.executable, "-m", "citysense_scorer.cli", "stream"], env=env,
                               stdout=open(log, "ab"), stderr=subprocess.STDOUT, start_new_session=True)  # noqa: SIM115
+    # The notifier records the real-time path's alert events in the store (that path writes only to Kafka).
+    notifier_env = {**env, "CITYSENSE_NOTIFIER_METRICS_PORT": "0",
+                    "CITYSENSE_WEBHOOK_TESTS_TOPIC": f"{unique_topics['alerts_topic']}.webhook-tests",
+                    "CITYSENSE_WEBHOOK_RETRIES_TOPIC": f"{unique_topics['alerts_topic']}.webhook-retries"}
+    notifier = None
     try:
-        deadline = time.monotonic() + 300
+        deadline = time.monotonic() + 240
         while stored_readings(store) < len(produced):
+            if notifier is None and store_ready(store):
+                notifier = subprocess.Popen([sys.executable, "-m", "citysense_notifier.cli"], env=notifier_env,
+                                            stdout=open(tmp_path / "notifier.log", "ab"),  # noqa: SIM115
+                                            stderr=subprocess.STDOUT, start_new_session=True)
             if scorer.poll() is not None:
                 pytest.fail(f"scorer exited with {scorer.returncode}:\n{log.read_text()[-4000:]}")
             if time.monotonic() > deadline:
@@ -84,13 +110,22 @@ def test_simulator_scorer_cassandra_api(kafka_broker, cassandra_node, unique_top
                             f"scorer log:\n{log.read_text()[-4000:]}")
             time.sleep(1)
         time.sleep(3)  # the batch that stored the last readings also upserts stations and alerts
+        assert notifier is not None, "the scorer never created the keyspace"
+        while "pm25-acute-1m" not in recorded_rules(store):
+            if time.monotonic() > deadline:
+                on_topic = read_topic(bootstrap, unique_topics["alerts_topic"])
+                pytest.fail(f"no pm25-acute-1m alert recorded; alert events on the topic: "
+                            f"{[(e['rule_id'], e['state']) for e in on_topic]}; notifier log:\n"
+                            f"{(tmp_path / 'notifier.log').read_text()[-2000:]}")
+            time.sleep(1)  # the notifier records the real-time path's alerts
     finally:
-        if scorer.poll() is None:
-            os.killpg(scorer.pid, signal.SIGTERM)
-            try:
-                scorer.wait(60)
-            except subprocess.TimeoutExpired:
-                os.killpg(scorer.pid, signal.SIGKILL)
+        for proc in (scorer, notifier):
+            if proc is not None and proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGTERM)
+                try:
+                    proc.wait(60)
+                except subprocess.TimeoutExpired:
+                    os.killpg(proc.pid, signal.SIGKILL)
     try:
         assert stored_readings(store) == len(produced)  # exactly once, nothing lost, nothing doubled
 
