@@ -85,7 +85,8 @@ def build_session(master: str, *, shuffle_partitions: int, driver_memory: str,
         # Streaming: keep the offset/commit logs short; the job never needs old batches.
         .config("spark.sql.streaming.minBatchesToRetain", "20")
         .config("spark.sql.adaptive.enabled", "false")
-        # Validation happens in Python before rows reach Spark (source/decode.py); non-ANSI mode keeps any SQL over the
+        # Readings are validated before any other SQL sees them (source/decode.py in the micro-batch query, the
+        # try_* expressions of source/columns.py in the real-time one); non-ANSI mode keeps any SQL over the
         # decoded rows from failing a task on an odd value.
         .config("spark.sql.ansi.enabled", "false")
         .config("spark.sql.streaming.stateStore.rocksdb.changelogCheckpointing.enabled", "true")
