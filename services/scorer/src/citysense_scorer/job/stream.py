@@ -18,7 +18,6 @@ from typing import Any
 from citysense_common.kafka import default_topics, ensure_topics, wait_for_broker
 from citysense_common.registry import Registry
 from citysense_common.store.factory import open_store
-from confluent_kafka.admin import AdminClient
 
 from citysense_scorer import metrics as m
 from citysense_scorer.alerts.engine import AlertEngine
@@ -34,6 +33,7 @@ from citysense_scorer.settings import ScorerSettings
 from citysense_scorer.sink.micro_batch import BatchSink
 from citysense_scorer.sink.overlap import OverlappedSink, SinkWal
 from citysense_scorer.source.frame import source_frame
+from citysense_scorer.source.offsets import partition_ids
 
 log = logging.getLogger(__name__)
 # The real-time query restarts in place this often within the window before the scorer gives up (and its supervisor
@@ -108,11 +108,6 @@ def spark_master(settings: ScorerSettings, realtime_slots: int) -> str:
     return f"local[{int(match.group(1)) + 2 * realtime_slots}]"
 
 
-def readings_partitions(settings: ScorerSettings) -> int:
-    admin = AdminClient({"bootstrap.servers": settings.bootstrap, "log_level": 4, **settings.kafka_options})
-    return len(admin.list_topics(settings.readings_topic, timeout=30).topics[settings.readings_topic].partitions)
-
-
 def sink_wal_dir(settings: ScorerSettings) -> Path:
     return settings.checkpoint_dir / "sink-wal"
 
@@ -148,7 +143,9 @@ def run(settings: ScorerSettings, registry: Registry, rules: RuleSet) -> int:
     sink = build_sink(settings, registry, paths.micro_batch)
     batch_fn, overlapped = foreach_batch(settings, sink)
     lag, probe = start_lag(settings)
-    slots = readings_partitions(settings) + settings.scorer_shuffle_partitions if paths.realtime.rules else 0
+    kafka = {"bootstrap.servers": settings.bootstrap, **settings.kafka_options}
+    slots = len(partition_ids(kafka, settings.readings_topic)) + settings.scorer_shuffle_partitions \
+        if paths.realtime.rules else 0
     spark = build_session(spark_master(settings, slots), shuffle_partitions=settings.scorer_shuffle_partitions,
                           driver_memory=settings.scorer_driver_memory, jars=scorer_jars(progress=log.info))
     query = start_query(spark, settings, registry, rules, batch_fn)

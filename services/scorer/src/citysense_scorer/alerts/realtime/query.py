@@ -37,7 +37,10 @@ def start(spark: Any, rules: RuleSet, registry: Registry, settings: RealtimeSett
     from pyspark.sql import DataFrame
 
     spec = build_spec(rules, registry, watermark_ms=settings.watermark_ms)
-    spark.conf.set("spark.sql.streaming.stateStore.providerClass", STATE_PROVIDER)  # transformWithState needs it
+    # transformWithState needs RocksDB. The setting is session-wide but read when a query starts: the micro-batch
+    # query starts first, so the provider its checkpoint records (which tells health on from off,
+    # health/checkpoint.py) stays its own.
+    spark.conf.set("spark.sql.streaming.stateStore.providerClass", STATE_PROVIDER)
     reader = (spark.readStream.format("kafka")
               .option("kafka.bootstrap.servers", settings.bootstrap)
               .option("subscribe", settings.readings_topic)
