@@ -14,12 +14,11 @@ from pathlib import Path
 
 import pytest
 import xmlschema
-import yaml
-from citysense_alert_api.cap.config import CapConfigError, CapFeed, load_cap_feed, parse_cap_config
 from citysense_alert_api.cap.messages import build_message
 from citysense_alert_api.cap.xml import CAP_NS, atom_feed, cap_time, cap_xml
 from citysense_alert_api.settings import build_settings
 from citysense_common.store import AlertRecord
+from citysense_common.warnings.config import PublicWarnings
 
 REPO = Path(__file__).resolve().parents[2]
 SCHEMA = Path(__file__).parent / "schemas" / "CAP-v1.2.xsd"
@@ -43,9 +42,9 @@ def validate(document: bytes) -> ET.Element:
 
 
 @functools.cache
-def repo_feed() -> CapFeed:
-    feed = load_cap_feed(build_settings(cap_file=REPO / "config/cap.yaml", rules_file=REPO / "config/rules.yaml",
-                                        metrics_file=REPO / "config/metrics.yaml"))
+def repo_feed() -> PublicWarnings:
+    feed = build_settings(cap_file=REPO / "config/cap.yaml", rules_file=REPO / "config/rules.yaml",
+                          metrics_file=REPO / "config/metrics.yaml").public_warnings()
     assert feed is not None
     return feed
 
@@ -249,30 +248,3 @@ def test_the_atom_feed_names_each_message() -> None:
     link = entries[0].find("a:link", atom)
     assert link is not None and link.get("href") == f"{BASE}/v1/cap/alerts/a0.xml"
     assert link.get("type") == "application/cap+xml"
-
-
-def _config_doc() -> dict:
-    return yaml.safe_load((REPO / "config/cap.yaml").read_text(encoding="utf-8"))
-
-
-def test_the_configuration_is_checked_when_read() -> None:
-    doc = _config_doc()
-    parse_cap_config(doc, "cap.yaml")
-    doc["sender"] = "city alerts"
-    with pytest.raises(CapConfigError, match="sender"):
-        parse_cap_config(doc, "cap.yaml")
-    doc = _config_doc()
-    doc["languages"]["de-DE"]["headline"] = "{event} an {station_name}"
-    with pytest.raises(CapConfigError, match="station_name"):
-        parse_cap_config(doc, "cap.yaml")
-    doc = _config_doc()
-    doc["public"]["threshold"] = ["urgent"]
-    with pytest.raises(CapConfigError, match="public"):
-        parse_cap_config(doc, "cap.yaml")
-
-
-def test_without_a_configuration_file_the_feed_is_off(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("CITYSENSE_CONFIG_DIR", str(tmp_path))  # no cap.yaml there
-    assert load_cap_feed(build_settings()) is None
-    with pytest.raises(CapConfigError, match="CITYSENSE_CAP_FILE"):
-        load_cap_feed(build_settings(cap_file=tmp_path / "missing.yaml"))

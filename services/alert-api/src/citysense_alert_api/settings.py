@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
-from citysense_common.paths import config_dir
 from citysense_common.settings import load_settings
+from citysense_common.warnings.settings import PublicWarningSettings
 from citysense_common.webhook_settings import WebhookSettings
 from pydantic import Field, SecretStr
 
 
-class ApiSettings(WebhookSettings):
+class ApiSettings(WebhookSettings, PublicWarningSettings):
     api_host: str = Field(default="127.0.0.1", description="listen address; 0.0.0.0 in a container")
     api_port: int = Field(default=8000, ge=1, le=65535)
     api_workers: int = Field(default=1, ge=1, le=64, description="uvicorn worker processes (one per core)")
@@ -57,23 +55,6 @@ class ApiSettings(WebhookSettings):
         description="longest time a cached GET /v1/alerts page is served when no alert event arrives to drop it "
                     "(pages are dropped as soon as this process's alert stream sees any event); 0 = no cache",
     )
-    cap_file: Path | None = Field(
-        default=None,
-        description="CAP 1.2 feed configuration (sender, public kinds and severities, texts per language); default "
-                    "config/cap.yaml; when that default file is absent the /v1/cap routes answer 404",
-    )
-    rules_file: Path | None = Field(
-        default=None, description="threshold rules, for the band labels and standards CAP messages name; default "
-                                  "config/rules.yaml (the scorer's file)",
-    )
-
-    @property
-    def cap_path(self) -> Path:
-        return self.cap_file or config_dir() / "cap.yaml"
-
-    @property
-    def rules_path(self) -> Path:
-        return self.rules_file or config_dir() / "rules.yaml"
 
 
 def build_settings(**overrides: object) -> ApiSettings:

@@ -2,7 +2,8 @@
 
 ``GET /v1/cap/alerts.atom`` lists the current message of every public alert; ``GET /v1/cap/alerts/{alert_id}.xml``
 is one alert's current message. Which alert kinds and severities are public, the sender id, the area radius and
-every text (per language, one ``<info>`` each) come from ``config/cap.yaml`` (:mod:`.config`).
+every text (per language, one ``<info>`` each) come from ``config/cap.yaml``, read and worded by the shared
+:mod:`citysense_common.warnings` (the notifier's emails say the same).
 
 **Messages from the newest state alone.** The store keeps one record per alert with its newest event, so each
 message, and the earlier message it references, is derived from that record deterministically:

@@ -13,10 +13,10 @@ from typing import Annotated, Any
 
 from citysense_common.contract import AlertKind
 from citysense_common.store import AlertQuery, AlertRecord, Store
+from citysense_common.warnings.config import PublicWarnings
 from fastapi import APIRouter, Depends, FastAPI, Path, Request
 from fastapi.responses import Response
 
-from citysense_alert_api.cap.config import CapFeed, load_cap_feed
 from citysense_alert_api.cap.messages import CapMessage, build_message
 from citysense_alert_api.cap.xml import ATOM_MEDIA_TYPE, CAP_MEDIA_TYPE, atom_feed, cap_xml
 from citysense_alert_api.page_cache import PageCache
@@ -31,7 +31,7 @@ SCAN_FACTOR = 10  # at most this many times max_entries records are read for one
 
 def install(app: FastAPI, settings: ApiSettings) -> None:
     """Read the CAP configuration once (None: the routes answer 404) and add the routes."""
-    app.state.cap_feed = load_cap_feed(settings)
+    app.state.cap_feed = settings.public_warnings()
     app.include_router(router)
 
 
@@ -39,17 +39,17 @@ def _not_found(what: str) -> Problem:
     return Problem(404, "Alert not found", what, type_="urn:citysense:problem:not-found")
 
 
-async def get_feed(request: Request) -> CapFeed:
-    feed: CapFeed | None = request.app.state.cap_feed
+async def get_feed(request: Request) -> PublicWarnings:
+    feed: PublicWarnings | None = request.app.state.cap_feed
     if feed is None:
         raise _not_found("This API publishes no CAP feed (no config/cap.yaml).")
     return feed
 
 
-FeedDep = Annotated[CapFeed, Depends(get_feed)]
+FeedDep = Annotated[PublicWarnings, Depends(get_feed)]
 
 
-def _base_url(request: Request, feed: CapFeed) -> str:
+def _base_url(request: Request, feed: PublicWarnings) -> str:
     return (feed.config.public_url or str(request.base_url)).rstrip("/")
 
 
@@ -67,7 +67,7 @@ def _xml_doc(media_type: str, what: str) -> dict[int | str, dict[str, Any]]:
             304: {"description": "not modified since the ETag given in If-None-Match"}}
 
 
-def collect_records(store: Store, feed: CapFeed, now: datetime) -> list[AlertRecord]:
+def collect_records(store: Store, feed: PublicWarnings, now: datetime) -> list[AlertRecord]:
     """Active alerts of the public kinds, and resolved ones recent enough for their all-clear to be current
     (opened within ``lookback_days`` before that)."""
     config = feed.config
@@ -88,7 +88,8 @@ def collect_records(store: Store, feed: CapFeed, now: datetime) -> list[AlertRec
     return records[:limit]
 
 
-def current_messages(records: list[AlertRecord], feed: CapFeed, now: datetime, base_url: str) -> list[CapMessage]:
+def current_messages(records: list[AlertRecord], feed: PublicWarnings, now: datetime,
+                     base_url: str) -> list[CapMessage]:
     messages = [m for m in (build_message(r, feed, now, base_url) for r in records) if m is not None]
     current = [m for m in messages if m.current(now)]
     current.sort(key=lambda m: (m.sent, m.identifier), reverse=True)

@@ -1,8 +1,8 @@
-"""The CAP feed's configuration (``config/cap.yaml``) and what it needs of ``config/rules.yaml``.
+"""The public warnings' configuration (``config/cap.yaml``) and what it needs of ``config/rules.yaml``.
 
-Both files are read once when the app is built (:func:`load_cap_feed`); a mistake in ``cap.yaml`` stops the start
-with a message naming the field. The rules file is the scorer's: the API reads only each rule's metric,
-aggregation, window, standard (``source``) and bands, with a parser of its own, so it never imports the scorer.
+Both files are read once when a service starts (:func:`load_warnings`); a mistake in ``cap.yaml`` stops the start
+with a message naming the field. The rules file is the scorer's: only each rule's metric, aggregation, window,
+standard (``source``) and bands are read, with a parser of its own, so no service imports the scorer.
 """
 
 from __future__ import annotations
@@ -15,14 +15,13 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, field_validator, model_validator
+
 from citysense_common.contract import AlertKind, Severity
 from citysense_common.registry import RegistryError, load_registry
 from citysense_common.settings import SettingsError
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, field_validator, model_validator
 
-from citysense_alert_api.settings import ApiSettings
-
-log = logging.getLogger("citysense.alert_api")
+log = logging.getLogger("citysense.warnings")
 
 CapSeverity = Literal["Extreme", "Severe", "Moderate", "Minor"]
 CapCategory = Literal["Geo", "Met", "Safety", "Security", "Rescue", "Fire", "Health", "Env", "Transport", "Infra",
@@ -203,8 +202,8 @@ def load_rules(path: Path) -> dict[str, RuleInfo]:
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        log.warning("CAP feed: no rules file at %s (set CITYSENSE_RULES_FILE); messages name severities, not the "
-                    "rules' bands", path)
+        log.warning("public warnings: no rules file at %s (set CITYSENSE_RULES_FILE); messages name severities, not "
+                    "the rules' bands", path)
         return {}
     except OSError as exc:
         raise CapConfigError(f"cannot read rules file {path}: {exc.strerror}") from None
@@ -224,36 +223,36 @@ def parse_cap_config(doc: object, source: str) -> CapConfig:
 
 
 @dataclass(frozen=True)
-class CapFeed:
-    """Everything the CAP routes need, built once per app."""
+class PublicWarnings:
+    """The configuration, the rules and the metric units: everything warning texts are built from."""
 
     config: CapConfig
     rules: dict[str, RuleInfo]
     units: dict[str, str]
 
 
-def load_cap_feed(settings: ApiSettings) -> CapFeed | None:
-    """The feed's configuration, or None when no ``cap.yaml`` is configured (the default file is absent)."""
-    path = settings.cap_path
+def load_warnings(cap_path: Path, *, required: bool, rules_path: Path,
+                  metrics_file: Path | None = None) -> PublicWarnings | None:
+    """Read ``cap.yaml`` (and the rules and metric units it needs), or None when it is absent and not
+    ``required`` (the default file of a deployment without public warnings)."""
     try:
-        text = path.read_text(encoding="utf-8")
+        text = cap_path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        if settings.cap_file is not None:
-            raise CapConfigError(f"CITYSENSE_CAP_FILE: no file at {path}") from None
-        log.info("CAP feed off: no %s", path)
+        if required:
+            raise CapConfigError(f"CITYSENSE_CAP_FILE: no file at {cap_path}") from None
+        log.info("public warnings off: no %s", cap_path)
         return None
     except OSError as exc:
-        raise CapConfigError(f"cannot read CAP configuration {path}: {exc.strerror}") from None
+        raise CapConfigError(f"cannot read CAP configuration {cap_path}: {exc.strerror}") from None
     try:
         doc: Any = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise CapConfigError(f"{path}: not valid YAML: {exc}") from None
-    config = parse_cap_config(doc, str(path))
+        raise CapConfigError(f"{cap_path}: not valid YAML: {exc}") from None
+    config = parse_cap_config(doc, str(cap_path))
     units: dict[str, str] = {}
     try:
-        units = {name: metric.unit for name, metric in load_registry(settings.metrics_file).metrics.items()}
+        units = {name: metric.unit for name, metric in load_registry(metrics_file).metrics.items()}
     except RegistryError as exc:
-        log.warning("CAP feed: metric units unknown (%s)", exc)
+        log.warning("public warnings: metric units unknown (%s)", exc)
     units.update(config.units)
-    return CapFeed(config=config, rules=load_rules(settings.rules_path), units=units)
-
+    return PublicWarnings(config=config, rules=load_rules(rules_path), units=units)
