@@ -1,4 +1,4 @@
-"""Storage for enriched readings, stations, alerts, subscriptions and deliveries (see ``base.Store``).
+"""Storage for readings, stations, alerts, subscriptions (webhooks, citizens' areas), deliveries (``base.Store``).
 
 ``open_store()`` returns the backend chosen by ``CITYSENSE_STORE``: SQLite (embedded default) or Cassandra.
 """
@@ -6,6 +6,7 @@
 from citysense_common.store.base import (
     AlertQuery,
     AlertRecord,
+    AreaSubscription,
     DailyAggregate,
     Delivery,
     EnrichedReading,
@@ -22,6 +23,7 @@ from citysense_common.store.settings import StoreSettings
 from citysense_common.store.sqlite import SQLiteStore
 
 __all__ = [
-    "AlertQuery", "AlertRecord", "DailyAggregate", "Delivery", "EnrichedReading", "InvalidCursor", "NotFound",
-    "Page", "SQLiteStore", "StationRecord", "Store", "StoreError", "Subscription", "StoreSettings", "open_store",
+    "AlertQuery", "AlertRecord", "AreaSubscription", "DailyAggregate", "Delivery", "EnrichedReading",
+    "InvalidCursor", "NotFound", "Page",
+    "SQLiteStore", "StationRecord", "Store", "StoreError", "Subscription", "StoreSettings", "open_store",
 ]

@@ -23,6 +23,7 @@ StationState = Literal["active", "offline"]
 AlertLifecycle = Literal["active", "resolved"]
 SubscriptionStatus = Literal["active", "paused"]
 DeliveryStatus = Literal["pending", "delivered", "retrying", "dead"]
+AreaSubscriptionStatus = Literal["pending", "confirmed"]
 
 
 class StoreError(RuntimeError):
@@ -157,6 +158,26 @@ class Delivery:
 
 
 @dataclass(frozen=True)
+class AreaSubscription:
+    """A citizen's email warnings for an area: a circle on the map and the lowest severity to be warned about.
+
+    Created ``pending`` by the public subscribe form, ``confirmed`` by the signed link in the confirmation email
+    (double opt-in), deleted by the unsubscribe link. Only the notifier reads the address; no API response shows it.
+    """
+
+    id: str  # random, URL-safe; never derived from the address
+    email: str  # normalised: surrounding space stripped, domain lower-cased
+    lat: float
+    lon: float
+    radius_km: float
+    min_severity: str  # a contract Severity value: info | warning | critical
+    language: str  # "en" | "de": the language of every email to this address
+    status: AreaSubscriptionStatus = "pending"
+    created_at: datetime | None = None
+    confirmed_at: datetime | None = None
+
+
+@dataclass(frozen=True)
 class DailyAggregate:
     """Per station, metric and UTC day (batch job); ``complete`` applies the data-completeness rule."""
 
@@ -202,6 +223,14 @@ class Store(Protocol):
     def get_delivery(self, subscription_id: str, event_id: str) -> Delivery | None: ...
     def list_deliveries(self, subscription_id: str, limit: int = 100,
                         cursor: str | None = None) -> Page[Delivery]: ...
+
+    # citizens' area subscriptions (public subscribe form in the API; email from the notifier)
+    def create_area_subscription(self, subscription: AreaSubscription) -> None: ...
+    def get_area_subscription(self, subscription_id: str) -> AreaSubscription | None: ...
+    def list_area_subscriptions(self, status: AreaSubscriptionStatus | None = None,
+                                email: str | None = None) -> list[AreaSubscription]: ...
+    def update_area_subscription(self, subscription: AreaSubscription) -> None: ...  # NotFound if missing
+    def delete_area_subscription(self, subscription_id: str) -> bool: ...
 
     # daily aggregates (batch job)
     def write_daily_aggregates(self, aggregates: Sequence[DailyAggregate]) -> None: ...

@@ -27,12 +27,14 @@ import json
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, date, datetime, timedelta
 from importlib import resources
-from typing import Any, TypeVar
+from typing import Any, TypeVar, get_args
 
 from citysense_common.store._util import day_of, decode_cursor, encode_cursor, in_bbox, to_ms, utc
 from citysense_common.store.base import (
     AlertQuery,
     AlertRecord,
+    AreaSubscription,
+    AreaSubscriptionStatus,
     DailyAggregate,
     Delivery,
     EnrichedReading,
@@ -101,6 +103,24 @@ SUBSCRIPTION_DELETE = "DELETE FROM subscriptions WHERE id = ? IF EXISTS"
 SUBSCRIPTION_SELECT = f"SELECT {_SUB_COLS} FROM subscriptions WHERE id = ?"
 SUBSCRIPTIONS_SELECT = f"SELECT {_SUB_COLS} FROM subscriptions"
 
+_AREA_COLS = "id, email, lat, lon, radius_km, min_severity, language, status, created_at, confirmed_at"
+AREA_INSERT = f"INSERT INTO area_subscriptions ({_AREA_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) IF NOT EXISTS"
+AREA_UPDATE = (
+    "UPDATE area_subscriptions SET email = ?, lat = ?, lon = ?, radius_km = ?, min_severity = ?, language = ?,"
+    " status = ?, confirmed_at = ? WHERE id = ? IF EXISTS"
+)
+AREA_DELETE = "DELETE FROM area_subscriptions WHERE id = ? IF EXISTS"
+AREA_SELECT = f"SELECT {_AREA_COLS} FROM area_subscriptions WHERE id = ?"
+AREAS_SELECT = f"SELECT {_AREA_COLS} FROM area_subscriptions"
+AREA_INSERT_BY_STATUS = f"INSERT INTO area_subscriptions_by_status ({_AREA_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+AREA_INSERT_BY_EMAIL = f"INSERT INTO area_subscriptions_by_email ({_AREA_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+AREA_DELETE_BY_STATUS = "DELETE FROM area_subscriptions_by_status WHERE status = ? AND id = ?"
+AREA_DELETE_BY_EMAIL = "DELETE FROM area_subscriptions_by_email WHERE email = ? AND id = ?"
+AREA_EMAIL_BY_STATUS = "SELECT email FROM area_subscriptions_by_status WHERE status = ? AND id = ?"
+AREAS_SELECT_STATUS = f"SELECT {_AREA_COLS} FROM area_subscriptions_by_status WHERE status = ?"
+AREAS_SELECT_EMAIL = f"SELECT {_AREA_COLS} FROM area_subscriptions_by_email WHERE email = ?"
+AREA_STATUSES: tuple[str, ...] = get_args(AreaSubscriptionStatus)
+
 _DELIVERY_COLS = (
     "subscription_id, event_id, webhook_id, status, attempts, created_at, updated_at, event_type, last_status_code,"
     " last_error, next_attempt_at"
@@ -123,7 +143,8 @@ AGGREGATES_SELECT_METRIC = f"SELECT {_AGG_COLS} FROM daily_aggregates WHERE stat
 
 TABLES = (
     "readings", "stations", "alerts_by_id", "alerts_by_day", "alerts_by_station", "subscriptions", "deliveries",
-    "deliveries_by_time", "daily_aggregates",
+    "deliveries_by_time", "daily_aggregates", "area_subscriptions", "area_subscriptions_by_status",
+    "area_subscriptions_by_email",
 )
 
 
@@ -560,6 +581,69 @@ class CassandraStore:
         return self._scan(_fingerprint("deliveries", subscription_id),
                           [(DELIVERIES_SELECT, (subscription_id,))], lambda row: True, _delivery, limit, cursor)
 
+    # ------------------------------------------------------------------ citizens' area subscriptions
+
+    def create_area_subscription(self, subscription: AreaSubscription) -> None:
+        """Insert if absent (a lightweight transaction): creating the same id again changes nothing."""
+        a = subscription
+        self._execute(AREA_INSERT, (a.id, a.email, a.lat, a.lon, a.radius_km, a.min_severity, a.language, a.status,
+                                    utc(a.created_at or datetime.now(UTC)), _ms_dt(a.confirmed_at)))
+        self._write_area_copies(a.id)
+
+    def get_area_subscription(self, subscription_id: str) -> AreaSubscription | None:
+        rows = list(self._execute(AREA_SELECT, (subscription_id,)))
+        return _area_subscription(rows[0]) if rows else None
+
+    def list_area_subscriptions(self, status: AreaSubscriptionStatus | None = None,
+                                email: str | None = None) -> list[AreaSubscription]:
+        """Oldest first (ties by id). By email: one partition; by status: one partition; neither: a full scan
+        (tests and operators only, no service lists them all)."""
+        if email is not None:
+            rows = self._execute(AREAS_SELECT_EMAIL, (email,))
+        elif status is not None:
+            rows = self._execute(AREAS_SELECT_STATUS, (status,))
+        else:
+            rows = self._execute(AREAS_SELECT)
+        found = [_area_subscription(row) for row in rows]
+        found = [a for a in found if status is None or a.status == status]
+        return sorted(found, key=lambda a: (a.created_at or datetime.min.replace(tzinfo=UTC), a.id))
+
+    def update_area_subscription(self, subscription: AreaSubscription) -> None:
+        """Replace every field but ``created_at``. NotFound if missing."""
+        a = subscription
+        before = self.get_area_subscription(a.id)
+        result = self._execute(AREA_UPDATE, (a.email, a.lat, a.lon, a.radius_km, a.min_severity, a.language,
+                                             a.status, _ms_dt(a.confirmed_at), a.id))
+        if before is None or not result.was_applied:
+            raise NotFound(f"area subscription {a.id!r}")
+        if before.email != a.email:
+            self._execute(AREA_DELETE_BY_EMAIL, (before.email, a.id))
+        self._write_area_copies(a.id)
+
+    def delete_area_subscription(self, subscription_id: str) -> bool:
+        """True if it existed. Every copy found under the id goes too, even when the row by id is already gone
+        (a write that raced a delete cannot leave a copy the notifier would still mail)."""
+        emails = {row[0] for status in AREA_STATUSES
+                  for row in self._execute(AREA_EMAIL_BY_STATUS, (status, subscription_id))}
+        before = self.get_area_subscription(subscription_id)
+        if before is not None:
+            emails.add(before.email)
+        existed = bool(self._execute(AREA_DELETE, (subscription_id,)).was_applied)
+        self._write_pairs([(AREA_DELETE_BY_STATUS, (status, subscription_id)) for status in AREA_STATUSES]
+                          + [(AREA_DELETE_BY_EMAIL, (email, subscription_id)) for email in emails])
+        return existed
+
+    def _write_area_copies(self, subscription_id: str) -> None:
+        """The by-status and by-email copies of the row as stored (idempotent: a retry repairs a half write)."""
+        a = self.get_area_subscription(subscription_id)
+        if a is None:
+            return
+        values = (a.id, a.email, a.lat, a.lon, a.radius_km, a.min_severity, a.language, a.status,
+                  _ms_dt(a.created_at), _ms_dt(a.confirmed_at))
+        self._write_pairs([(AREA_INSERT_BY_STATUS, values), (AREA_INSERT_BY_EMAIL, values)]
+                          + [(AREA_DELETE_BY_STATUS, (status, a.id)) for status in AREA_STATUSES
+                             if status != a.status])
+
     # ------------------------------------------------------------------ daily aggregates
 
     def write_daily_aggregates(self, aggregates: Sequence[DailyAggregate]) -> None:
@@ -609,6 +693,13 @@ def _subscription(row: Any) -> Subscription:
     return Subscription(
         id=row[0], url=row[1], secret=row[2], description=row[3] or "", filters=json.loads(row[4] or "{}"),
         status=row[5], created_at=_aware(row[6]), updated_at=_aware(row[7]),
+    )
+
+
+def _area_subscription(row: Any) -> AreaSubscription:
+    return AreaSubscription(
+        id=row[0], email=row[1], lat=row[2], lon=row[3], radius_km=row[4], min_severity=row[5], language=row[6],
+        status=row[7], created_at=_aware(row[8]), confirmed_at=_aware(row[9]),
     )
 
 

@@ -54,6 +54,8 @@ from citysense_common.store._util import (
 from citysense_common.store.base import (
     AlertQuery,
     AlertRecord,
+    AreaSubscription,
+    AreaSubscriptionStatus,
     DailyAggregate,
     Delivery,
     EnrichedReading,
@@ -219,6 +221,7 @@ WHERE (excluded.updated_at, excluded.state = 'resolved') > (alerts.updated_at, a
 """
 
 _SUBSCRIPTION_COLUMNS = "id, url, secret, description, filters, status, created_at, updated_at"
+_AREA_COLUMNS = "id, email, lat, lon, radius_km, min_severity, language, status, created_at, confirmed_at"
 _DELIVERY_COLUMNS = (
     "subscription_id, event_id, webhook_id, status, attempts, created_at, updated_at, event_type,"
     " last_status_code, last_error, next_attempt_at"
@@ -741,6 +744,52 @@ class SQLiteStore:
             next_cursor = encode_cursor({"q": fingerprint, "at": last[5], "id": last[1]})
         return Page(items, next_cursor)
 
+    # ------------------------------------------------------------------ citizens' area subscriptions
+
+    def create_area_subscription(self, subscription: AreaSubscription) -> None:
+        """Insert if absent: creating the same id again changes nothing (idempotent retries)."""
+        a = subscription
+        with self._write() as conn:
+            conn.execute(
+                f"INSERT OR IGNORE INTO area_subscriptions ({_AREA_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?)",
+                (a.id, a.email, a.lat, a.lon, a.radius_km, a.min_severity, a.language, a.status,
+                 to_ms(a.created_at or datetime.now(UTC)), opt_ms(a.confirmed_at)),
+            )
+
+    def get_area_subscription(self, subscription_id: str) -> AreaSubscription | None:
+        rows = self._query(f"SELECT {_AREA_COLUMNS} FROM area_subscriptions WHERE id = ?", (subscription_id,))
+        return _area_subscription(rows[0]) if rows else None
+
+    def list_area_subscriptions(self, status: AreaSubscriptionStatus | None = None,
+                                email: str | None = None) -> list[AreaSubscription]:
+        """Oldest first (ties by id); ``email`` matches exactly (callers normalise addresses before storing)."""
+        clauses, params = [], []
+        for column, value in (("status", status), ("email", email)):
+            if value is not None:
+                clauses.append(f"{column} = ?")
+                params.append(value)
+        where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
+        rows = self._query(f"SELECT {_AREA_COLUMNS} FROM area_subscriptions{where} ORDER BY created_at, id", params)
+        return [_area_subscription(row) for row in rows]
+
+    def update_area_subscription(self, subscription: AreaSubscription) -> None:
+        """Replace every field but ``created_at``. NotFound if missing."""
+        a = subscription
+        with self._write() as conn:
+            cur = conn.execute(
+                "UPDATE area_subscriptions SET email = ?, lat = ?, lon = ?, radius_km = ?, min_severity = ?,"
+                " language = ?, status = ?, confirmed_at = ? WHERE id = ?",
+                (a.email, a.lat, a.lon, a.radius_km, a.min_severity, a.language, a.status, opt_ms(a.confirmed_at),
+                 a.id),
+            )
+            if cur.rowcount == 0:
+                raise NotFound(f"area subscription {a.id!r}")
+
+    def delete_area_subscription(self, subscription_id: str) -> bool:
+        """True if it existed. Its deliveries stay (the audit trail of what was sent)."""
+        with self._write() as conn:
+            return conn.execute("DELETE FROM area_subscriptions WHERE id = ?", (subscription_id,)).rowcount > 0
+
     # ------------------------------------------------------------------ retention
 
     def _maybe_expire(self) -> None:
@@ -898,6 +947,13 @@ def _subscription(row: tuple[Any, ...]) -> Subscription:
     return Subscription(
         id=row[0], url=row[1], secret=row[2], description=row[3], filters=json.loads(row[4]), status=row[5],
         created_at=from_ms(row[6]), updated_at=from_ms(row[7]),
+    )
+
+
+def _area_subscription(row: tuple[Any, ...]) -> AreaSubscription:
+    return AreaSubscription(
+        id=row[0], email=row[1], lat=row[2], lon=row[3], radius_km=row[4], min_severity=row[5], language=row[6],
+        status=row[7], created_at=from_ms(row[8]), confirmed_at=opt_from_ms(row[9]),
     )
 
 
