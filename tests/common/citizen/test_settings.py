@@ -30,6 +30,7 @@ def test_defaults_and_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     s = load_citizen_settings()
     assert s.public_url == "https://air.city.example"
     assert s.link("confirm", "t.k") == "https://air.city.example/citizen/confirm?token=t.k"
+    assert s.one_click_unsubscribe_url("t.k") == "https://air.city.example/v1/citizen/unsubscribe?token=t.k"
     assert s.token_lifetime("confirm") == timedelta(hours=2)
     assert GOOD_SECRET not in repr(s) and GOOD_SECRET not in str(s.model_dump())
 

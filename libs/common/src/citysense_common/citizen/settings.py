@@ -48,6 +48,10 @@ class CitizenSettings(BaseSettings):
     rate_per_client: int = Field(default=10, ge=1,
                                  description="subscribe requests from one client address per rate window (429 beyond)")
     rate_window_s: float = Field(default=3600.0, gt=0, le=7 * 86400, description="length of the rate window")
+    response_floor_s: float = Field(
+        default=0.4, ge=0, le=5,
+        description="the subscribe endpoint answers no sooner than this, whatever it did (created a subscription, "
+                    "sent a confirmation again, or nothing), so its timing does not tell who is subscribed")
     max_areas_per_address: int = Field(
         default=5, ge=1, le=100, description="areas one email address may hold (pending and confirmed); a further "
                                              "subscribe request is answered as usual but creates nothing")
@@ -74,8 +78,13 @@ class CitizenSettings(BaseSettings):
         return timedelta(hours=self.confirm_hours) if purpose == "confirm" else timedelta(days=self.unsubscribe_days)
 
     def link(self, page: str, token: str) -> str:
-        """The absolute URL of a citizen page (``confirm`` or ``unsubscribe``) with its token."""
+        """The absolute URL of a citizen page (``confirm`` or ``unsubscribe``) with its token: for email bodies."""
         return f"{self.public_url}/citizen/{page}?token={token}"
+
+    def one_click_unsubscribe_url(self, token: str) -> str:
+        """The URL for the ``List-Unsubscribe`` header: mail clients POST ``List-Unsubscribe=One-Click`` to it
+        (RFC 8058) and the API removes the subscription without a page in between."""
+        return f"{self.public_url}/v1/citizen/unsubscribe?token={token}"
 
     def resolve_secret(self, env: str, data_dir: Path) -> str:
         """The signing secret: the setting, else (development only) ``<data_dir>/citizen-secret``, generated once
