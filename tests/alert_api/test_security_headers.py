@@ -47,3 +47,10 @@ def test_docs_loads_nothing_from_another_host(client: TestClient) -> None:
     # No inline script: the CSP allows scripts from this origin only.
     for body in re.findall(r"<script[^>]*>(.*?)</script>", html, re.DOTALL):
         assert not body.strip(), f"inline script in /docs: {body[:80]!r}"
+
+
+def test_images_may_come_from_the_map_tile_host_and_nothing_else_may(client: TestClient) -> None:
+    directives = _directives(client.get("/").headers["content-security-policy"])
+    assert directives["img-src"] == "img-src 'self' data: https://tile.openstreetmap.org"
+    for name in ("default-src", "script-src", "style-src", "connect-src", "font-src"):
+        assert "openstreetmap" not in directives[name], directives[name]

@@ -28,7 +28,7 @@ from citysense_alert_api.problems import (
     problem_response,
     problem_responses,
 )
-from citysense_alert_api.routes import alerts, cap, ops, stations, subscriptions
+from citysense_alert_api.routes import alerts, cap, citizen_map, ops, stations, subscriptions
 from citysense_alert_api.routes.ops import BrokerProbe
 from citysense_alert_api.security import SecurityHeadersMiddleware
 from citysense_alert_api.settings import ApiSettings
@@ -114,7 +114,7 @@ def create_app(settings: ApiSettings, token: str, store: Store | None = None) ->
     async def _body_too_large(request: Request, exc: BodyTooLarge) -> JSONResponse:
         return body_too_large_response(request, exc.max_bytes)
 
-    for router in (stations.router, alerts.router, subscriptions.router, ops.router):
+    for router in (stations.router, alerts.router, subscriptions.router, citizen_map.router, ops.router):
         app.include_router(router)
     cap.install(app, settings)  # CAP 1.2 feed, configured by config/cap.yaml
 
@@ -136,7 +136,8 @@ def create_app(settings: ApiSettings, token: str, store: Store | None = None) ->
                            allow_headers=["Authorization", "Content-Type"])
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.api_max_body_bytes)  # outside routing and auth
     app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
-    app.add_middleware(SecurityHeadersMiddleware)  # outermost: refusals get the headers too
+    tile_sources = (settings.map_tile_origin,) if settings.map_tile_origin else ()
+    app.add_middleware(SecurityHeadersMiddleware, image_sources=tile_sources)  # outermost: refusals get them too
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
 

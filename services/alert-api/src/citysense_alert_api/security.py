@@ -2,7 +2,8 @@
 
 The page and the Swagger UI at /docs load scripts and styles from this origin only (no inline script or style, no
 other host; Swagger UI's assets are vendored from the ``swagger-ui-bundle`` package), so the policy needs neither
-``'unsafe-inline'`` nor ``'unsafe-eval'``. ``img-src data:`` is for Swagger UI's icons, which its CSS embeds.
+``'unsafe-inline'`` nor ``'unsafe-eval'``. ``img-src data:`` is for Swagger UI's icons, which its CSS embeds; the
+citizen map's tiles are images from the one tile host of the settings (``map_tile_url``), added to ``img-src`` alone.
 """
 
 from __future__ import annotations
@@ -10,10 +11,17 @@ from __future__ import annotations
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-CONTENT_SECURITY_POLICY = (
-    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
-    "font-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
-)
+
+def content_security_policy(image_sources: tuple[str, ...] = ()) -> str:
+    """The policy; ``image_sources`` (e.g. the map's tile host) are allowed for images and nothing else."""
+    images = " ".join(("'self'", "data:", *image_sources))
+    return (
+        f"default-src 'self'; script-src 'self'; style-src 'self'; img-src {images}; connect-src 'self'; "
+        "font-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+    )
+
+
+CONTENT_SECURITY_POLICY = content_security_policy()
 SECURITY_HEADERS = {
     "Content-Security-Policy": CONTENT_SECURITY_POLICY,
     "X-Content-Type-Options": "nosniff",
@@ -23,8 +31,9 @@ SECURITY_HEADERS = {
 
 
 class SecurityHeadersMiddleware:
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, image_sources: tuple[str, ...] = ()) -> None:
         self.app = app
+        self.headers = {**SECURITY_HEADERS, "Content-Security-Policy": content_security_policy(image_sources)}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -34,7 +43,7 @@ class SecurityHeadersMiddleware:
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
                 headers = MutableHeaders(scope=message)
-                for name, value in SECURITY_HEADERS.items():
+                for name, value in self.headers.items():
                     if name not in headers:
                         headers[name] = value
             await send(message)

@@ -2,10 +2,31 @@
 
 from __future__ import annotations
 
+from urllib.parse import urlsplit
+
 from citysense_common.settings import load_settings
 from citysense_common.warnings.settings import PublicWarningSettings
 from citysense_common.webhook_settings import WebhookSettings
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
+
+OSM_TILES = "https://tile.openstreetmap.org/{z}/{x}/{y}.png"
+OSM_ATTRIBUTION = '&copy; <a href="https://www.openstreetmap.org/copyright">OpenStreetMap</a> contributors'
+
+
+def tile_origin(url: str) -> str:
+    """``scheme://host[:port]`` of a tile URL template, as a CSP source; ValueError when it is not one."""
+    parts = urlsplit(url.replace("{s}.", "a.", 1) if url.count("{s}") <= 1 else url)
+    if parts.scheme not in {"http", "https"} or not parts.hostname:
+        raise ValueError(f"map_tile_url must be an http(s) URL, got {url!r}")
+    if any(c in parts.netloc for c in "{}@") or parts.fragment:
+        raise ValueError("map_tile_url: only {s}. may stand before the host; no credentials or fragment")
+    missing = [p for p in ("{z}", "{x}", "{y}") if p not in parts.path + parts.query]
+    if missing:
+        raise ValueError(f"map_tile_url must contain {', '.join(missing)}, got {url!r}")
+    host = parts.netloc.lower()
+    if url.split("://", 1)[1].startswith("{s}."):
+        host = "*." + host.removeprefix("a.")
+    return f"{parts.scheme}://{host}"
 
 
 class ApiSettings(WebhookSettings, PublicWarningSettings):
@@ -55,6 +76,31 @@ class ApiSettings(WebhookSettings, PublicWarningSettings):
         description="longest time a cached GET /v1/alerts page is served when no alert event arrives to drop it "
                     "(pages are dropped as soon as this process's alert stream sees any event); 0 = no cache",
     )
+    map_tile_url: str = Field(
+        default=OSM_TILES,
+        description="background map of the citizen page: a tile URL template with {z}, {x} and {y} (and {s} for "
+                    "subdomains); the page's Content-Security-Policy allows images from its host and no other; "
+                    "empty = no background map (stations on a plain background)",
+    )
+    map_tile_attribution: str = Field(
+        default=OSM_ATTRIBUTION,
+        description="the tiles' attribution, shown in the map's corner as their licence requires (HTML: text and "
+                    "links)",
+    )
+    map_tile_max_zoom: int = Field(default=19, ge=1, le=22, description="highest zoom level the tile server serves")
+
+    @field_validator("map_tile_url")
+    @classmethod
+    def _tile_url(cls, value: str) -> str:
+        value = value.strip()
+        if value:
+            tile_origin(value)  # raises ValueError with a message naming what is wrong
+        return value
+
+    @property
+    def map_tile_origin(self) -> str | None:
+        """The tiles' origin as a CSP source (``https://*.host`` for ``{s}.host``), or None without tiles."""
+        return tile_origin(self.map_tile_url) if self.map_tile_url else None
 
 
 def build_settings(**overrides: object) -> ApiSettings:
