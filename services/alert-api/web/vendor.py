@@ -29,13 +29,13 @@ LOCK = HERE / "package-lock.json"
 STATIC = HERE.parent / "src" / "citysense_alert_api" / "static"
 MANIFEST = "MANIFEST.json"
 TIMEOUT_S = 60
-# Per package: the files the page loads (paths inside the tarball's package/ folder), licences included.
+# Per package: the files the page loads (paths inside the tarball's package/ folder), licences included. The
+# cluster icons are the page's own (style.css), so MarkerCluster.Default.css is not among them.
 FILES: dict[str, tuple[str, ...]] = {
     "leaflet": ("LICENSE", "dist/leaflet.js", "dist/leaflet.css", "dist/images/layers.png",
                 "dist/images/layers-2x.png", "dist/images/marker-icon.png", "dist/images/marker-icon-2x.png",
                 "dist/images/marker-shadow.png"),
-    "leaflet.markercluster": ("MIT-LICENCE.txt", "dist/leaflet.markercluster.js", "dist/MarkerCluster.css",
-                              "dist/MarkerCluster.Default.css"),
+    "leaflet.markercluster": ("MIT-LICENCE.txt", "dist/leaflet.markercluster.js", "dist/MarkerCluster.css"),
 }
 
 
