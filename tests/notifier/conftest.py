@@ -354,3 +354,112 @@ def mosquitto_factory(tmp_path: Path) -> Iterator[Callable[..., MosquittoBroker]
 def mosquitto(mosquitto_factory: Callable[..., MosquittoBroker]) -> MosquittoBroker:
     """An anonymous broker on a free loopback port."""
     return mosquitto_factory()
+
+
+class SmtpServer:
+    """A real SMTP server (aiosmtpd) on loopback that keeps every accepted email (``messages``, parsed).
+
+    ``tls``: a self-signed certificate for 127.0.0.1 (written to ``ca_file`` for the client to trust) offered with
+    STARTTLS, and required; ``users``: AUTH required with these credentials; ``refuse``: every DATA is answered
+    with this 5xx reply instead of being kept.
+    """
+
+    def __init__(self, tmp_path: Path, *, tls: bool = False, users: dict[str, str] | None = None,
+                 refuse: str | None = None) -> None:
+        from aiosmtpd.controller import Controller
+        from aiosmtpd.smtp import AuthResult, LoginPassword
+
+        self.messages: list = []
+        self.envelopes: list[tuple[str, list[str]]] = []
+        self.refuse = refuse
+        self.logins: list[str] = []
+        self.ca_file: Path | None = None
+        kwargs: dict = {}
+        if tls:
+            self.ca_file, context = _self_signed(tmp_path)
+            kwargs.update(tls_context=context, require_starttls=True)
+        if users is not None:
+            def authenticate(server, session, envelope, mechanism, auth_data):  # noqa: ANN001, ANN202, ARG001
+                ok = isinstance(auth_data, LoginPassword) and users.get(auth_data.login.decode()) == \
+                    auth_data.password.decode()
+                if ok:
+                    self.logins.append(auth_data.login.decode())
+                return AuthResult(success=ok, handled=False)
+            kwargs.update(authenticator=authenticate, auth_required=True, auth_require_tls=tls)
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            self.port = probe.getsockname()[1]
+        self.controller = Controller(self, hostname="127.0.0.1", port=self.port, **kwargs)
+        self.controller.start()
+
+    async def handle_DATA(self, server, session, envelope) -> str:  # noqa: ANN001, N802 - aiosmtpd's hook
+        import email
+        import email.policy
+
+        if self.refuse:
+            return self.refuse
+        self.envelopes.append((envelope.mail_from, list(envelope.rcpt_tos)))
+        self.messages.append(email.message_from_bytes(envelope.original_content, policy=email.policy.default))
+        return "250 2.0.0 OK"
+
+    def wait_for(self, count: int, timeout: float = 30.0) -> list:
+        deadline = time.monotonic() + timeout
+        while len(self.messages) < count and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert len(self.messages) >= count, f"{len(self.messages)} emails arrived, expected {count}"
+        return self.messages
+
+    def close(self) -> None:
+        self.controller.stop()
+
+
+def _self_signed(tmp_path: Path):  # noqa: ANN202
+    """A fresh key and certificate for 127.0.0.1: the certificate file and the server's TLS context."""
+    import ipaddress
+    import ssl
+    from datetime import timedelta
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "citysense test SMTP")])
+    now = datetime.now(UTC)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now - timedelta(minutes=5))
+            .not_valid_after(now + timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+                           critical=False)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .sign(key, hashes.SHA256()))
+    cert_file, key_file = tmp_path / "smtp-cert.pem", tmp_path / "smtp-key.pem"
+    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert_file, key_file)
+    return cert_file, context
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[Store]:
+    """A SQLite store of its own (the notifier process of the ``notifier`` fixture opens another)."""
+    s = open_store(load_settings(StoreSettings, data_dir=tmp_path))
+    yield s
+    s.close()
+
+
+@pytest.fixture
+def smtp_server(tmp_path: Path) -> Iterator[Callable[..., SmtpServer]]:
+    """Start real SMTP servers on loopback: ``smtp_server(tls=True, users={...}, refuse="550 ...")``."""
+    made: list[SmtpServer] = []
+
+    def make(**kwargs: object) -> SmtpServer:
+        made.append(SmtpServer(tmp_path, **kwargs))  # type: ignore[arg-type]
+        return made[-1]
+
+    yield make
+    for server in made:
+        server.close()

@@ -59,6 +59,12 @@ def webhook_retries_topic(name: str) -> TopicSpec:
     return TopicSpec(name, 6, _bounded(7 * DAY_MS, 64))
 
 
+def citizen_mail_topic(name: str) -> TopicSpec:
+    """Email requests from the API to the notifier (a subscription id each, no address), keyed by subscription;
+    kept a day: a confirmation link that waited longer is of little use."""
+    return TopicSpec(name, 3, _bounded(DAY_MS, 16))
+
+
 def base_config(settings: CommonSettings) -> dict[str, str | int | bool]:
     return {"bootstrap.servers": settings.bootstrap, **settings.kafka_options}
 

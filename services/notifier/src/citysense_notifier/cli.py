@@ -7,6 +7,7 @@ import asyncio
 import signal
 import sys
 
+from citysense_common.citizen.settings import load_citizen_settings
 from citysense_common.kafka import BrokerUnavailable, wait_for_broker
 from citysense_common.log import setup_logging
 from citysense_common.settings import SettingsError
@@ -14,14 +15,27 @@ from citysense_common.store.factory import open_store
 
 from citysense_notifier.health import serve
 from citysense_notifier.metrics import NotifierMetrics
-from citysense_notifier.service import Notifier
-from citysense_notifier.settings import build_settings
+from citysense_notifier.service import EmailSetup, Notifier
+from citysense_notifier.settings import NotifierSettings, build_settings
+
+
+def email_setup(settings: NotifierSettings) -> EmailSetup | None:
+    """Citizens' settings, link secret and warning texts when email is on (CITYSENSE_SMTP_HOST); raises
+    SettingsError naming what to fix."""
+    if not settings.smtp_host:
+        return None
+    citizen = load_citizen_settings()
+    if not citizen.enabled:
+        return None
+    return EmailSetup(citizen=citizen, secret=citizen.resolve_secret(settings.env, settings.data_dir),
+                      warnings=settings.public_warnings())
 
 
 def main(argv: list[str] | None = None) -> int:
     argparse.ArgumentParser(prog="citysense-notifier", description=__doc__).parse_args(argv)
     try:
         settings = build_settings()
+        email = email_setup(settings)
     except SettingsError as exc:
         print(f"citysense-notifier: {exc}", file=sys.stderr)
         return 2
@@ -33,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     metrics = NotifierMetrics()
     store = open_store(settings)
-    notifier = Notifier(settings, store, metrics)
+    notifier = Notifier(settings, store, metrics, email)
     if settings.notifier_metrics_port:
         serve(settings.notifier_metrics_host, settings.notifier_metrics_port, metrics.registry,
               notifier.progress.stalled_for, settings.notifier_liveness_timeout_s)

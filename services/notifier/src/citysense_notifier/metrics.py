@@ -39,3 +39,16 @@ class NotifierMetrics:
                                     registry=r)
         self.mqtt_connect_failures = Counter("citysense_notifier_mqtt_connect_failures_total",
                                              "MQTT connection attempts that failed or were refused", registry=r)
+        self.email_attempts = Counter("citysense_notifier_email_attempts_total", "SMTP attempts", ["result"],
+                                      registry=r)
+        self.email_sent = Counter("citysense_notifier_email_sent_total", "emails the SMTP server accepted",
+                                  ["type"], registry=r)
+        self.email_dead = Counter("citysense_notifier_email_dead_letters_total", "emails given up", ["reason"],
+                                  registry=r)
+        self.email_parked = Counter("citysense_notifier_email_parked_total",
+                                    "emails handed to the retry lane (failed, or the server backing off)", registry=r)
+        self.email_skipped = Counter("citysense_notifier_email_skipped_total",
+                                     "alert events with no email: not_public, no_location, no_texts", ["reason"],
+                                     registry=r)
+        self.email_latency = Histogram("citysense_notifier_email_seconds", "event time -> email accepted by SMTP",
+                                       buckets=(0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300), registry=r)

@@ -7,7 +7,9 @@ consumed back from that topic and retried there, each lane with its own in-fligh
 backlog sits in Kafka instead of pausing everyone's alerts.
 
 Alertmanager and MQTT (public alerts for displays and apps) are best effort beside the webhooks: no offset waits
-for them.
+for them. Email to citizens (:mod:`citysense_notifier.email`) shares both lanes with the webhooks: confirmation
+requests (CITYSENSE_CITIZEN_MAIL_TOPIC) and alert emails are new events, failed emails are parked on the same retry
+topic.
 """
 
 from __future__ import annotations
@@ -21,8 +23,10 @@ from collections.abc import Awaitable
 from dataclasses import dataclass
 
 import httpx
+from citysense_common.citizen.settings import CitizenSettings
 from citysense_common.contract import AlertEvent
 from citysense_common.kafka import (
+    citizen_mail_topic,
     consumer_config,
     default_topics,
     ensure_topics,
@@ -31,6 +35,7 @@ from citysense_common.kafka import (
     webhook_tests_topic,
 )
 from citysense_common.store import AlertRecord, Store, Subscription
+from citysense_common.warnings.config import PublicWarnings
 from citysense_common.webhooks import SubscriptionFilters, WebhookTestRequest
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 from pydantic import ValidationError
@@ -38,6 +43,9 @@ from pydantic import ValidationError
 from citysense_notifier import cloudevent
 from citysense_notifier.alertmanager import AlertmanagerSink
 from citysense_notifier.delivery import Deliverer, Parked, RetryPolicy
+from citysense_notifier.email.channel import EmailChannel
+from citysense_notifier.email.delivery import EmailDeliverer, is_email
+from citysense_notifier.email.smtp import SmtpTransport
 from citysense_notifier.health import Progress
 from citysense_notifier.metrics import NotifierMetrics
 from citysense_notifier.mqtt import MqttPublisher
@@ -82,9 +90,20 @@ class SubscriptionCache:
         return [sub for sub, filters in self._items if filters.matches(event)]
 
 
+@dataclass(frozen=True)
+class EmailSetup:
+    """What email needs beyond the notifier's settings, resolved in the entry point."""
+
+    citizen: CitizenSettings
+    secret: str  # signs the confirm and unsubscribe links (the API verifies them)
+    warnings: PublicWarnings | None  # config/cap.yaml; None = confirmation emails only
+
+
 class Notifier:
-    def __init__(self, settings: NotifierSettings, store: Store, metrics: NotifierMetrics | None = None) -> None:
+    def __init__(self, settings: NotifierSettings, store: Store, metrics: NotifierMetrics | None = None,
+                 email: EmailSetup | None = None) -> None:
         self.settings = settings
+        self.email_setup = email
         self.store = store
         self.metrics = metrics or NotifierMetrics()
         self.tracker = OffsetTracker()
@@ -93,14 +112,16 @@ class Notifier:
         self._tasks: set[asyncio.Task[bool]] = set()
         self._pushes: set[asyncio.Task[None]] = set()  # Alertmanager pushes: no offset waits for them
         self._stop = asyncio.Event()
+        self.mail_topic = email.citizen.mail_topic if email is not None and settings.smtp_host else None
+        new_events = {settings.alerts_topic, settings.webhook_tests_topic} | ({self.mail_topic} - {None})
         self.lanes = [
-            Lane("new events", frozenset({settings.alerts_topic, settings.webhook_tests_topic}),
-                 settings.notifier_max_in_flight),
+            Lane("new events", frozenset(t for t in new_events if t), settings.notifier_max_in_flight),
             Lane("parked deliveries", frozenset({settings.webhook_retries_topic}), settings.notifier_max_parked),
         ]
         self.deliverer: Deliverer | None = None
         self._producer: Producer | None = None
         self.mqtt: MqttPublisher | None = None
+        self.email: EmailChannel | None = None
         self.progress = Progress()  # /healthz: the main loop completes a pass at least every few hundred ms
         self.fatal: BaseException | None = None  # what stopped the notifier, if an error did (exit status 1)
 
@@ -108,6 +129,8 @@ class Notifier:
         self._stop.set()
         if self.deliverer is not None:
             self.deliverer.stopping.set()
+        if self.email is not None:
+            self.email.deliverer.stopping.set()
 
     def _kafka_call(self, fn, *args) -> Awaitable:  # type: ignore[no-untyped-def]
         return asyncio.get_running_loop().run_in_executor(self._kafka, fn, *args)
@@ -117,9 +140,12 @@ class Notifier:
         topics = [spec for spec in default_topics(s) if spec.name == s.alerts_topic]
         topics.append(webhook_tests_topic(s.webhook_tests_topic))
         topics.append(webhook_retries_topic(s.webhook_retries_topic))
+        if self.mail_topic:
+            topics.append(citizen_mail_topic(self.mail_topic))
         await asyncio.to_thread(ensure_topics, s.bootstrap, topics, s.kafka_options)
         consumer = Consumer(consumer_config(s, s.notifier_group, **{"fetch.wait.max.ms": 50}))
-        consumer.subscribe([s.alerts_topic, s.webhook_tests_topic, s.webhook_retries_topic], on_revoke=self._on_revoke)
+        consumer.subscribe([s.alerts_topic, s.webhook_tests_topic, s.webhook_retries_topic,
+                            *([self.mail_topic] if self.mail_topic else [])], on_revoke=self._on_revoke)
         self._producer = Producer(producer_config(s, **{"linger.ms": 5}))
         polling = threading.Event()
         poller = threading.Thread(target=self._poll_producer, args=(polling,), name="producer", daemon=True)
@@ -139,6 +165,7 @@ class Notifier:
             if s.mqtt_host:
                 self.mqtt = MqttPublisher(s, self.metrics)
                 self.mqtt.start()  # connects in the background: a down broker delays nothing here
+            self.email = self._email_channel(policy)
             log.info("notifier consuming %s and %s as group %s", s.alerts_topic, s.webhook_tests_topic,
                      s.notifier_group)
             last_commit = 0.0
@@ -169,6 +196,22 @@ class Notifier:
                 poller.join()
                 await asyncio.to_thread(self._producer.flush, 10)
                 await am_client.aclose()
+
+    def _email_channel(self, policy: RetryPolicy) -> EmailChannel | None:
+        s, setup = self.settings, self.email_setup
+        if not s.smtp_host:
+            log.info("email off: CITYSENSE_SMTP_HOST is not set (no confirmation or warning emails to citizens)")
+            return None
+        if setup is None:
+            log.warning("email off: citizen subscriptions are off (CITYSENSE_CITIZEN_ENABLED=false)")
+            return None
+        transport = SmtpTransport(s)
+        deliverer = EmailDeliverer(self.store, transport, policy, self.metrics, park=self._park)
+        log.info("email on: SMTP %s from %s; confirmations from %s, links to %s%s", transport.describe(),
+                 s.smtp_from_address, setup.citizen.mail_topic, setup.citizen.public_url,
+                 "" if setup.warnings else "; no warning emails (no config/cap.yaml)")
+        return EmailChannel(self.store, deliverer, setup.citizen, setup.secret, setup.warnings, self.metrics,
+                            from_address=s.smtp_from_address, refresh_s=s.subscriptions_refresh_s)
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         # Runs on the Kafka thread inside consume(): commit what is settled, then let the new owner replay the rest.
@@ -240,6 +283,8 @@ class Notifier:
             work = self._handle_test_request(msg.value() or b"")
         elif topic == self.settings.webhook_retries_topic:
             work = self._handle_parked(msg.value() or b"")
+        elif topic == self.mail_topic and self.email is not None:
+            work = self.email.on_mail_request(msg.value() or b"")
         else:
             work = self._handle_alert(msg.value() or b"", alertmanager)
         task = asyncio.create_task(work)
@@ -279,12 +324,13 @@ class Notifier:
         ce_type = cloudevent.event_type(event)
         body = cloudevent.encode(event, ce_type, self.settings.cloudevents_source)
         jobs = [self.deliverer.first_attempt(sub, event.event_id, ce_type, body, event.event_time) for sub in subs]
+        emails = self.email.on_alert(event) if self.email is not None else asyncio.sleep(0, True)
         # The scorer's real-time path writes alert events only to Kafka: the store learns of them here, beside the
         # deliveries. Idempotent (a store keeps each alert's newest event), so a replay or an event the micro-batch
         # sink stored already changes nothing.
         recorded = asyncio.to_thread(self.store.upsert_alerts, [AlertRecord.of(event)])
-        *results, _ = await asyncio.gather(*jobs, recorded)
-        return all(result is not None for result in results)
+        *results, emailed, _ = await asyncio.gather(*jobs, emails, recorded)
+        return emailed and all(result is not None for result in results)
 
     def _push(self, alertmanager: AlertmanagerSink, event: AlertEvent) -> None:
         """Alertmanager is best effort beside the webhooks: its push runs on its own and no offset waits for it,
@@ -321,4 +367,10 @@ class Notifier:
         except (ValueError, KeyError, TypeError):
             log.error("skipping a malformed parked delivery")
             return True
+        if is_email(parked.event_type):
+            if self.email is None:
+                log.error("dropping parked email %s to %s: email is off (CITYSENSE_SMTP_HOST unset)",
+                          parked.event_id, parked.subscription_id)
+                return True
+            return await self.email.deliverer.retry(parked)
         return await self.deliverer.retry(parked)

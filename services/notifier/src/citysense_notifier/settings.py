@@ -7,8 +7,11 @@ from pathlib import Path
 
 from citysense_common.contract import AlertKind, Severity
 from citysense_common.settings import load_settings
+from citysense_common.warnings.settings import PublicWarningSettings
 from citysense_common.webhook_settings import WebhookSettings
 from pydantic import Field, SecretStr, field_validator
+
+from citysense_notifier.email.settings import SmtpSettings
 
 # Which alerts are public on MQTT: the same as the CAP feed's `public:` in config/cap.yaml (a test keeps them equal).
 # sensor_fault, station_offline and outlier describe the measuring network, not the environment.
@@ -18,7 +21,7 @@ DEFAULT_MQTT_PUBLIC: dict[AlertKind, list[Severity]] = {
 }
 
 
-class NotifierSettings(WebhookSettings):
+class NotifierSettings(WebhookSettings, PublicWarningSettings, SmtpSettings):
     notifier_group: str = Field(default="citysense-notifier", description="Kafka consumer group")
     webhook_timeout_s: float = Field(default=5.0, gt=0, le=60, description="deadline of one whole attempt")
     webhook_max_attempts: int = Field(default=8, ge=1, le=100)
