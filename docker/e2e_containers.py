@@ -215,6 +215,7 @@ def main() -> int:  # noqa: C901, PLR0912, PLR0915 - one linear scenario, easier
     common = {
         "CITYSENSE_KAFKA_BOOTSTRAP": bootstrap, "CITYSENSE_STORE": "sqlite", "CITYSENSE_LOG_FORMAT": "text",
         "CITYSENSE_ENV": "production", "CITYSENSE_WEBHOOK_ALLOWED_NETWORKS": "127.0.0.0/8",
+        "CITYSENSE_CITIZEN_SECRET": uuid.uuid4().hex + uuid.uuid4().hex,  # production requires the link secret
     }
     receiver = WebhookReceiver()  # verifies each delivery once the subscription's secret is known
     ok = False

@@ -16,6 +16,7 @@ import pytest
 import uvicorn
 from citysense_alert_api.app import create_app
 from citysense_alert_api.settings import ApiSettings, build_settings
+from citysense_common.citizen.settings import CitizenSettings
 from citysense_common.contract import AlertEvent, AlertKind, AlertState, Location, Severity
 from citysense_common.kafka import TopicSpec, ensure_topics
 from citysense_common.store import AlertRecord, EnrichedReading, StationRecord, Store
@@ -24,6 +25,7 @@ from confluent_kafka import Producer
 from fastapi.testclient import TestClient
 
 TOKEN = "test-token-" + "x" * 24
+CITIZEN_SECRET = "citizen-test-secret-" + "q7Zp2" * 6  # signs the citizens' confirm and unsubscribe links
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 NOW = datetime.now(UTC).replace(microsecond=0)
 
@@ -58,8 +60,10 @@ def seed(store: Store) -> None:
 
 @pytest.fixture
 def api_settings(tmp_path: Path, kafka_broker, unique_topics) -> ApiSettings:  # noqa: ANN001
+    tag = uuid.uuid4().hex[:8]
+    citizen = CitizenSettings(secret=CITIZEN_SECRET, mail_topic=f"test.{tag}.citizen-mail")
     return build_settings(data_dir=tmp_path, kafka_bootstrap=kafka_broker.bootstrap,
-                          webhook_tests_topic=f"test.{uuid.uuid4().hex[:8]}.webhook-tests", **unique_topics)
+                          webhook_tests_topic=f"test.{tag}.webhook-tests", citizen=citizen, **unique_topics)
 
 
 @pytest.fixture

@@ -29,6 +29,7 @@ from citysense_alert_api.problems import (
     problem_responses,
 )
 from citysense_alert_api.routes import alerts, cap, citizen_map, ops, stations, subscriptions
+from citysense_alert_api.routes import citizen as citizen_routes
 from citysense_alert_api.routes.ops import BrokerProbe
 from citysense_alert_api.security import SecurityHeadersMiddleware
 from citysense_alert_api.settings import ApiSettings
@@ -83,6 +84,7 @@ def create_app(settings: ApiSettings, token: str, store: Store | None = None) ->
             app.state.store_calls.shutdown()
             await app.state.broadcaster.stop()
             app.state.test_publisher.close()
+            citizen_routes.close(app)
             if owned:
                 app.state.store.close()
 
@@ -117,6 +119,7 @@ def create_app(settings: ApiSettings, token: str, store: Store | None = None) ->
     for router in (stations.router, alerts.router, subscriptions.router, citizen_map.router, ops.router):
         app.include_router(router)
     cap.install(app, settings)  # CAP 1.2 feed, configured by config/cap.yaml
+    citizen_routes.install(app, settings)  # public area subscriptions (CITYSENSE_CITIZEN_*)
 
     @app.get("/", include_in_schema=False)
     async def citizen_page() -> FileResponse:

@@ -24,6 +24,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = build_settings()
         token, token_file = resolve_api_token(settings)
+        if settings.citizen.enabled:  # the citizen routes need the link secret: refuse to start without it
+            settings.citizen.resolve_secret(settings.env, settings.data_dir)
     except SettingsError as exc:
         print(f"citysense-alert-api: {exc}", file=sys.stderr)
         return 2

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
+from citysense_common.citizen.settings import CitizenSettings, load_citizen_settings
 from citysense_common.settings import load_settings
 from citysense_common.warnings.settings import PublicWarningSettings
 from citysense_common.webhook_settings import WebhookSettings
@@ -66,6 +67,11 @@ class ApiSettings(WebhookSettings, PublicWarningSettings):
                     "stream_max_clients",
     )
     readiness_timeout_s: float = Field(default=2.0, gt=0)
+    citizen: CitizenSettings = Field(
+        default_factory=load_citizen_settings,
+        description="citizens' self-service area subscriptions: read from the CITYSENSE_CITIZEN_* variables "
+                    "(citysense_common.citizen.settings), shared with the notifier",
+    )
     api_store_timeout_s: float = Field(
         default=5.0, gt=0,
         description="longest wait for one store call before the request gets a 503 (the call runs off the event "
