@@ -257,3 +257,13 @@ def test_stop_flag_set_from_a_signal_handler_wakes_a_waiter() -> None:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
     assert flag.is_set()
+
+
+def test_email_links_lead_to_the_stacks_api_port(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from citysense_localstack.stack import Stack, StackSettings
+
+    monkeypatch.delenv("CITYSENSE_CITIZEN_PUBLIC_URL", raising=False)
+    stack = Stack(StackSettings(data_dir=tmp_path, api_port=8123))
+    assert stack.child_env()["CITYSENSE_CITIZEN_PUBLIC_URL"] == "http://127.0.0.1:8123"
+    monkeypatch.setenv("CITYSENSE_CITIZEN_PUBLIC_URL", "https://air.example")
+    assert stack.child_env()["CITYSENSE_CITIZEN_PUBLIC_URL"] == "https://air.example"

@@ -122,6 +122,8 @@ class Stack:
             "CITYSENSE_WEBHOOK_ALLOWED_NETWORKS": env.get("CITYSENSE_WEBHOOK_ALLOWED_NETWORKS",
                                                           s.webhook_allowed_networks),
             "CITYSENSE_STORE": s.store,
+            # The links in citizens' email lead to this stack's API unless another address is configured.
+            "CITYSENSE_CITIZEN_PUBLIC_URL": env.get("CITYSENSE_CITIZEN_PUBLIC_URL", f"http://127.0.0.1:{s.api_port}"),
             "PYTHONUNBUFFERED": "1",
         })
         if s.store == "cassandra":  # the local node's address once it runs, or the configured cluster
