@@ -4,19 +4,25 @@ its Content-Security-Policy with a real tile server on loopback."""
 
 from __future__ import annotations
 
+import importlib.util
+import os
 import re
 import shutil
 import socket
+import sys
 import threading
+import time
 import uuid
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 from citysense_alert_api.settings import ApiSettings, build_settings
-from citysense_common.store import AlertRecord, StationRecord, Store
+from citysense_common.citizen.settings import load_citizen_settings
+from citysense_common.contract import AlertEvent, AlertKind, AlertState, Location, Severity
+from citysense_common.store import AlertRecord, AreaSubscription, StationRecord, Store
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from .conftest import NOW, LiveServer, alert_event, running_api
@@ -46,9 +52,12 @@ def _closed_port() -> int:
 
 @pytest.fixture
 def api_settings(tmp_path: Path, kafka_broker, unique_topics) -> ApiSettings:  # noqa: ANN001
-    """The conftest's settings with tiles from a loopback port nobody listens on: the map server is unreachable."""
+    """The conftest's settings with tiles from a loopback port nobody listens on (the map server is unreachable)
+    and citizen subscriptions on a topic of their own, two requests per address."""
+    run = uuid.uuid4().hex[:8]
+    citizen = load_citizen_settings(mail_topic=f"test.{run}.citizen-mail", response_floor_s=0.0, rate_per_address=2)
     return build_settings(data_dir=tmp_path, kafka_bootstrap=kafka_broker.bootstrap,
-                          webhook_tests_topic=f"test.{uuid.uuid4().hex[:8]}.webhook-tests",
+                          webhook_tests_topic=f"test.{run}.webhook-tests", citizen=citizen,
                           map_tile_url=f"http://127.0.0.1:{_closed_port()}/{{z}}/{{x}}/{{y}}.png", **unique_topics)
 
 
@@ -245,6 +254,45 @@ def test_language_switch_to_german_and_browser_default(city: LiveServer, browser
     expect(german.locator("#place-heading")).to_have_text("Ihr Ort")
 
 
+def test_subscribe_form_answers_with_the_apis_messages(city: LiveServer, browser: Browser) -> None:
+    page, console = open_page(browser, city.url)
+    page.get_by_role("button", name="Subscribe").click()
+    expect(page.locator("#subscribe-result")).to_have_text(
+        "Choose a place on the map or enter its coordinates first.")
+    page.locator("#place-lat").fill("48.86")
+    page.locator("#place-lon").fill("2.36")
+    page.get_by_role("button", name="Show warnings here").click()
+    expect(page.locator("#subscribe-place")).to_have_text("Warnings for stations within 2 km of 48.86, 2.36.")
+    # Invalid: the API's 422 message is shown and the field is marked.
+    page.get_by_label("Email address").fill("not-an-address")
+    page.get_by_role("button", name="Subscribe").click()
+    result = page.locator("#subscribe-result")
+    expect(result).to_have_class("error")
+    expect(result).to_contain_text("email")
+    expect(page.locator("#sub-email")).to_have_attribute("aria-invalid", "true")
+    expect(page.locator("#sub-email-error")).to_be_visible()
+    # Valid: 202, "check your inbox"; a pending subscription with the form's values is in the store.
+    address = f"resident-{uuid.uuid4().hex[:6]}@example.org"
+    page.get_by_label("Email address").fill(address)
+    page.get_by_label("Radius (km)").last.fill("3.5")
+    page.get_by_label("Warn me from").select_option("critical")
+    page.get_by_label("Email language").select_option("de")
+    page.get_by_role("button", name="Subscribe").click()
+    expect(result).to_have_text(re.compile(r"^Check your inbox"))
+    expect(result).to_have_class("ok")
+    expect(page.locator("#sub-email")).not_to_have_attribute("aria-invalid", "true")
+    subscriptions = city.store.list_area_subscriptions(email=address)
+    assert [(s.lat, s.lon, s.radius_km, s.min_severity, s.language, s.status) for s in subscriptions] == [
+        (48.86, 2.36, 3.5, "critical", "de", "pending")]
+    # Too many requests for one address: the API's 429 message and when to try again.
+    page.get_by_role("button", name="Subscribe").click()
+    expect(result).to_have_text(re.compile(r"^Check your inbox"))
+    page.get_by_role("button", name="Subscribe").click()
+    expect(result).to_have_class("error")
+    expect(result).to_have_text(re.compile(r"Try again in \d+ seconds\.$"))
+    assert not csp_violations(console), console
+
+
 @pytest.fixture
 def tile_server() -> Iterator[tuple[str, list[str]]]:
     """A tile server on loopback: every /z/x/y.png is a small PNG; the list holds the paths asked for."""
@@ -303,3 +351,133 @@ def test_page_and_docs_run_under_the_content_security_policy(
         page.wait_for_timeout(500)
         assert not csp_violations(console), console
         assert not others, f"requests to other hosts: {others}"
+
+
+# ---------------------------------------------------------------------------------------------- the whole flow
+_spec = importlib.util.spec_from_file_location("notifier_fixtures",
+                                               Path(__file__).resolve().parents[1] / "notifier" / "conftest.py")
+assert _spec is not None and _spec.loader is not None
+nf = importlib.util.module_from_spec(_spec)
+sys.modules[_spec.name] = nf  # dataclasses look their module up there
+_spec.loader.exec_module(nf)
+
+SECRET = "flow-secret-" + "s" * 32
+REFRESH_S = 0.5  # how often the notifier reloads the confirmed areas
+LINK = r"http://127\.0\.0\.1:\d+/citizen/{page}\?token=[A-Za-z0-9_.~%=-]+"
+
+
+def _plain(message) -> str:  # noqa: ANN001 - email.message.EmailMessage
+    return message.get_body(preferencelist=("plain",)).get_content()
+
+
+def _link(message, page: str) -> str:  # noqa: ANN001
+    found = re.findall(LINK.format(page=page), _plain(message))
+    assert found, f"no {page} link in:\n{_plain(message)}"
+    return found[0]
+
+
+def _to(smtp, address: str) -> list:  # noqa: ANN001
+    return [m for m in smtp.messages if address in str(m["To"])]
+
+
+def _episode_event(state: AlertState = AlertState.OPEN, alert_id: str | None = None) -> AlertEvent:
+    now = datetime.now(UTC)
+    return AlertEvent(event_id=f"ev-{uuid.uuid4().hex}", alert_id=alert_id or f"al-{uuid.uuid4().hex[:10]}",
+                      state=state, kind=AlertKind.THRESHOLD, severity=Severity.CRITICAL, rule_id="pm25-acute-1m",
+                      station_id="st-bad", location=Location(lat=48.86, lon=2.36), metric="pm2_5",
+                      value=300.0 if state is AlertState.OPEN else 20.0, threshold=225.4, window="1m",
+                      opened_at=now, event_time=now, message="PM2.5 1-minute mean 300 µg/m³ exceeds 225.4")
+
+
+def test_subscribe_confirm_warn_unsubscribe_end_to_end(api_settings: ApiSettings, store: Store, tmp_path: Path,
+                                                       browser: Browser) -> None:
+    """Page -> subscribe -> confirmation email (real SMTP server on loopback) -> link opened in the browser ->
+    confirm -> an episode on Kafka -> warning email -> unsubscribe link -> no more email. The notifier runs as a
+    process of its own on the same SQLite store; a second confirmed subscriber whose area covers the station shows
+    that later events are processed, and a third far away gets nothing."""
+    run = uuid.uuid4().hex[:8]
+    citizen = load_citizen_settings(secret=SECRET, mail_topic=f"test.{run}.citizen-mail", response_floor_s=0.0)
+    settings = api_settings.model_copy(update={"citizen": citizen})
+    smtp = nf.SmtpServer(tmp_path)
+    now = datetime.now(UTC)
+    witness, far = "neighbour@example.org", "elsewhere@example.org"
+    for address, lat, lon in ((witness, 48.861, 2.361), (far, 48.95, 2.60)):
+        store.create_area_subscription(AreaSubscription(
+            id=f"as-{uuid.uuid4().hex[:12]}", email=address, lat=lat, lon=lon, radius_km=2.0, min_severity="warning",
+            language="en", status="confirmed", created_at=now, confirmed_at=now))
+    try:
+        with running_api(settings, store) as server:
+            harness = nf.NotifierHarness(settings.bootstrap, {
+                **{k: v for k, v in os.environ.items() if not k.startswith("CITYSENSE_")},
+                "CITYSENSE_KAFKA_BOOTSTRAP": settings.bootstrap, "CITYSENSE_DATA_DIR": str(tmp_path),
+                "CITYSENSE_ALERTS_TOPIC": settings.alerts_topic,
+                "CITYSENSE_WEBHOOK_TESTS_TOPIC": settings.webhook_tests_topic,
+                "CITYSENSE_WEBHOOK_RETRIES_TOPIC": f"test.{run}.webhook-retries",
+                "CITYSENSE_NOTIFIER_GROUP": f"test-notifier-{run}", "CITYSENSE_NOTIFIER_METRICS_PORT": "0",
+                "CITYSENSE_CITIZEN_SECRET": SECRET, "CITYSENSE_CITIZEN_MAIL_TOPIC": citizen.mail_topic,
+                "CITYSENSE_CITIZEN_PUBLIC_URL": server.url, "CITYSENSE_SMTP_HOST": "127.0.0.1",
+                "CITYSENSE_SMTP_PORT": str(smtp.port), "CITYSENSE_SMTP_SECURITY": "none",
+                "CITYSENSE_SMTP_FROM_ADDRESS": "City warnings <warnings@city.example>",
+                "CITYSENSE_SUBSCRIPTIONS_REFRESH_S": str(REFRESH_S), "CITYSENSE_LOG_LEVEL": "INFO",
+            }, store, settings.alerts_topic, tmp_path / "notifier.log")
+            try:
+                harness.start()
+                # 1. The citizen subscribes on the page.
+                page, console = open_page(browser, server.url)
+                page.locator("#place-lat").fill("48.8605")
+                page.locator("#place-lon").fill("2.3595")
+                page.get_by_role("button", name="Show warnings here").click()
+                address = f"resident-{run}@example.org"
+                page.get_by_label("Email address").fill(address)
+                page.get_by_label("Warn me from").select_option("warning")
+                page.get_by_role("button", name="Subscribe").click()
+                expect(page.locator("#subscribe-result")).to_have_text(re.compile(r"^Check your inbox"),
+                                                                       timeout=15_000)
+                # 2. The confirmation email arrives; its link opens a page whose button confirms.
+                deadline = time.monotonic() + 60
+                while not _to(smtp, address):
+                    assert time.monotonic() < deadline, f"no confirmation email\n{harness.logs()}"
+                    time.sleep(0.1)
+                [confirmation] = _to(smtp, address)
+                assert store.list_area_subscriptions(email=address)[0].status == "pending"
+                page.goto(_link(confirmation, "confirm"))
+                expect(page.locator("h1")).to_have_text("Confirm your warnings")
+                page.get_by_role("button", name="Confirm").click()
+                expect(page.locator("h1")).to_have_text("Warnings confirmed")
+                [subscription] = store.list_area_subscriptions(email=address)
+                assert subscription.status == "confirmed"
+                # 3. An episode at st-bad: a warning email with the CAP texts and an unsubscribe link.
+                harness.publish(_episode_event())
+                deadline = time.monotonic() + 60
+                while len(_to(smtp, address)) < 2 or not _to(smtp, witness):
+                    assert time.monotonic() < deadline, f"no warning email\n{harness.logs()}"
+                    time.sleep(0.1)
+                warning = _to(smtp, address)[1]
+                body = _plain(warning)
+                assert "Air pollution (PM2.5): Hazardous at station st-bad" in body, body
+                assert "Everyone should avoid all physical activity outdoors" in body, body
+                assert warning["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+                assert "/citizen/unsubscribe" in warning["List-Unsubscribe"]
+                assert warning.get_body(preferencelist=("html",)) is not None
+                assert not _to(smtp, far)
+                # 4. The unsubscribe link from the email, opened in the browser.
+                page.goto(_link(warning, "unsubscribe"))
+                expect(page.locator("h1")).to_have_text("Stop the warnings")
+                page.get_by_role("button", name="Unsubscribe").click()
+                expect(page.locator("h1")).to_have_text("Unsubscribed")
+                assert store.list_area_subscriptions(email=address) == []
+                # 5. The next episode reaches the neighbour, not the former subscriber. The notifier reloads the
+                # confirmed areas every CITYSENSE_SUBSCRIPTIONS_REFRESH_S: an unsubscribe applies within that.
+                time.sleep(2 * REFRESH_S)
+                harness.publish(_episode_event())
+                deadline = time.monotonic() + 60
+                while len(_to(smtp, witness)) < 2:
+                    assert time.monotonic() < deadline, f"no second warning to the neighbour\n{harness.logs()}"
+                    time.sleep(0.1)
+                assert [m["Subject"] for m in _to(smtp, address)][2:] == [], "an email after unsubscribing"
+                assert not _to(smtp, far)
+                assert not csp_violations(console), console
+            finally:
+                harness.stop_all()
+    finally:
+        smtp.close()

@@ -428,7 +428,7 @@ async function loadWarnings() {
     const advice = html("p", { class: "advice" }, html("strong", { text: `${t("advice")}: ` }), w.instruction);
     const show = html("button", { type: "button", class: "link", text: t("show_station") });
     show.addEventListener("click", () => selectStation(w.station_id, { zoom: true }));
-    return html("li", { class: `warning ${w.severity}`, "data-alert": w.alert_id },
+    return html("li", { class: w.severity, "data-alert": w.alert_id },
       html("p", { class: "severity" }, html("span", { class: "sev-icon", "aria-hidden": "true" }),
            html("span", { text: w.severity_name })),
       html("h3", { text: w.headline }),
@@ -539,6 +539,11 @@ async function subscribe(event) {
 }
 
 // ---------------------------------------------------------------- alerts
+function severityName(severity) {
+  const known = state.config && state.config.severities && state.config.severities.find((s) => s.value === severity);
+  return (known && known.names[state.lang]) || severity;
+}
+
 function renderAlerts(newId) {
   const list = document.getElementById("alerts");
   const items = [...state.alerts.values()].sort((a, b) => (b.updated_at || "").localeCompare(a.updated_at || ""));
@@ -546,7 +551,8 @@ function renderAlerts(newId) {
     const button = html("button", { type: "button", class: "alert-item" },
       html("span", { class: "msg", text: a.message }),
       html("span", { class: "meta",
-        text: `${a.severity} · ${a.station_id} · ${t("state")[a.state] || a.state} · ${fmtTime(a.updated_at)}` }));
+        text: `${severityName(a.severity)} · ${a.station_id} · ${t("state")[a.state] || a.state} · ` +
+              fmtTime(a.updated_at) }));
     button.addEventListener("click", () => selectStation(a.station_id, { zoom: true }));
     return html("li", { class: `${a.severity} ${a.state}` + (a.id === newId ? " new" : ""), "data-alert": a.id },
                 button);
