@@ -22,7 +22,7 @@ from citysense_common.warnings.config import PublicWarnings
 from citysense_common.warnings.texts import Phase, phase_of, warning_text
 
 from citysense_notifier.email.delivery import EVENT_TYPE_PREFIX, EmailDeliverer
-from citysense_notifier.email.render import confirmation_email, links, warning_email
+from citysense_notifier.email.render import Links, confirmation_email, links, warning_email
 from citysense_notifier.metrics import NotifierMetrics
 
 log = logging.getLogger("citysense.notifier.email")
@@ -72,11 +72,11 @@ class EmailChannel:
         self._secret = secret
         self.areas = ConfirmedAreas(store, refresh_s)
 
-    def _links(self, sub: AreaSubscription, now: datetime, *, confirm: bool = False):  # noqa: ANN202
+    def _links(self, sub: AreaSubscription, now: datetime, *, confirm: bool = False) -> Links:
         c = self.citizen
         unsubscribe = issue("unsubscribe", sub.id, self._secret, now, c.token_lifetime("unsubscribe"))
         confirm_token = issue("confirm", sub.id, self._secret, now, c.token_lifetime("confirm")) if confirm else None
-        return links(c.public_url, unsubscribe, confirm_token)
+        return links(c, unsubscribe, confirm_token)
 
     async def on_mail_request(self, raw: bytes) -> bool:
         """A confirmation email for a pending subscription; True once settled (sent, dead, or nothing to send)."""

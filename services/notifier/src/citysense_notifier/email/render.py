@@ -12,8 +12,8 @@ from email.headerregistry import Address
 from email.message import EmailMessage
 from email.utils import format_datetime, parseaddr
 from html import escape
-from urllib.parse import quote
 
+from citysense_common.citizen.settings import CitizenSettings
 from citysense_common.store import AreaSubscription
 from citysense_common.warnings.texts import WarningText
 
@@ -73,12 +73,10 @@ class Links:
     confirm_page: str | None = None
 
 
-def links(public_url: str, unsubscribe_token: str, confirm_token: str | None = None) -> Links:
-    base = public_url.rstrip("/")
-    return Links(home=f"{base}/", unsubscribe_page=f"{base}/citizen/unsubscribe?token={quote(unsubscribe_token)}",
-                 unsubscribe_one_click=f"{base}/v1/citizen/unsubscribe?token={quote(unsubscribe_token)}",
-                 confirm_page=None if confirm_token is None else
-                 f"{base}/citizen/confirm?token={quote(confirm_token)}")
+def links(citizen: CitizenSettings, unsubscribe_token: str, confirm_token: str | None = None) -> Links:
+    return Links(home=f"{citizen.public_url}/", unsubscribe_page=citizen.link("unsubscribe", unsubscribe_token),
+                 unsubscribe_one_click=citizen.one_click_unsubscribe_url(unsubscribe_token),
+                 confirm_page=None if confirm_token is None else citizen.link("confirm", confirm_token))
 
 
 def _coordinate(value: float) -> str:
