@@ -159,9 +159,10 @@ def test_values_flow_into_environment() -> None:
 
 def test_env_names_exist_in_the_services_settings() -> None:
     """Every CITYSENSE_* variable the chart sets is a field of some service's settings (no dead configuration)."""
+    from citysense_common.citizen.settings import CitizenSettings
     from citysense_common.store.settings import StoreSettings
 
-    fields = set(StoreSettings.model_fields)
+    fields = set(StoreSettings.model_fields) | {f"citizen_{name}" for name in CitizenSettings.model_fields}
     for module, cls in [("citysense_simulator.settings", "SimulatorSettings"),
                         ("citysense_alert_api.settings", "ApiSettings"),
                         ("citysense_notifier.settings", "NotifierSettings"),
@@ -274,7 +275,7 @@ def test_api_token_secret_generated_or_taken_from_existing() -> None:
     generated = find(render(), "Secret", "citysense-api-token")
     assert len(base64.b64decode(generated["data"]["token"])) == 48
     existing = render(values={"alertApi.auth.existingSecret": "my-token"})
-    assert not [d for d in existing if d["kind"] == "Secret"]
+    assert not [d for d in existing if d["kind"] == "Secret" and "api-token" in d["metadata"]["name"]]
     api = env_of(find(existing, "Deployment", "citysense-alert-api")["spec"]["template"]["spec"]["containers"][0])
     assert api["CITYSENSE_API_TOKEN"]["secretKeyRef"]["name"] == "my-token"
 

@@ -183,12 +183,12 @@ def test_runbook_commands_use_real_names() -> None:
 
 def test_local_topics_match_the_cluster_topics() -> None:
     """`make up` and the tests create the contract's topics with the cluster's partitions and retention times."""
-    from citysense_common.kafka import default_topics, webhook_retries_topic, webhook_tests_topic
+    from citysense_common.kafka import citizen_mail_topic, default_topics, webhook_retries_topic, webhook_tests_topic
     from citysense_common.settings import CommonSettings
 
     cluster = {d["metadata"]["name"]: d["spec"] for d in docs_of(K8S / "kafka-topics.yaml")}
     local = [*default_topics(CommonSettings()), webhook_tests_topic("citysense.webhook-tests"),
-             webhook_retries_topic("citysense.webhook-retries")]
+             webhook_retries_topic("citysense.webhook-retries"), citizen_mail_topic("citysense.citizen-mail")]
     assert {t.name for t in local} == set(cluster)
     for topic in local:
         spec = cluster[topic.name]

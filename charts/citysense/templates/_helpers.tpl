@@ -102,6 +102,9 @@ imagePullSecrets:
 {{- define "citysense.apiTokenSecretName" -}}
 {{- default (include "citysense.componentName" (list . "api-token")) .Values.alertApi.auth.existingSecret -}}
 {{- end -}}
+{{- define "citysense.citizenSecretName" -}}
+{{- default (include "citysense.componentName" (list . "citizen-secret")) .Values.citizen.existingSecret -}}
+{{- end -}}
 {{- define "citysense.checkpointClaimName" -}}
 {{- default (include "citysense.componentName" (list . "scorer-checkpoint")) .Values.scorer.checkpoint.persistentVolumeClaim.existingClaim -}}
 {{- end -}}
@@ -129,6 +132,8 @@ checksum/config: {{ include (print $.Template.BasePath "/configmap.yaml") . | sh
   value: {{ .Values.kafka.topics.webhookTests.name | quote }}
 - name: CITYSENSE_WEBHOOK_RETRIES_TOPIC
   value: {{ .Values.kafka.topics.webhookRetries.name | quote }}
+- name: CITYSENSE_CITIZEN_MAIL_TOPIC
+  value: {{ .Values.kafka.topics.citizenMail.name | quote }}
 - name: CITYSENSE_ENV
   value: {{ .Values.config.environment | quote }}
 - name: CITYSENSE_CONFIG_DIR
@@ -145,6 +150,18 @@ checksum/config: {{ include (print $.Template.BasePath "/configmap.yaml") . | sh
   value: {{ .Values.config.logLevel | quote }}
 - name: CITYSENSE_LOG_FORMAT
   value: {{ .Values.config.logFormat | quote }}
+{{- end -}}
+
+{{/* Citizens' subscriptions (citysense_common.citizen.settings.CitizenSettings): the alert API and the notifier share
+the link-signing secret and the public URL. */}}
+{{- define "citysense.citizenEnv" -}}
+- name: CITYSENSE_CITIZEN_PUBLIC_URL
+  value: {{ .Values.citizen.publicUrl | quote }}
+- name: CITYSENSE_CITIZEN_SECRET
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "citysense.citizenSecretName" . }}
+      key: {{ .Values.citizen.secretKey }}
 {{- end -}}
 
 {{/* Store settings (citysense_common.store.settings.StoreSettings) with credentials from the K8ssandra Secret. */}}
