@@ -371,6 +371,12 @@ def test_one_click_unsubscribe_and_the_same_answer_afterwards(server: LiveServer
     unknown = httpx.post(url, params={"token": token("unsubscribe", "never-existed")},
                          files={"List-Unsubscribe": (None, "One-Click")})  # multipart, as RFC 8058 prefers
     assert (again.status_code, again.content) == (unknown.status_code, unknown.content) == (200, first.content)
+    # The List-Unsubscribe header may name the page's URL: a one-click POST there works the same.
+    pending(server.store, "p2", status="confirmed", radius_km=7.0)
+    page_url = httpx.post(f"{server.url}/citizen/unsubscribe", params={"token": token("unsubscribe", "p2")},
+                          data={"List-Unsubscribe": "One-Click"})
+    assert page_url.status_code == 200 and page_url.content == first.content
+    assert rows(server.store) == []
 
 
 def test_unsubscribe_by_the_pages_form_and_json(server: LiveServer) -> None:

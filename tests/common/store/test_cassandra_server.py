@@ -97,3 +97,24 @@ def test_driver_errors_become_store_errors(new_store: Factory) -> None:
     store = new_store()  # never migrated: its keyspace does not exist
     with pytest.raises(StoreError, match="Cassandra"):
         store.get_station("st")
+
+
+def test_area_subscription_copies_are_repaired_by_a_retry_and_removed_by_a_delete(new_store: Factory) -> None:
+    """The copies by status and by email follow the row by id: a create retried after a half write restores them,
+    and a delete removes copies even when the row by id is already gone (nothing the notifier lists survives)."""
+    from citysense_common.store import AreaSubscription
+
+    store = new_store()
+    store.migrate()
+    sub = AreaSubscription(id="a1", email="a@example.org", lat=1.0, lon=2.0, radius_km=3.0, min_severity="info",
+                           language="en", status="confirmed", created_at=datetime(2026, 1, 1, tzinfo=UTC))
+    store.create_area_subscription(sub)
+    store._execute(cs.AREA_DELETE_BY_STATUS, ("confirmed", "a1"))
+    assert store.list_area_subscriptions("confirmed") == []  # as if the process died between the writes
+    store.create_area_subscription(sub)  # the retry: the row exists, its copies are written again
+    assert store.list_area_subscriptions("confirmed") == [sub]
+
+    store._execute(cs.AREA_DELETE, ("a1",))  # the row by id alone
+    assert store.delete_area_subscription("a1") is False  # the row by id was gone already
+    assert store.list_area_subscriptions("confirmed") == []
+    assert store.list_area_subscriptions(email="a@example.org") == []
