@@ -158,7 +158,7 @@ def test_map_clusters_stations_and_notes_missing_tiles(city: LiveServer, browser
     expect(page.locator("#chart path.line")).to_have_count(1)
     assert not csp_violations(console), console
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SCREENSHOTS / "citizen-page-no-tiles.png"), full_page=True)
+    page.screenshot(path=str(SCREENSHOTS / "citizen-page.png"), full_page=True)
     page.screenshot(path=str(tmp_path / "citizen-page.png"), full_page=True)
 
 
