@@ -49,8 +49,9 @@ def start_stack(tmp_path: Path, components: str, stations: int = 20, output: lis
     env = {**os.environ, "CITYSENSE_DATA_DIR": str(tmp_path / "data"), "CITYSENSE_KAFKA_PORT": str(kafka_port),
            "CITYSENSE_API_PORT": str(free_port()), "CITYSENSE_STATIONS": str(stations),
            "CITYSENSE_COMPONENTS": components, "CITYSENSE_SIMULATOR_METRICS_PORT": "0",
-           "CITYSENSE_SCORER_METRICS_PORT": "0", "CITYSENSE_NOTIFIER_METRICS_PORT": "0", **extra_env}
-    for name in ("CITYSENSE_KAFKA_BOOTSTRAP", "CITYSENSE_CASSANDRA_HOSTS"):
+           "CITYSENSE_SCORER_METRICS_PORT": "0", "CITYSENSE_NOTIFIER_METRICS_PORT": "0",
+           "CITYSENSE_MAIL_SINK_PORT": str(free_port()), **extra_env}
+    for name in ("CITYSENSE_KAFKA_BOOTSTRAP", "CITYSENSE_CASSANDRA_HOSTS", "CITYSENSE_SMTP_HOST"):
         if name not in extra_env:
             env.pop(name, None)
     proc = subprocess.Popen(STACK, env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -227,7 +228,7 @@ def test_full_stack_stops_without_orphans(tmp_path: Path) -> None:
     # Every component, the scorer's JVM included: Ctrl-C must leave no process of any group behind.
     proc, state, port = start_stack(tmp_path, "scorer,alert-api,notifier,simulator", stations=5)
     pids = all_pids(state)
-    assert set(state["components"]) == {"scorer", "alert-api", "notifier", "simulator"}
+    assert set(state["components"]) == {"scorer", "alert-api", "mail-sink", "notifier", "simulator"}
     assert len(read_some(port, 10)) >= 10
     scorer = state["components"]["scorer"]
     deadline = time.monotonic() + 180
@@ -238,7 +239,7 @@ def test_full_stack_stops_without_orphans(tmp_path: Path) -> None:
     proc.send_signal(signal.SIGINT)
     out, _ = proc.communicate(timeout=120)
     assert proc.returncode == 0, out
-    for name in ("simulator", "notifier", "alert-api", "scorer"):
+    for name in ("simulator", "notifier", "mail-sink", "alert-api", "scorer"):
         assert f"stopped {name}" in out
     assert not [pid for pid in pids if alive(pid)]
     assert not [m for pid in pids for m in group_members(pid)], out
@@ -267,3 +268,25 @@ def test_email_links_lead_to_the_stacks_api_port(monkeypatch: pytest.MonkeyPatch
     assert stack.child_env()["CITYSENSE_CITIZEN_PUBLIC_URL"] == "http://127.0.0.1:8123"
     monkeypatch.setenv("CITYSENSE_CITIZEN_PUBLIC_URL", "https://air.example")
     assert stack.child_env()["CITYSENSE_CITIZEN_PUBLIC_URL"] == "https://air.example"
+
+
+def test_email_goes_to_the_local_mail_sink_unless_a_server_is_set(tmp_path: Path) -> None:
+    from citysense_localstack.stack import Stack, StackSettings
+
+    stack = Stack(StackSettings(data_dir=tmp_path, mail_sink_port=2626, smtp_host=None))
+    names = [c.name for c in stack.components]
+    assert names.index("mail-sink") < names.index("notifier")  # it listens before the notifier sends
+    env = stack.child_env()
+    assert (env["CITYSENSE_SMTP_HOST"], env["CITYSENSE_SMTP_PORT"], env["CITYSENSE_SMTP_SECURITY"]) == (
+        "127.0.0.1", "2626", "none")
+    sink = next(c for c in stack.components if c.name == "mail-sink")
+    assert sink.argv[-2:] == ["--dir", str(tmp_path.resolve() / "mail")]
+    summary = stack.summary()
+    assert "LOCAL DEVELOPMENT MAIL SINK, nothing is delivered" in summary
+    assert f"{tmp_path.resolve() / 'mail'}/" in summary and "CITYSENSE_SMTP_HOST" in summary
+
+    real = Stack(StackSettings(data_dir=tmp_path, smtp_host="smtp.city.example"))
+    assert "mail-sink" not in [c.name for c in real.components]
+    assert "Email: through the SMTP server smtp.city.example" in real.summary()
+    without_notifier = Stack(StackSettings(data_dir=tmp_path, smtp_host=None, components="alert-api"))
+    assert [c.name for c in without_notifier.components] == ["alert-api"]

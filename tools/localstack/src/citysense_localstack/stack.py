@@ -1,8 +1,10 @@
 """``make up``: the whole pipeline on one machine, supervised, stopped cleanly on Ctrl-C or SIGTERM.
 
-Order: Kafka -> topics -> (Cassandra, with ``CITYSENSE_STORE=cassandra``) -> scorer -> alert API -> notifier ->
-simulator; stopping runs the other way, so producers stop before their consumers and the servers go last. Kafka and
-Cassandra keep their data under DATA_DIR (``kafka/``, ``cassandra/``) across runs. A component that dies is restarted
+Order: Kafka -> topics -> (Cassandra, with ``CITYSENSE_STORE=cassandra``) -> scorer -> alert API -> (mail sink) ->
+notifier -> simulator; stopping runs the other way, so producers stop before their consumers and the servers go
+last. Kafka and Cassandra keep their data under DATA_DIR (``kafka/``, ``cassandra/``) across runs. Without
+CITYSENSE_SMTP_HOST the notifier's email goes to a local development mail sink that keeps every email under
+DATA_DIR/mail and delivers none (:mod:`citysense_localstack.servers.mail`). A component that dies is restarted
 with backoff (the scorer resumes from its checkpoint); so is Kafka, on the same port and data. Children run in their
 own process groups with a parent-death signal, so even a SIGKILLed launcher leaves no orphan behind.
 """
@@ -49,6 +51,10 @@ class StackSettings(StoreSettings):
     cassandra_heap_mb: int = Field(default=768, ge=256, description="heap of the local Cassandra node")
     components: str = Field(default="scorer,alert-api,notifier,simulator",
                             description="which components to run, comma-separated")
+    smtp_host: str | None = Field(default=None, description="a real SMTP server for citizens' email (with the other "
+                                                            "CITYSENSE_SMTP_* settings); unset = the local mail sink")
+    mail_sink_port: int = Field(default=8025, ge=1, le=65535,
+                                description="port of the local development mail sink (when smtp_host is unset)")
 
 
 @dataclass
@@ -81,9 +87,15 @@ def plan(settings: StackSettings) -> list[Component]:
         Component("scorer", "citysense_scorer.cli", [_executable("citysense-scorer"), "stream"]),
         Component("alert-api", "citysense_alert_api.cli", [_executable("citysense-alert-api")],
                   f"http://127.0.0.1:{settings.api_port}"),
+        Component("mail-sink", "aiosmtpd", [sys.executable, "-m", "citysense_localstack.servers.mail",
+                                            "--port", str(settings.mail_sink_port),
+                                            "--dir", str(mail_dir(settings))],
+                  f"smtp://127.0.0.1:{settings.mail_sink_port}"),
         Component("notifier", "citysense_notifier.cli", [_executable("citysense-notifier")]),
         Component("simulator", "citysense_simulator.cli", [_executable("citysense-simulator"), "run"]),
     ]
+    if "notifier" in wanted and not settings.smtp_host:
+        wanted.add("mail-sink")  # the notifier's email stays on this machine unless a real server is configured
     chosen = []
     for component in components:
         if component.name not in wanted:
@@ -95,6 +107,10 @@ def plan(settings: StackSettings) -> list[Component]:
             continue
         chosen.append(component)
     return chosen
+
+
+def mail_dir(settings: StackSettings) -> Path:
+    return settings.data_dir.resolve() / "mail"
 
 
 class Stack:
@@ -126,6 +142,9 @@ class Stack:
             "CITYSENSE_CITIZEN_PUBLIC_URL": env.get("CITYSENSE_CITIZEN_PUBLIC_URL", f"http://127.0.0.1:{s.api_port}"),
             "PYTHONUNBUFFERED": "1",
         })
+        if any(c.name == "mail-sink" for c in self.components):
+            env.update({"CITYSENSE_SMTP_HOST": "127.0.0.1", "CITYSENSE_SMTP_PORT": str(s.mail_sink_port),
+                        "CITYSENSE_SMTP_SECURITY": "none"})
         if s.store == "cassandra":  # the local node's address once it runs, or the configured cluster
             env.update({"CITYSENSE_CASSANDRA_HOSTS": ",".join(s.cassandra_hosts),
                         "CITYSENSE_CASSANDRA_PORT": str(s.cassandra_port)})
@@ -220,6 +239,13 @@ class Stack:
         token_file = self.data_dir / "api-token"
         extra = [f"  API token: {token_file} (use: Authorization: Bearer $(cat {token_file}))"] \
             if token_file.exists() else []
+        if any(c.name == "mail-sink" for c in self.components):
+            extra += [f"  Email: LOCAL DEVELOPMENT MAIL SINK, nothing is delivered: every email is kept under "
+                      f"{mail_dir(s)}/ (*.eml).",
+                      "         For real email set CITYSENSE_SMTP_HOST (and _PORT, _SECURITY, _USERNAME, _PASSWORD, "
+                      "_FROM_ADDRESS) before `make up`."]
+        elif any(c.name == "notifier" for c in self.components):
+            extra += [f"  Email: through the SMTP server {s.smtp_host} (CITYSENSE_SMTP_*)."]
         return "\n".join(["citysense is running:", *lines, *extra, "  Ctrl-C stops everything."])
 
     # ---- supervise --------------------------------------------------------------------------------------
