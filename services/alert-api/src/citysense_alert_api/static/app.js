@@ -210,10 +210,15 @@ function applyLanguage(lang) {
 }
 
 // ---------------------------------------------------------------- map
+let alertCounts = null;  // station id -> active alerts; rebuilt when the alerts change
 function stationAlertCount(id) {
-  let n = 0;
-  for (const a of state.alerts.values()) if (a.state !== "resolved" && a.station_id === id) n++;
-  return n;
+  if (!alertCounts) {
+    alertCounts = new Map();
+    for (const a of state.alerts.values()) {
+      if (a.state !== "resolved") alertCounts.set(a.station_id, (alertCounts.get(a.station_id) || 0) + 1);
+    }
+  }
+  return alertCounts.get(id) || 0;
 }
 
 function stationLevel(s) {
@@ -244,7 +249,7 @@ function stationIcon(s) {
   return new LabelledIcon({
     className: `station-marker ${level.cls}${alerts ? " alerting" : ""}${state.selected === s.id ? " selected" : ""}`,
     html: `<span class="pin" aria-hidden="true">${level.text}</span>${badge}`,
-    iconSize: [30, 30], iconAnchor: [15, 15], label,
+    iconSize: [30, 30], iconAnchor: [15, 15], label, key: `${level.cls}|${alerts}|${state.selected === s.id}|${label}`,
   });
 }
 
@@ -332,8 +337,9 @@ function drawMarkers() {
       state.markers.set(s.id, marker);
       added.push(marker);
     } else {
-      marker.setLatLng(latlng);
-      marker.setIcon(stationIcon(s));
+      const icon = stationIcon(s);
+      if (marker.getLatLng().lat !== latlng[0] || marker.getLatLng().lng !== latlng[1]) marker.setLatLng(latlng);
+      if (icon.options.key !== marker.options.icon.options.key) marker.setIcon(icon);  // only what changed
     }
   }
   for (const [id, marker] of state.markers) {
@@ -342,7 +348,8 @@ function drawMarkers() {
   if (added.length) cluster.addLayers(added);
   cluster.refreshClusters();
   const unplaced = stations.length - located.length;
-  document.getElementById("map-note").textContent = t("stations", stations.length, unplaced);
+  const note = document.getElementById("map-note"), text = t("stations", stations.length, unplaced);
+  if (note.textContent !== text) note.textContent = text;  // a status region: announce changes only
 }
 
 function drawLegend() {
@@ -565,6 +572,7 @@ async function loadAlerts() {
   try {
     const body = await getJSON("/v1/alerts?state=active&limit=200");
     for (const a of body.items) state.alerts.set(a.id, a);
+    alertCounts = null;
     renderAlerts();
     drawMarkers();
   } catch (err) { /* the live stream still fills the list */ }
@@ -578,6 +586,17 @@ function fromEvent(ev) {
   };
 }
 
+let refreshTimer = null;
+function scheduleRefresh() {
+  // Alert events come in bursts: redraw the markers and reload the nearby warnings once per burst.
+  if (refreshTimer) return;
+  refreshTimer = setTimeout(() => {
+    refreshTimer = null;
+    drawMarkers();
+    if (state.place) loadWarnings();
+  }, 300);
+}
+
 function connectStream() {
   const live = document.getElementById("live");
   const source = new EventSource("/v1/alerts/stream?state=all");
@@ -588,9 +607,9 @@ function connectStream() {
   source.addEventListener("alert", (msg) => {
     const alert = fromEvent(JSON.parse(msg.data));
     state.alerts.set(alert.id, alert);
+    alertCounts = null;
     renderAlerts(alert.id);
-    drawMarkers();
-    if (state.place) loadWarnings();
+    scheduleRefresh();
     if (alert.station_id === state.selected) loadChart();
   });
 }
