@@ -9,6 +9,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -18,6 +19,7 @@ from citysense_alert_api.settings import ApiSettings
 from citysense_common.citizen.settings import CitizenSettings
 from citysense_common.citizen.tokens import sign
 from citysense_common.store import AreaSubscription, Store
+from citysense_localstack.servers.kafka import running_kafka
 from confluent_kafka import Consumer, TopicPartition
 from fastapi.testclient import TestClient
 
@@ -234,15 +236,33 @@ def test_rate_limit_per_email_address(api_settings: ApiSettings, store: Store, c
         assert subscribe(live, {**GOOD, "email": "other@example.org"}, client_ip="198.51.100.3").status_code == 202
 
 
-def test_broker_down_is_a_503_and_nothing_is_kept(api_settings: ApiSettings, store: Store,
+def test_no_broker_at_all_is_a_503_and_nothing_is_kept(api_settings: ApiSettings, store: Store,
                                                   citizen_settings: Maker) -> None:
     settings = api_settings.model_copy(update={"kafka_bootstrap": "127.0.0.1:9", "citizen": citizen_settings()})
     with TestClient(create_app(settings, TOKEN, store=store), raise_server_exceptions=False) as client:
-        client.app.state.citizen.mail.deadline_s = 2.0  # the default 5 s deadline, shortened for the test
         r = client.post(SUBSCRIBE, json=GOOD)
     assert r.status_code == 503 and r.headers["content-type"] == PROBLEM, r.text
     assert r.headers["retry-after"] == "30" and "nothing was saved" in r.json()["detail"]
     assert rows(store) == []
+
+
+@pytest.mark.slow
+def test_a_broker_that_goes_away_is_a_503_and_nothing_is_kept(api_settings: ApiSettings, store: Store,
+                                                               citizen_settings: Maker, tmp_path: Path) -> None:
+    """A broker of its own, killed while the API's producer is connected to it: the producer gives the request up
+    after the deadline, the answer is 503, and the pending subscription just stored is gone again."""
+    with running_kafka(tmp_path / "kafka", log_path=tmp_path / "kafka.log") as broker:
+        settings = api_settings.model_copy(update={"kafka_bootstrap": broker.bootstrap,
+                                                   "citizen": citizen_settings()})
+        with running_api(settings, store) as live:
+            assert subscribe(live).status_code == 202
+            broker.kill()
+            started = time.monotonic()
+            r = subscribe(live, {**GOOD, "email": "late@example.org"})
+            assert r.status_code == 503 and r.headers["content-type"] == PROBLEM, r.text
+            assert time.monotonic() - started < 15.0  # the 5 s deadline, and no hang
+    assert rows(store, "late@example.org") == []
+    assert [s.status for s in rows(store)] == ["pending"]  # the one the broker took stays
 
 
 def test_off_the_routes_do_not_exist(api_settings: ApiSettings, store: Store, citizen_settings: Maker) -> None:
