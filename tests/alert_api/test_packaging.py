@@ -17,3 +17,6 @@ def test_wheel_contains_the_static_page(tmp_path: Path) -> None:
     names = set(zipfile.ZipFile(wheel).namelist())
     for asset in ("index.html", "app.js", "style.css", "docs.html", "docs.js"):
         assert f"citysense_alert_api/static/{asset}" in names, sorted(names)
+    for asset in ("leaflet/leaflet.js", "leaflet/leaflet.css", "leaflet/LICENSE",
+                  "leaflet.markercluster/leaflet.markercluster.js", "leaflet.markercluster/MIT-LICENCE.txt"):
+        assert f"citysense_alert_api/static/vendor/{asset}" in names, sorted(names)
