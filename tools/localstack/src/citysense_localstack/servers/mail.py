@@ -57,6 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dir", type=Path, required=True, help="where the emails are written")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s mail-sink %(levelname)s %(message)s")
+    logging.getLogger("mail.log").setLevel(logging.WARNING)  # aiosmtpd's line per SMTP command
     controller = start(args.dir.resolve(), args.port)
     log.info("local development mail sink on smtp://127.0.0.1:%d: every email is kept under %s, none is delivered",
              args.port, args.dir.resolve())
