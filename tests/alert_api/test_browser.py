@@ -176,6 +176,7 @@ def test_keyboard_only_reaches_a_station_a_cluster_and_the_warnings(city: LiveSe
     expect(page.locator('.station-marker[aria-label^="Station st-park-00"]')).to_be_visible()
     # The map itself: the arrow keys move it, Enter chooses its centre as the place.
     tab_to(page, "el.id === 'map'")
+    expect(page.get_by_role("region", name=re.compile(r"^Map of measuring stations"))).to_be_focused()
     before = page.evaluate("document.querySelector('.leaflet-map-pane').style.transform")
     page.keyboard.press("ArrowDown")
     expect(page.locator(".leaflet-map-pane")).not_to_have_attribute("style", re.compile(re.escape(before)))

@@ -15,6 +15,7 @@ const TEXT = {
     map_help: "Click the map to choose your place. With the keyboard: focus the map, move it with the arrow keys, " +
       "zoom with + and −, press Enter to choose its centre; Tab reaches the stations.",
     map_label: "Map of measuring stations. Arrow keys move the map, + and − zoom, Enter chooses the centre as your place.",
+    map_role: "map",
     stations: (n, unplaced) => `${n} stations` + (unplaced ? `, ${unplaced} without coordinates` : ""),
     stations_error: (msg) => `Could not load stations: ${msg}`,
     tiles_failed: "The background map could not be loaded (no connection to the map server). Stations and " +
@@ -72,6 +73,7 @@ const TEXT = {
       "Pfeiltasten verschieben, mit + und − zoomen, mit Enter die Kartenmitte wählen; mit Tab zu den Stationen.",
     map_label: "Karte der Messstationen. Pfeiltasten verschieben die Karte, + und − zoomen, Enter wählt die Mitte " +
       "als Ihren Ort.",
+    map_role: "Karte",
     stations: (n, unplaced) => `${n} Stationen` + (unplaced ? `, ${unplaced} ohne Koordinaten` : ""),
     stations_error: (msg) => `Stationen konnten nicht geladen werden: ${msg}`,
     tiles_failed: "Die Hintergrundkarte konnte nicht geladen werden (keine Verbindung zum Kartenserver). " +
@@ -198,7 +200,10 @@ function applyLanguage(lang) {
   document.getElementById("lang-switch").setAttribute("aria-label", lang === "de" ? "Sprache" : "Language");
   document.getElementById("legend").setAttribute("aria-label", t("legend"));
   document.getElementById("sub-language").value = lang;
-  if (map) map.getContainer().setAttribute("aria-label", t("map_label"));
+  if (map) {
+    map.getContainer().setAttribute("aria-label", t("map_label"));
+    map.getContainer().setAttribute("aria-roledescription", t("map_role"));
+  }
   renderSeverityOptions();
   drawLegend();
   drawMarkers();
@@ -276,6 +281,7 @@ function isEnter(e) { return e.originalEvent && (e.originalEvent.key === "Enter"
 
 function initMap() {
   map = L.map("map", { zoomControl: true, keyboard: true, worldCopyJump: true }).setView([48.8566, 2.3522], 12);
+  map.getContainer().setAttribute("role", "region");  // a landmark screen readers list, named below
   map.getContainer().setAttribute("aria-label", t("map_label"));
   map.attributionControl.setPrefix(false);
   const tiles = state.config && state.config.tiles;
