@@ -21,7 +21,7 @@ def test_a_server_that_is_down_is_retried_then_given_up(store: Store) -> None:
     r = rig(store, _free_port())  # nothing listens: every connection is refused
     sub = subscribe(store, "x@example.org")
     event = alert()
-    assert r.run(r.channel.on_alert(event))
+    assert r.alert(event) == [True]
     event_id = f"al-1/{event.event_id}"
     first = store.get_delivery(sub.id, event_id)
     assert first is not None and first.status == "retrying" and first.attempts == 1
@@ -43,7 +43,7 @@ def test_a_refusing_server_dead_letters_at_once(store: Store, smtp_server) -> No
     r = rig(store, server.port)
     sub = subscribe(store, "gone@example.org")
     event = alert()
-    assert r.run(r.channel.on_alert(event))
+    assert r.alert(event) == [True]
     delivery = store.get_delivery(sub.id, f"al-1/{event.event_id}")
     assert delivery is not None and delivery.status == "dead" and delivery.attempts == 1
     assert delivery.last_status_code == 550 and delivery.last_error == "SMTP 550: 5.1.1 No such mailbox"
@@ -55,7 +55,7 @@ def test_a_parked_email_goes_out_unchanged_once_the_server_is_back(store: Store,
     r = rig(store, port)
     sub = subscribe(store, "x@example.org", language="de")
     event = alert()
-    assert r.run(r.channel.on_alert(event))
+    assert r.alert(event) == [True]
     (parked,) = r.parked
     server = smtp_server()
     r = rig(store, server.port)  # the same store and delivery log; the server now answers
@@ -68,14 +68,14 @@ def test_a_parked_email_goes_out_unchanged_once_the_server_is_back(store: Store,
     assert message["Subject"].startswith("Luftverschmutzung (PM2,5)")
     # Replayed after it was settled: nothing is sent again.
     assert r.run(r.channel.deliverer.retry(parked))
-    assert r.run(r.channel.on_alert(event))
+    assert r.alert(event) == [True]
     assert len(server.messages) == 1
 
 
 def test_a_parked_email_to_someone_who_unsubscribed_is_dropped(store: Store, smtp_server) -> None:  # noqa: ANN001
     r = rig(store, _free_port())
     sub = subscribe(store, "x@example.org")
-    assert r.run(r.channel.on_alert(alert()))
+    assert r.alert(alert()) == [True]
     (parked,) = r.parked
     assert store.delete_area_subscription(sub.id)
     server = smtp_server()

@@ -320,11 +320,12 @@ class Notifier:
             self._push(alertmanager, event)
         if self.mqtt is not None:
             self.mqtt.publish(event)  # queued in partition order (this runs before the first await); never blocks
+        # Email: started here, in partition order, so the emails of one alert keep the order of its events.
+        emails = self.email.on_alert(event) if self.email is not None else asyncio.sleep(0, True)
         subs = await self.subscriptions.matching(event)
         ce_type = cloudevent.event_type(event)
         body = cloudevent.encode(event, ce_type, self.settings.cloudevents_source)
         jobs = [self.deliverer.first_attempt(sub, event.event_id, ce_type, body, event.event_time) for sub in subs]
-        emails = self.email.on_alert(event) if self.email is not None else asyncio.sleep(0, True)
         # The scorer's real-time path writes alert events only to Kafka: the store learns of them here, beside the
         # deliveries. Idempotent (a store keeps each alert's newest event), so a replay or an event the micro-batch
         # sink stored already changes nothing.

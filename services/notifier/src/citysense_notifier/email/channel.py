@@ -71,6 +71,7 @@ class EmailChannel:
         self.metrics, self.from_address = metrics, from_address
         self._secret = secret
         self.areas = ConfirmedAreas(store, refresh_s)
+        self._latest: dict[str, asyncio.Future[None]] = {}  # per alert: when its newest event's emails are settled
 
     def _links(self, sub: AreaSubscription, now: datetime, *, confirm: bool = False) -> Links:
         c = self.citizen
@@ -97,8 +98,28 @@ class EmailChannel:
                                      confirm_hours=self.citizen.confirm_hours, now=now)
         return await self.deliverer.first_attempt(sub.id, "confirm", CONFIRM_TYPE, message) is not None
 
-    async def on_alert(self, event: AlertEvent) -> bool:
-        """Warning, all-clear or withdrawal emails for one alert event; True once every one is settled."""
+    def on_alert(self, event: AlertEvent) -> asyncio.Task[bool]:
+        """Warning, all-clear or withdrawal emails for one alert event; the task's result is True once every one is
+        settled. Called in consumption order (before the caller's first await): the events of one alert are handled
+        in that order, so an all-clear never overtakes the warning it follows, even when both are consumed at once
+        (a replay after a restart)."""
+        previous = self._latest.get(event.alert_id)
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._latest[event.alert_id] = done
+        return asyncio.create_task(self._after(previous, done, event))
+
+    async def _after(self, previous: asyncio.Future[None] | None, done: asyncio.Future[None],
+                     event: AlertEvent) -> bool:
+        try:
+            if previous is not None:
+                await previous
+            return await self._on_alert(event)
+        finally:
+            done.set_result(None)
+            if self._latest.get(event.alert_id) is done:
+                del self._latest[event.alert_id]
+
+    async def _on_alert(self, event: AlertEvent) -> bool:
         if self.warnings is None:
             return True
         record = AlertRecord.of(event)
