@@ -614,9 +614,9 @@ class CassandraStore:
         before = self.get_area_subscription(a.id)
         result = self._execute(AREA_UPDATE, (a.email, a.lat, a.lon, a.radius_km, a.min_severity, a.language,
                                              a.status, _ms_dt(a.confirmed_at), a.id))
-        if before is None or not result.was_applied:
+        if not result.was_applied:
             raise NotFound(f"area subscription {a.id!r}")
-        if before.email != a.email:
+        if before is not None and before.email != a.email:
             self._execute(AREA_DELETE_BY_EMAIL, (before.email, a.id))
         self._write_area_copies(a.id)
 
