@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
-from confluent_kafka import KafkaError, KafkaException
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from citysense_common.settings import CommonSettings
@@ -32,7 +32,7 @@ def _bounded(retention_ms: int, retention_mib: int) -> dict[str, str]:
             "segment.bytes": str(min(64, retention_mib // 4) * MIB), "cleanup.policy": "delete"}
 
 
-def default_topics(settings: CommonSettings, readings_partitions: int = 12) -> list[TopicSpec]:
+def default_topics(settings: CommonSettings, readings_partitions: int | None = None) -> list[TopicSpec]:
     """The contract's topics with the partitions, retention times and timestamp types of the cluster's KafkaTopics
     (k8s/kafka-topics.yaml; a test keeps them equal), plus a size bound per partition for local installs.
 
@@ -41,7 +41,7 @@ def default_topics(settings: CommonSettings, readings_partitions: int = 12) -> l
     must not be the judge. With ``CreateTime`` the broker would also refuse a batch stamped more than
     ``message.timestamp.after.max.ms`` ahead (1 h by default), taking a skewed gateway's readings with it."""
     return [
-        TopicSpec(settings.readings_topic, readings_partitions,
+        TopicSpec(settings.readings_topic, readings_partitions or settings.readings_partitions,
                   {**_bounded(7 * DAY_MS, 256), "message.timestamp.type": "LogAppendTime"}),
         TopicSpec(settings.alerts_topic, 6, _bounded(30 * DAY_MS, 64)),
         TopicSpec(settings.dlq_topic, 3, _bounded(14 * DAY_MS, 64)),
@@ -98,6 +98,18 @@ def consumer_config(settings: CommonSettings, group_id: str, **extra: str | int 
         "heartbeat.interval.ms": 1000,
         **extra,
     }
+
+
+def consume_ready(consumer: Consumer, max_messages: int, timeout_s: float) -> list[Message]:
+    """Up to ``max_messages`` messages, returned as soon as the first one is there (empty after ``timeout_s``).
+
+    ``Consumer.consume(n, timeout)`` returns only once n messages are there or the timeout is over, which adds up to
+    the whole timeout to a lone message's latency: a single alert would wait out the poll. Here the first message
+    ends the wait and the rest of the batch is whatever the client has already fetched."""
+    first = consumer.poll(timeout_s)
+    if first is None:
+        return []
+    return [first, *consumer.consume(max_messages - 1, 0)] if max_messages > 1 else [first]
 
 
 def wait_for_broker(bootstrap: str, timeout: float = 30.0, extra: dict | None = None) -> None:

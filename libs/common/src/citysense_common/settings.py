@@ -33,6 +33,10 @@ class CommonSettings(BaseSettings):
         description="extra librdkafka properties as JSON, e.g. TLS/SASL settings for a real cluster",
     )
     readings_topic: str = "citysense.readings"
+    readings_partitions: int = Field(
+        default=12, ge=1, description="partitions of the readings topic when citysense creates it (an existing "
+        "topic keeps its own). Each is a task slot the real-time query holds for good and a Kafka consumer polling "
+        "even when idle")
     alerts_topic: str = "citysense.alerts"
     dlq_topic: str = "citysense.readings.dlq"
     metrics_file: Path | None = Field(default=None, description="metric registry; default config/metrics.yaml")

@@ -27,6 +27,7 @@ from citysense_common.citizen.settings import CitizenSettings
 from citysense_common.contract import AlertEvent
 from citysense_common.kafka import (
     citizen_mail_topic,
+    consume_ready,
     consumer_config,
     default_topics,
     ensure_topics,
@@ -173,7 +174,7 @@ class Notifier:
                 while not self._stop.is_set():
                     self.progress.beat()
                     await self._flow_control(consumer)
-                    messages = await self._kafka_call(consumer.consume, 500, _POLL_TIMEOUT_S)
+                    messages = await self._kafka_call(consume_ready, consumer, 500, _POLL_TIMEOUT_S)
                     for msg in messages:
                         self._dispatch(msg, alertmanager)
                     if time.monotonic() - last_commit >= _COMMIT_EVERY_S:
