@@ -154,6 +154,22 @@ def test_an_expired_pending_subscription_is_removed_when_the_address_asks_again(
     assert [s.id for s in rows(server.store)] != ["stale"] and server.store.get_area_subscription("stale") is None
 
 
+def test_pending_subscriptions_never_confirmed_are_swept(server: LiveServer) -> None:
+    old, fresh = datetime.now(UTC) - timedelta(hours=49), datetime.now(UTC) - timedelta(hours=47)
+    for sub_id, status, created in (("stale", "pending", old), ("fresh", "pending", fresh),
+                                    ("kept", "confirmed", old)):
+        server.store.create_area_subscription(AreaSubscription(
+            id=sub_id, email=f"{sub_id}@example.org", lat=1.0, lon=1.0, radius_km=1.0, min_severity="info",
+            language="en", status=status, created_at=created))
+    assert subscribe(server).status_code == 202  # any address: the sweep runs in the background
+    deadline = time.monotonic() + 10
+    while server.store.get_area_subscription("stale") is not None:
+        assert time.monotonic() < deadline, "the expired pending subscription was not deleted"
+        time.sleep(0.05)
+    assert server.store.get_area_subscription("fresh") is not None
+    assert server.store.get_area_subscription("kept") is not None
+
+
 def test_every_answer_takes_at_least_the_response_floor(api_settings: ApiSettings, store: Store,
                                                         citizen_settings: Maker) -> None:
     settings = api_settings.model_copy(update={"citizen": citizen_settings(response_floor_s=0.5)})

@@ -9,7 +9,9 @@
   one mail request, for an id that names no subscription, which the notifier drops: every accepted request does
   the same broker round trip and fails the same way (503) while the broker is away. Asking again for a pending
   subscription replaces it with a new pending one and a new email. If the broker does not take the request, the
-  pending subscription is removed again and the answer is 503: nothing is left half-done.
+  pending subscription is removed again and the answer is 503: nothing is left half-done. Pending subscriptions
+  whose confirmation link has expired are deleted (swept in the background of a subscribe request at most every
+  ten minutes per process).
 * ``GET /citizen/confirm`` and ``GET /citizen/unsubscribe`` show a page with a button; only the button's POST
   changes anything (mail scanners open links). Confirming replaces the address's other subscriptions with the
   same circle (a new lowest level or language is a new subscription that takes the old one's place once confirmed).
@@ -25,7 +27,7 @@ import logging
 import math
 import secrets
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Literal
 from urllib.parse import parse_qs
@@ -56,6 +58,9 @@ ACCEPTED_DETAIL = ("If this address can receive email, a message with a confirma
 TOKEN_MAX = 512
 
 
+SWEEP_INTERVAL_S = 600.0
+
+
 @dataclass
 class CitizenState:
     settings: CitizenSettings
@@ -63,6 +68,8 @@ class CitizenState:
     per_address: SlidingWindowLimiter
     per_client: SlidingWindowLimiter
     mail: MailRequestPublisher
+    next_sweep: float = 0.0
+    sweeps: set[asyncio.Task[None]] = field(default_factory=set)
 
 
 def install(app: FastAPI, settings: ApiSettings) -> None:
@@ -145,6 +152,32 @@ def _same_circle(a: AreaSubscription, lat: float, lon: float, radius_km: float) 
     return (a.lat, a.lon, a.radius_km) == (lat, lon, radius_km)
 
 
+async def _sweep_expired(state: CitizenState, store: StoreCalls) -> None:
+    """Delete pending subscriptions whose confirmation link has expired: an address nobody confirmed is not kept."""
+    cutoff = datetime.now(UTC) - state.settings.token_lifetime("confirm")
+    try:
+        expired = [s.id for s in await store.list_area_subscriptions("pending")
+                   if s.created_at is not None and s.created_at <= cutoff]
+        for subscription_id in expired:
+            await store.delete_area_subscription(subscription_id)
+        if expired:
+            log.info("deleted %d pending subscriptions never confirmed", len(expired))
+    except Exception as exc:  # noqa: BLE001 - the store may be down; the next sweep tries again
+        log.warning("could not delete expired pending subscriptions: %r", exc)
+
+
+def _maybe_sweep(state: CitizenState, store: StoreCalls) -> None:
+    """At most every SWEEP_INTERVAL_S per process, on a subscribe request, in the background (the answer's timing
+    stays the same). Without requests nothing new is pending either."""
+    now = time.monotonic()
+    if now < state.next_sweep:
+        return
+    state.next_sweep = now + SWEEP_INTERVAL_S
+    task = asyncio.create_task(_sweep_expired(state, store))
+    state.sweeps.add(task)  # keep a reference until it is done
+    task.add_done_callback(state.sweeps.discard)
+
+
 def _new_id() -> str:
     return secrets.token_urlsafe(18)  # 144 random bits, URL-safe; says nothing about the address
 
@@ -207,6 +240,7 @@ async def subscribe(body: CitizenSubscribe, request: Request, store: StoreDep) -
         raise Problem(429, "Too many requests", "Too many subscribe requests for this email address recently; "
                       "please try again later.", type_="urn:citysense:problem:rate-limited",
                       headers={"Retry-After": retry_after(wait)})
+    _maybe_sweep(state, store)
     await _create_and_request_mail(state, store, body)
     remaining = state.settings.response_floor_s - (time.monotonic() - started)
     if remaining > 0:
