@@ -56,9 +56,7 @@ ACCEPTED_DETAIL = ("If this address can receive email, a message with a confirma
                    "start once the link is opened and confirmed; an address that is already subscribed is left as "
                    "it is.")
 TOKEN_MAX = 512
-
-
-SWEEP_INTERVAL_S = 600.0
+SWEEP_INTERVAL_S = 600.0  # between two sweeps of expired pending subscriptions, per process
 
 
 @dataclass
