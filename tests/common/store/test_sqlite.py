@@ -20,7 +20,13 @@ from citysense_common.store import (
     StoreSettings,
     open_store,
 )
-from citysense_common.store.sqlite import WRITER_CACHE_KIB, WRITER_WAL_PAGES, migration_files, split_sql
+from citysense_common.store.sqlite import (
+    WRITE_CHUNK_ROWS,
+    WRITER_CACHE_KIB,
+    WRITER_WAL_PAGES,
+    migration_files,
+    split_sql,
+)
 
 WORKER = Path(__file__).with_name("_sqlite_worker.py")
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
@@ -106,6 +112,61 @@ def test_only_writing_connections_get_the_large_cache(tmp_path: Path) -> None:
     reader.start()
     reader.join()
     assert seen and seen[0] != -WRITER_CACHE_KIB  # readers (the API's many threads) keep SQLite's default
+    store.close()
+
+
+def _hold_write_lock(path: Path, seconds: float, taken: threading.Event, released: threading.Event) -> None:
+    """Another writer (the scorer committing a batch): holds the database's write lock for ``seconds``."""
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("BEGIN IMMEDIATE")
+    taken.set()
+    threading.Event().wait(seconds)
+    released.set()
+    conn.execute("COMMIT")
+    conn.close()
+
+
+def test_a_write_queues_for_the_lock_and_reads_keep_their_busy_timeout(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "queue.db")
+    store.migrate()
+    taken, released = threading.Event(), threading.Event()
+    holder = threading.Thread(target=_hold_write_lock, args=(store.path, 0.5, taken, released))
+    holder.start()
+    assert taken.wait(10)
+    store.write_readings([EnrichedReading("q", T0, 0, {"x": 1.0})])
+    assert released.is_set()  # it waited for the other writer instead of failing
+    holder.join()
+    assert len(store.read_readings("q", T0, T0 + timedelta(seconds=1)).items) == 1
+    # the wait polls with SQLite's own timeout off; afterwards the connection waits as configured again
+    assert store._conn().execute("PRAGMA busy_timeout").fetchone()[0] == store.busy_timeout_ms
+    store.close()
+
+
+def test_a_write_gives_up_after_the_busy_timeout(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "stuck.db", busy_timeout_ms=200)
+    store.migrate()
+    taken, released = threading.Event(), threading.Event()
+    holder = threading.Thread(target=_hold_write_lock, args=(store.path, 3.0, taken, released))
+    holder.start()
+    assert taken.wait(10)
+    with pytest.raises(StoreError, match="locked"):
+        store.write_readings([EnrichedReading("s", T0, 0, {"x": 1.0})])
+    assert not released.is_set()  # it gave up while the lock was still held
+    holder.join()
+    store.close()
+
+
+def test_a_large_batch_commits_in_chunks_so_no_write_holds_the_lock_long(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "chunks.db")
+    store.migrate()
+    statements: list[str] = []
+    store._conn().set_trace_callback(statements.append)
+    n = 2 * WRITE_CHUNK_ROWS + 1
+    store.write_readings([EnrichedReading("c", T0 + timedelta(seconds=i), 0, {"x": float(i)}) for i in range(n)])
+    store._conn().set_trace_callback(None)
+    assert statements.count("COMMIT") == 3
+    page = store.read_readings("c", T0, T0 + timedelta(days=1), limit=n)
+    assert len(page.items) == n
     store.close()
 
 

@@ -167,6 +167,13 @@ _READING_INSERT = f"INSERT OR IGNORE INTO readings ({_READING_COLUMNS}) VALUES (
 _BIG_ENDIAN = sys.byteorder == "big"
 WRITER_CACHE_KIB = 32 * 1024
 WRITER_WAL_PAGES = 10_000
+# Writers queue for the database lock in short steps of their own. SQLite's busy handler sleeps in growing steps (up
+# to 100 ms), so a one-row write (an alert the API records, a delivery the notifier logs) that arrives while the
+# scorer commits a batch would wait up to 100 ms past the lock's release. And no write holds the lock long: readings
+# are committed in chunks of WRITE_CHUNK_ROWS (every write is idempotent, so a batch needs no single transaction;
+# a batch cut short by a crash is replayed whole).
+LOCK_POLL_S = 0.001
+WRITE_CHUNK_ROWS = 500
 
 
 def _pack_metrics(metrics: dict[str, float]) -> tuple[str, bytes]:
@@ -380,7 +387,7 @@ class SQLiteStore:
             conn.execute(f"PRAGMA journal_size_limit = {WRITER_WAL_PAGES * 4096 * 2}")  # truncate after a checkpoint
             self._local.tuned = conn
         try:
-            conn.execute("BEGIN IMMEDIATE")
+            self._begin_immediate(conn)
             try:
                 yield conn
                 conn.execute("COMMIT")
@@ -396,6 +403,28 @@ class SQLiteStore:
                 raise StoreFull(f"SQLite write failed: database or disk is full ({self.path}: "
                                 f"{self._free_text()} bytes free on its filesystem)") from exc
             raise StoreError(f"SQLite write failed: {exc}") from exc
+
+    def _begin_immediate(self, conn: sqlite3.Connection) -> None:
+        """BEGIN IMMEDIATE, retried every :data:`LOCK_POLL_S` while another writer holds the lock, for up to
+        ``busy_timeout_ms`` (then SQLite's "database is locked")."""
+        deadline = time.monotonic() + self.busy_timeout_ms / 1000
+        conn.execute("PRAGMA busy_timeout = 0")
+        try:
+            while True:
+                try:
+                    conn.execute("BEGIN IMMEDIATE")
+                    return
+                except sqlite3.OperationalError as exc:
+                    if exc.sqlite_errorcode & 0xFF != sqlite3.SQLITE_BUSY or time.monotonic() >= deadline:
+                        raise
+                time.sleep(LOCK_POLL_S)
+        finally:
+            conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout_ms)}")
+
+    def _write_chunks(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        for start in range(0, len(rows), WRITE_CHUNK_ROWS):
+            with self._write() as conn:
+                conn.executemany(sql, rows[start:start + WRITE_CHUNK_ROWS])
 
     def _query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         try:
@@ -489,8 +518,7 @@ class SQLiteStore:
         ]
         if not rows:
             return
-        with self._write() as conn:
-            conn.executemany(_READING_INSERT, rows)
+        self._write_chunks(_READING_INSERT, rows)
         self._maybe_expire()
 
     def write_reading_batch(self, batch: ReadingBatch) -> None:
@@ -516,8 +544,7 @@ class SQLiteStore:
         ingested = opt_ms(batch.ingested_at)
         rows = list(zip(batch.station_id, batch.ts_ms.tolist(), batch.seq.tolist(), names, blobs, lat, lon, outliers,
                         zscores, faults, batch.late.astype(int).tolist(), [ingested] * n, strict=True))
-        with self._write() as conn:
-            conn.executemany(_READING_INSERT, rows)
+        self._write_chunks(_READING_INSERT, rows)
         self._maybe_expire()
 
     def read_readings(self, station_id: str, start: datetime, end: datetime, metric: str | None = None,
