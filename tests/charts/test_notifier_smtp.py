@@ -11,6 +11,7 @@ from chart_helpers import env_of, find, render, template_raw
 
 NOTIFIER = "citysense-notifier"
 API = "citysense-alert-api"
+PUBLIC_URL = "https://air.city.example"
 SERVER = {"host": "smtp.city.example", "port": 587, "security": "starttls", "caSecret": "smtp-ca", "caKey": "ca.crt",
           "fromAddress": "Air quality <alerts@air.city.example>", "username": "citysense",
           "existingSecret": "smtp-credentials", "passwordKey": "pass"}
@@ -35,7 +36,7 @@ def test_email_is_off_by_default(default_docs) -> None:  # noqa: ANN001
 
 
 def test_settings_and_secrets_reach_the_notifier(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: ANN001
-    docs = render(values={"notifier.smtp": SERVER, "citizen.publicUrl": "https://air.city.example"})
+    docs = render(values={"notifier.smtp": SERVER, "citizen.publicUrl": PUBLIC_URL})
     notifier = container(docs)
     env = env_of(notifier)
     assert env["CITYSENSE_SMTP_PASSWORD"] == {"secretKeyRef": {"name": "smtp-credentials", "key": "pass"}}
@@ -75,7 +76,8 @@ def test_settings_and_secrets_reach_the_notifier(tmp_path, monkeypatch: pytest.M
 
 def test_a_relay_without_tls_or_credentials() -> None:
     docs = render(values={"notifier.smtp": {"host": "postfix.mail", "port": 25, "security": "none",
-                                            "fromAddress": "alerts@city.example", "caSecret": "ignored"}})
+                                            "fromAddress": "alerts@city.example", "caSecret": "ignored"},
+                          "citizen.publicUrl": PUBLIC_URL})
     env = env_of(container(docs))
     assert (env["CITYSENSE_SMTP_HOST"], env["CITYSENSE_SMTP_PORT"], env["CITYSENSE_SMTP_SECURITY"]) == (
         "postfix.mail", "25", "none")
@@ -84,22 +86,29 @@ def test_a_relay_without_tls_or_credentials() -> None:
 
 
 def test_an_existing_citizen_secret_is_used_instead_of_the_charts() -> None:
-    docs = render(values={"notifier.smtp": SERVER, "citizen.existingSecret": "links", "citizen.secretKey": "key"})
+    docs = render(values={"notifier.smtp": SERVER, "citizen.publicUrl": PUBLIC_URL, "citizen.existingSecret": "links",
+                          "citizen.secretKey": "key"})
     assert env_of(container(docs))["CITYSENSE_CITIZEN_SECRET"] == {"secretKeyRef": {"name": "links", "key": "key"}}
     assert not [d for d in docs if d.get("kind") == "Secret" and d["metadata"]["name"] == "citysense-citizen-secret"]
 
 
 def test_network_policy_opens_the_smtp_port() -> None:
-    (anywhere,) = smtp_rules(render(values={"notifier.smtp": SERVER}), 587)
+    (anywhere,) = smtp_rules(render(values={"notifier.smtp": SERVER, "citizen.publicUrl": PUBLIC_URL}), 587)
     assert "to" not in anywhere  # any address, on that port alone
     peers = [{"ipBlock": {"cidr": "203.0.113.25/32"}}]
     (narrowed,) = smtp_rules(render(values={"notifier.smtp": {**SERVER, "port": 465, "security": "tls"},
-                                            "networkPolicy.smtpEgressTo": peers}), 465)
+                                            "citizen.publicUrl": PUBLIC_URL, "networkPolicy.smtpEgressTo": peers}),
+                             465)
     assert narrowed["to"] == peers
 
 
 @pytest.mark.parametrize(("key", "value"), [("security", "ssl"), ("host", "smtp://x"), ("port", 0),
                                             ("fromAddress", "no-at-sign")])
 def test_the_schema_refuses_bad_values(key: str, value: object) -> None:
-    result = template_raw(values={"notifier.smtp": {**SERVER, key: value}})
+    result = template_raw(values={"notifier.smtp": {**SERVER, key: value}, "citizen.publicUrl": PUBLIC_URL})
     assert result.returncode != 0 and f"/notifier/smtp/{key}" in result.stderr, result.stderr
+
+
+def test_email_links_to_a_loopback_address_are_refused() -> None:
+    result = template_raw(values={"notifier.smtp": SERVER})  # citizen.publicUrl left at http://127.0.0.1:8000
+    assert result.returncode != 0 and "citizen.publicUrl" in result.stderr and "loopback" in result.stderr

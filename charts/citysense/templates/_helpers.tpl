@@ -265,6 +265,9 @@ Scaling checks that the schema cannot express (it sees one value at a time). Ren
 {{- if and .Values.scorer.enabled (has "ReadWriteOnce" .Values.scorer.checkpoint.persistentVolumeClaim.accessModes) (has "ReadWriteMany" .Values.scorer.checkpoint.persistentVolumeClaim.accessModes) -}}
 {{- fail "scorer.checkpoint.persistentVolumeClaim.accessModes: choose ReadWriteOnce or ReadWriteMany, not both" -}}
 {{- end -}}
+{{- if and .Values.notifier.enabled .Values.notifier.smtp.host (regexMatch "^https?://(127\\.|localhost)" .Values.citizen.publicUrl) -}}
+{{- fail (printf "citizen.publicUrl (%s) is a loopback address: set it to the URL citizens reach the citizen page at, or the links in their email lead nowhere" .Values.citizen.publicUrl) -}}
+{{- end -}}
 {{- if and (eq .Values.cassandra.replication.strategy "NetworkTopologyStrategy") (not .Values.cassandra.replication.datacenters) -}}
 {{- fail "cassandra.replication.datacenters is required with NetworkTopologyStrategy" -}}
 {{- end -}}
