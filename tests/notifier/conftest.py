@@ -360,12 +360,12 @@ class SmtpServer:
     """A real SMTP server (aiosmtpd) on loopback that keeps every accepted email (``messages``, parsed).
 
     ``tls``: a self-signed certificate for 127.0.0.1 (written to ``ca_file`` for the client to trust) offered with
-    STARTTLS, and required; ``users``: AUTH required with these credentials; ``refuse``: every DATA is answered
-    with this 5xx reply instead of being kept.
+    STARTTLS, and required; ``implicit_tls``: the same certificate, TLS from the first byte; ``users``: AUTH
+    required with these credentials; ``refuse``: every DATA is answered with this reply instead of being kept.
     """
 
-    def __init__(self, tmp_path: Path, *, tls: bool = False, users: dict[str, str] | None = None,
-                 refuse: str | None = None) -> None:
+    def __init__(self, tmp_path: Path, *, tls: bool = False, implicit_tls: bool = False,
+                 users: dict[str, str] | None = None, refuse: str | None = None) -> None:
         from aiosmtpd.controller import Controller
         from aiosmtpd.smtp import AuthResult, LoginPassword
 
@@ -378,6 +378,9 @@ class SmtpServer:
         if tls:
             self.ca_file, context = _self_signed(tmp_path)
             kwargs.update(tls_context=context, require_starttls=True)
+        elif implicit_tls:
+            self.ca_file, context = _self_signed(tmp_path)
+            kwargs.update(ssl_context=context)
         if users is not None:
             def authenticate(server, session, envelope, mechanism, auth_data):  # noqa: ANN001, ANN202, ARG001
                 ok = isinstance(auth_data, LoginPassword) and users.get(auth_data.login.decode()) == \
@@ -385,6 +388,7 @@ class SmtpServer:
                 if ok:
                     self.logins.append(auth_data.login.decode())
                 return AuthResult(success=ok, handled=False)
+            # auth_require_tls looks at STARTTLS only: over implicit TLS aiosmtpd would offer no AUTH at all.
             kwargs.update(authenticator=authenticate, auth_required=True, auth_require_tls=tls)
         with socket.socket() as probe:
             probe.bind(("127.0.0.1", 0))

@@ -7,6 +7,7 @@ import asyncio
 import socket
 from email.message import EmailMessage
 
+import pytest
 from citysense_notifier.email.smtp import SmtpTransport
 from citysense_notifier.settings import build_settings
 
@@ -42,6 +43,19 @@ def test_starttls_and_auth_with_a_trusted_self_signed_certificate(smtp_server) -
     assert result.ok, result
     server.wait_for(1)
     assert server.logins == ["citysense"]
+
+
+@pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS")  # it is TLS, aiosmtpd cannot tell
+def test_tls_from_the_first_byte(smtp_server) -> None:  # noqa: ANN001
+    server = smtp_server(implicit_tls=True, users={"citysense": "pw"})
+    result = _send(smtp_host="127.0.0.1", smtp_port=server.port, smtp_security="tls", smtp_ca_file=server.ca_file,
+                   smtp_username="citysense", smtp_password="pw")  # noqa: S106 - the test server's
+    assert result.ok, result
+    server.wait_for(1)
+    assert server.logins == ["citysense"]
+    # A plain client gets nothing through a TLS port.
+    plain = _send(smtp_host="127.0.0.1", smtp_port=server.port, smtp_security="none")
+    assert not plain.ok and not plain.permanent and len(server.messages) == 1
 
 
 def test_a_certificate_the_client_does_not_trust_is_not_used(smtp_server) -> None:  # noqa: ANN001
