@@ -50,7 +50,7 @@ class Rig:
         return self.run(handle())
 
 
-def rig(store: Store, smtp_port: int, **smtp: object) -> Rig:
+def rig(store: Store, smtp_port: int, refresh_s: float = 0, **smtp: object) -> Rig:
     settings = build_settings(smtp_host="127.0.0.1", smtp_port=smtp_port, smtp_security="none",
                               smtp_from_address="Air quality <alerts@air.example.org>", smtp_timeout_s=5,
                               cap_file=REPO / "config/cap.yaml", rules_file=REPO / "config/rules.yaml",
@@ -64,7 +64,7 @@ def rig(store: Store, smtp_port: int, **smtp: object) -> Rig:
     deliverer = EmailDeliverer(store, SmtpTransport(settings), RetryPolicy(3, 60, 0.05, 0.1), metrics, park=park)
     citizen = load_citizen_settings(public_url=PUBLIC_URL, secret=SECRET)
     channel = EmailChannel(store, deliverer, citizen, SECRET, settings.public_warnings(), metrics,
-                           from_address=settings.smtp_from_address, refresh_s=0)
+                           from_address=settings.smtp_from_address, refresh_s=refresh_s)
     return Rig(channel, store, parked, metrics)
 
 
@@ -126,6 +126,22 @@ def test_a_warning_reaches_the_subscriber_whose_circle_covers_the_station(store:
     server.wait_for(4)
     assert sorted(to for _, (to,) in server.envelopes[1:]) == ["calm@example.org", "critical-only@example.org",
                                                                 "near@example.org"]
+
+
+def test_no_email_after_the_unsubscribe_even_before_the_areas_reload(store: Store, smtp_server) -> None:  # noqa: ANN001
+    """The confirmed areas are cached between reloads; an address unsubscribed meanwhile gets nothing more."""
+    server = smtp_server()
+    r = rig(store, server.port, refresh_s=3600)
+    stays = subscribe(store, "stays@example.org")
+    leaves = subscribe(store, "leaves@example.org")
+    assert r.alert(alert(severity=Severity.WARNING, threshold=55.4, value=60.2)) == [True]
+    server.wait_for(2)
+    assert store.delete_area_subscription(leaves.id)
+    assert r.alert(alert(severity=Severity.CRITICAL)) == [True]
+    server.wait_for(3)
+    assert sorted(to for _, (to,) in server.envelopes) == ["leaves@example.org", "stays@example.org",
+                                                           "stays@example.org"]
+    assert store.get_area_subscription(stays.id) is not None
 
 
 def test_every_email_has_its_own_unsubscribe_link_and_headers(store: Store, smtp_server) -> None:  # noqa: ANN001

@@ -143,6 +143,10 @@ class EmailChannel:
         else:
             warned = await asyncio.gather(*(self._was_warned(sub, record.alert_id) for sub in covering))
             recipients = [sub for sub, yes in zip(covering, warned, strict=True) if yes]
+        # The cached areas may be up to refresh_s old: whoever unsubscribed (or was replaced) meanwhile gets nothing.
+        current = await asyncio.gather(*(asyncio.to_thread(self.store.get_area_subscription, sub.id)
+                                         for sub in recipients))
+        recipients = [sub for sub in current if sub is not None and sub.status == "confirmed"]
         now = datetime.now(UTC)
         jobs = []
         for sub in recipients:
