@@ -20,3 +20,19 @@ def test_the_falling_behind_warning_stays_out_of_the_log(spark) -> None:  # noqa
     other = jvm.org.apache.logging.log4j.LogManager.getLogger("org.apache.spark.sql.execution.streaming.runtime.X")
     assert other.isWarnEnabled()  # the rest of Spark still warns
     assert jvm.java.lang.Class.forName(name) is not None  # the class exists under that name in this Spark
+
+
+def test_the_real_time_shuffle_sends_partly_filled_buffers_promptly(spark) -> None:  # noqa: ANN001
+    # Spark ignores an unknown key without a word: the key must be the one this Spark reads for the pipelined
+    # shuffle's flush, and it must carry the scorer's default, not Spark's 50 ms.
+    from citysense_scorer.job.session import SHUFFLE_FLUSH_CONF
+    from citysense_scorer.settings import ScorerSettings
+
+    jvm = spark.sparkContext._jvm
+    config = jvm.java.lang.Class.forName("org.apache.spark.internal.config.package$").getField("MODULE$").get(None)
+    entry = config.STREAMING_SHUFFLE_NETWORK_BUFFER_MAX_WAIT_TIME_MS()
+    assert entry.key() == SHUFFLE_FLUSH_CONF
+    assert entry.defaultValueString() == "50"
+    default = ScorerSettings.model_fields["scorer_realtime_shuffle_flush_ms"].default
+    assert spark.sparkContext.getConf().get(SHUFFLE_FLUSH_CONF) == str(default)
+    assert default < 50

@@ -31,6 +31,13 @@ class ScorerSettings(StoreSettings, HealthSettings):
         default="1 minute", description="how often the real-time query checkpoints its offsets and state (Spark's "
         "real-time trigger; at least 5 seconds). After a crash it replays at most this much, re-sending the same "
         "alert events with the same ids")
+    scorer_decode_tasks: int = Field(
+        default=0, ge=0, description="tasks that read and decode a micro-batch's readings (each a Python worker); "
+        "0 = N of a local[N] master, else one per readings partition (cluster: the chart sets the executors' cores)")
+    scorer_realtime_shuffle_flush_ms: int = Field(
+        default=5, ge=1, description="longest a real-time query's shuffle holds a partly filled buffer before "
+        "sending it on to the lifecycle (Spark's spark.shuffle.streaming.networkBufferMaxWaitTimeMs, default 50): "
+        "part of every real-time alert's latency")
     scorer_shuffle_partitions: int = Field(
         default=1, ge=1, description="partitions of the health operator's state (fixed by a checkpoint once it "
         "exists). Locally 1: a Python worker reuses the buckets it wrote only if it gets their partition again, and "

@@ -62,8 +62,15 @@ def lean_memory() -> None:
         pa.set_memory_pool(pa.system_memory_pool())
 
 
+# A real-time query's pipelined shuffle (readings -> the lifecycle, keyed by station) holds a partly filled network
+# buffer up to this long before it sends it on; Spark's default, 50 ms, would be most of an alert's way to Kafka.
+# Each writer's flush timer wakes this often, so a few milliseconds cost next to nothing at rest.
+SHUFFLE_FLUSH_CONF = "spark.shuffle.streaming.networkBufferMaxWaitTimeMs"
+
+
 def build_session(master: str, *, shuffle_partitions: int, driver_memory: str,
-                  app_name: str = "citysense-scorer", jars: Sequence[Path] = ()) -> SparkSession:
+                  app_name: str = "citysense-scorer", jars: Sequence[Path] = (),
+                  shuffle_flush_ms: int = 5) -> SparkSession:
     ensure_java()
     # Workers must run the same interpreter as the driver (the venv with confluent-kafka and pyarrow).
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
@@ -80,6 +87,7 @@ def build_session(master: str, *, shuffle_partitions: int, driver_memory: str,
         .config("spark.sql.execution.arrow.pyspark.enabled", "true")
         .config("spark.python.worker.reuse", "true")
         .config("spark.driver.memory", driver_memory)
+        .config(SHUFFLE_FLUSH_CONF, str(shuffle_flush_ms))
         .config("spark.jars", ",".join(str(jar) for jar in jars))
         .config("spark.driver.extraJavaOptions", JVM_MEMORY_OPTIONS)  # local mode: the driver JVM starts here
         # Streaming: keep the offset/commit logs short; the job never needs old batches.

@@ -147,7 +147,8 @@ def run(settings: ScorerSettings, registry: Registry, rules: RuleSet) -> int:
     slots = len(partition_ids(kafka, settings.readings_topic)) + settings.scorer_shuffle_partitions \
         if paths.realtime.rules else 0
     spark = build_session(spark_master(settings, slots), shuffle_partitions=settings.scorer_shuffle_partitions,
-                          driver_memory=settings.scorer_driver_memory, jars=scorer_jars(progress=log.info))
+                          driver_memory=settings.scorer_driver_memory, jars=scorer_jars(progress=log.info),
+                          shuffle_flush_ms=settings.scorer_realtime_shuffle_flush_ms)
     query = start_query(spark, settings, registry, rules, batch_fn)
     fast = start_realtime(spark, settings, registry, paths)
     log.info("scorer running: %s -> store, %s, %s; checkpoint %s; metrics :%d", settings.readings_topic,
