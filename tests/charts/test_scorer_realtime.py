@@ -37,6 +37,8 @@ def test_slots_follow_partitions_and_executors(instances: int, cores: int, parti
     state = instances * cores
     assert spec["executor"]["cores"] == cores + math.ceil(2 * (partitions + state) / instances)
     assert spec["sparkConf"]["spark.kubernetes.executor.request.cores"] == str(cores)
+    # the micro-batch is decoded by one task per requested core, not one per partition or per slot
+    assert env_of(spec["driver"])["CITYSENSE_SCORER_DECODE_TASKS"] == str(state)
 
 
 def test_without_the_real_time_path_no_extra_slots() -> None:

@@ -29,6 +29,10 @@ working directory /opt/spark/work-dir; driver and executors run the same image.
   value: /opt/venv/bin/python
 - name: CITYSENSE_SCORER_SHUFFLE_PARTITIONS
   value: {{ include "citysense.spark.statePartitions" . | quote }}
+# A micro-batch is read and decoded by one task per executor core, not one per readings partition: the real-time
+# query's slots are added to the executors' cores, and idle slots would otherwise fill with Python workers.
+- name: CITYSENSE_SCORER_DECODE_TASKS
+  value: {{ include "citysense.spark.statePartitions" . | quote }}
 # Give memory back after each micro-batch (the values of citysense_scorer.job.session.LEAN_MEMORY_ENV; see there).
 - name: MALLOC_MMAP_THRESHOLD_
   value: "131072"

@@ -246,3 +246,29 @@ def test_readings_lost_to_retention_are_skipped_on_restart(spark, registry, kafk
     rows = [r for b in run_to_end(spark, settings, registry) for r in b]
     assert [r["offset"] for r in rows] == list(range(25, 30))
 
+
+
+@pytest.mark.parametrize(("over", "tasks"), [({}, 2), ({"scorer_decode_tasks": 3}, 3),
+                                             ({"scorer_spark_master": "spark://cluster:7077"}, 4)])
+def test_a_micro_batch_is_decoded_by_as_many_tasks_as_it_has_cores(spark, registry, kafka_broker, unique_topics,
+                                                                   tmp_path, over, tasks) -> None:  # noqa: ANN001
+    """Four partitions, local[2]: two tasks (two Python workers), each reading two partitions; every message once."""
+    topic = unique_topics["readings_topic"]
+    ensure_topics(kafka_broker.bootstrap, [TopicSpec(topic, 4)])
+    for p in range(4):
+        produce(kafka_broker.bootstrap, topic, [doc(station_id=f"st-{p}", seq=i) for i in range(30)], partition=p)
+    settings = settings_for(kafka_broker, unique_topics, tmp_path, **over)
+    seen_tasks: list[int] = []
+    rows: list[dict] = []
+
+    def collect(df: Any, _batch_id: int) -> None:
+        seen_tasks.append(df.rdd.getNumPartitions())
+        rows.extend(df.toArrow().to_pylist())
+
+    query = (source_frame(spark, settings, registry).writeStream.foreachBatch(collect)
+             .option("checkpointLocation", str(settings.checkpoint_dir / "spark"))
+             .trigger(availableNow=True).start())
+    query.awaitTermination(300)
+    assert query.exception() is None, query.exception()
+    assert set(seen_tasks) == {tasks}
+    assert sorted((r["partition"], r["offset"]) for r in rows) == [(p, i) for p in range(4) for i in range(30)]

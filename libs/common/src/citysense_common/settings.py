@@ -34,9 +34,9 @@ class CommonSettings(BaseSettings):
     )
     readings_topic: str = "citysense.readings"
     readings_partitions: int = Field(
-        default=12, ge=1, description="partitions of the readings topic when citysense creates it (an existing "
-        "topic keeps its own). Each is a task slot the real-time query holds for good and a Kafka consumer polling "
-        "even when idle")
+        default=4, ge=1, description="partitions of the readings topic when citysense creates it (`make up`, a "
+        "Kafka without the topic); an existing topic keeps its own, e.g. the cluster's KafkaTopic with 12. Each is a "
+        "task slot the real-time query holds for good, so a laptop's share is a few")
     alerts_topic: str = "citysense.alerts"
     dlq_topic: str = "citysense.readings.dlq"
     metrics_file: Path | None = Field(default=None, description="metric registry; default config/metrics.yaml")

@@ -24,6 +24,7 @@ micro-batch twice. The decoder reads each message once and hands Spark typed Arr
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Iterator
 from functools import partial
 from typing import Any
@@ -71,6 +72,19 @@ def kafka_rows(spark: Any, settings: ScorerSettings) -> Any:
     return reader.load()
 
 
+def decode_tasks(settings: ScorerSettings) -> int:
+    """How many tasks read and decode a micro-batch; 0 = one per readings partition (Spark's Kafka source).
+
+    A task per partition is a Python worker per partition running at once whenever the executor has the slots, and
+    the real-time query's slots are added to the micro-batch's (:func:`citysense_scorer.job.stream.spark_master`):
+    twelve partitions on two cores meant twelve workers' memory for two cores' work. So a micro-batch is read by as
+    many tasks as it has cores: ``scorer_decode_tasks``, else N of a ``local[N]`` master."""
+    if settings.scorer_decode_tasks:
+        return settings.scorer_decode_tasks
+    match = re.fullmatch(r"local\[(\d+)\]", settings.scorer_spark_master)
+    return int(match.group(1)) if match else 0
+
+
 def decode_in_worker(registry_json: str, future_tolerance_s: float,
                      batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
     """``mapInArrow`` function: raw Kafka rows -> decoded rows, in a Python worker (one decoder per worker)."""
@@ -89,6 +103,9 @@ def source_frame(spark: Any, settings: ScorerSettings, registry: Registry) -> An
     from citysense_scorer.source.decode import decoded_arrow_schema
 
     raw = kafka_rows(spark, settings).selectExpr(*RAW_COLUMNS)
+    tasks = decode_tasks(settings)
+    if tasks:
+        raw = raw.coalesce(tasks)  # no shuffle: each task reads its partitions one after the other
     schema = from_arrow_schema(decoded_arrow_schema(registry))
     decode = partial(decode_in_worker, registry.model_dump_json(), settings.scorer_future_tolerance_s)
     return raw.mapInArrow(decode, schema)
