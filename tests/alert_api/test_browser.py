@@ -10,12 +10,11 @@ import re
 import shutil
 import socket
 import sys
-import threading
 import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import pytest
@@ -23,6 +22,7 @@ from citysense_alert_api.settings import ApiSettings, build_settings
 from citysense_common.citizen.settings import load_citizen_settings
 from citysense_common.contract import AlertEvent, AlertKind, AlertState, Location, Severity
 from citysense_common.store import AlertRecord, AreaSubscription, StationRecord, Store
+from citysense_common.testing.http_server import serving
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from .conftest import NOW, LiveServer, alert_event, running_api
@@ -313,14 +313,8 @@ def tile_server() -> Iterator[tuple[str, list[str]]]:
         def log_message(self, *args: object) -> None:
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}", requested
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serving(Handler) as url:
+        yield url, requested
 
 
 def test_page_and_docs_run_under_the_content_security_policy(

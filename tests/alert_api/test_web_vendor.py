@@ -11,12 +11,12 @@ import shutil
 import subprocess
 import sys
 import tarfile
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import pytest
+from citysense_common.testing.http_server import serving
 
 WEB = Path(__file__).resolve().parents[2] / "services" / "alert-api" / "web"
 _spec = importlib.util.spec_from_file_location("citysense_web_vendor", WEB / "vendor.py")
@@ -103,14 +103,8 @@ def registry() -> Iterator[tuple[str, dict[str, bytes]]]:
         def log_message(self, *args: object) -> None:
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}", served
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serving(Handler) as url:
+        yield url, served
 
 
 def _fake_lock(tmp_path: Path, base: str, served: dict[str, bytes], *, corrupt: str | None = None) -> Path:

@@ -53,6 +53,20 @@ class RetryPolicy:
             return min(max(retry_after, 0.0), self.max_s)
         return equal_jitter(attempts - 1, self.base_s, self.max_s)
 
+    def give_up(self, delivery: Delivery, now: datetime) -> tuple[str, str] | None:
+        """(reason, detail) when a parked delivery has had its attempts or its time, else None."""
+        if delivery.attempts >= self.max_attempts:
+            return "max_attempts", f"gave up after {delivery.attempts} attempts: {delivery.last_error}"
+        age = (now - delivery.created_at).total_seconds()
+        if age > self.max_age_s:
+            return "max_age", f"gave up after {age:.0f} s (max age): {delivery.last_error}"
+        return None
+
+
+def due_in(delivery: Delivery, now: datetime) -> float:
+    """Seconds until a parked delivery's next attempt is due (<= 0: now)."""
+    return 0.0 if delivery.next_attempt_at is None else (delivery.next_attempt_at - now).total_seconds()
+
 
 @dataclass
 class SubscriberGate:
@@ -188,13 +202,9 @@ class Deliverer:
             delivery = await self.store_state(parked)
             if delivery is None or delivery.status in ("delivered", "dead"):
                 return True  # settled meanwhile (or never recorded here: another installation's store)
-            age = (datetime.now(UTC) - delivery.created_at).total_seconds()
-            if delivery.attempts >= self.policy.max_attempts:
-                await self._dead(delivery, "max_attempts",
-                                 f"gave up after {delivery.attempts} attempts: {delivery.last_error}")
-                return True
-            if age > self.policy.max_age_s:
-                await self._dead(delivery, "max_age", f"gave up after {age:.0f} s (max age): {delivery.last_error}")
+            expired = self.policy.give_up(delivery, datetime.now(UTC))
+            if expired is not None:
+                await self._dead(delivery, *expired)
                 return True
             sub = await asyncio.to_thread(self.store.get_subscription, parked.subscription_id)
             if sub is None:
@@ -206,9 +216,7 @@ class Deliverer:
                 if await self._sleep(self.hold_poll_s):
                     return False
                 continue
-            due = 0.0 if delivery.next_attempt_at is None else (
-                delivery.next_attempt_at - datetime.now(UTC)).total_seconds()
-            wait = max(due, gate.blocked_until - time.monotonic())
+            wait = max(due_in(delivery, datetime.now(UTC)), gate.blocked_until - time.monotonic())
             if wait > 0:
                 if await self._sleep(min(wait, self.hold_poll_s)):
                     return False

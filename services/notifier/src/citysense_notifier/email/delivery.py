@@ -23,7 +23,7 @@ from email.message import EmailMessage
 from citysense_common.store import Delivery, Store
 from citysense_common.webhooks import webhook_id_for
 
-from citysense_notifier.delivery import Parked, RetryPolicy
+from citysense_notifier.delivery import Parked, RetryPolicy, due_in
 from citysense_notifier.email.smtp import SendResult, SmtpTransport
 from citysense_notifier.metrics import NotifierMetrics
 
@@ -99,22 +99,16 @@ class EmailDeliverer:
             delivery = await asyncio.to_thread(self.store.get_delivery, parked.subscription_id, parked.event_id)
             if delivery is None or delivery.status in ("delivered", "dead"):
                 return True
-            age = (datetime.now(UTC) - delivery.created_at).total_seconds()
-            if delivery.attempts >= self.policy.max_attempts:
-                await self._dead(delivery, "max_attempts",
-                                 f"gave up after {delivery.attempts} attempts: {delivery.last_error}")
-                return True
-            if age > self.policy.max_age_s:
-                await self._dead(delivery, "max_age", f"gave up after {age:.0f} s (max age): {delivery.last_error}")
+            expired = self.policy.give_up(delivery, datetime.now(UTC))
+            if expired is not None:
+                await self._dead(delivery, *expired)
                 return True
             sub = await asyncio.to_thread(self.store.get_area_subscription, parked.subscription_id)
             if sub is None:
                 log.info("area subscription %s was removed; dropping email %s", parked.subscription_id,
                          parked.event_id)
                 return True
-            due = 0.0 if delivery.next_attempt_at is None else (
-                delivery.next_attempt_at - datetime.now(UTC)).total_seconds()
-            wait = max(due, self.blocked_until - time.monotonic())
+            wait = max(due_in(delivery, datetime.now(UTC)), self.blocked_until - time.monotonic())
             if wait > 0:
                 if await self._sleep(min(wait, 1.0)):
                     return False
