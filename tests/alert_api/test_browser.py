@@ -194,6 +194,8 @@ def test_keyboard_only_reaches_a_station_a_cluster_and_the_warnings(city: LiveSe
     expect(page.locator("#warnings li", has_text="station st-bad")).to_have_count(2)  # al-0 and the episode
     tab_to(page, "el.closest('#warnings li') && el.textContent === 'Show station'")
     page.locator("#detail-title").evaluate("el => el.textContent = ''")
+    page.evaluate("loadWarnings()")  # a refresh (live alerts cause them) rebuilds the list under the focus
+    expect(page.locator("#warnings li button:focus")).to_have_text("Show station")
     page.keyboard.press("Enter")
     expect(page.locator("#detail-title")).to_have_text("st-bad")
 

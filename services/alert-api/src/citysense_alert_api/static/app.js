@@ -437,7 +437,10 @@ async function loadWarnings() {
   if (request !== warningsRequest) return;  // a newer place or language meanwhile
   const r = fmtNumber(radius, 1);
   setWarningsNote(body.items.length ? t("n_warnings", body.items.length, r) : t("no_warnings", r));
-  document.getElementById("warnings").replaceChildren(...body.items.map((w) => {
+  // The list is rebuilt on every refresh; a keyboard user's focus on one of its buttons moves to the new button.
+  const focused = document.activeElement && document.activeElement.closest("#warnings li");
+  const list = document.getElementById("warnings");
+  list.replaceChildren(...body.items.map((w) => {
     const advice = html("p", { class: "advice" }, html("strong", { text: `${t("advice")}: ` }), w.instruction);
     const show = html("button", { type: "button", class: "link", text: t("show_station") });
     show.addEventListener("click", () => selectStation(w.station_id, { zoom: true }));
@@ -450,6 +453,10 @@ async function loadWarnings() {
       html("p", { class: "meta" }, html("span", { text: t("distance", fmtNumber(w.distance_km, 1), w.station_id) }),
            " · ", show));
   }));
+  if (focused) {
+    const again = [...list.children].find((li) => li.dataset.alert === focused.dataset.alert);
+    if (again) again.querySelector("button").focus();
+  }
 }
 
 function readPlaceForm() {
