@@ -299,9 +299,10 @@ SCHEMA = {
                                                       "(at least 5 seconds)"},
             }, ["enabled", "maxWindow", "checkpointInterval"]),
             "stream": obj({
-                "triggerMs": {"type": "integer", "minimum": 0,
-                              "description": "micro-batch trigger interval (ms); 0 = back to back"},
-            }, ["triggerMs"]),
+                "triggerMs": {"type": ["integer", "null"], "minimum": 0,
+                              "description": "micro-batch trigger interval (ms); 0 = back to back; null = 2000 "
+                                             "with the real-time path, 500 without"},
+            }, []),
             "health": obj({
                 "enabled": BOOL,
                 "offlineAfterSeconds": {"type": "number", "exclusiveMinimum": 0},

@@ -48,9 +48,9 @@ working directory /opt/spark/work-dir; driver and executors run the same image.
 - name: CITYSENSE_SCORER_REALTIME_CHECKPOINT_INTERVAL
   value: {{ .checkpointInterval | quote }}
 {{- end }}
-{{- with .Values.scorer.stream }}
+{{- if not (kindIs "invalid" .Values.scorer.stream.triggerMs) }}
 - name: CITYSENSE_SCORER_TRIGGER_MS
-  value: {{ .triggerMs | quote }}
+  value: {{ .Values.scorer.stream.triggerMs | quote }}
 {{- end }}
 {{- with .Values.scorer.health }}
 - name: CITYSENSE_HEALTH_ENABLED

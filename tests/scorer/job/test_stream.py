@@ -176,3 +176,13 @@ def test_local_master_gets_twice_the_real_time_slots() -> None:
     assert spark_master(ScorerSettings(scorer_spark_master="local[2]"), 13) == "local[28]"
     assert spark_master(ScorerSettings(scorer_spark_master="local[2]"), 0) == "local[2]"
     assert spark_master(ScorerSettings(scorer_spark_master="spark://host:7077"), 13) == "spark://host:7077"
+
+
+def test_the_micro_batch_runs_less_often_when_the_real_time_path_carries_the_short_windows() -> None:
+    from citysense_scorer.job.stream import trigger_ms
+    from citysense_scorer.settings import ScorerSettings
+
+    assert trigger_ms(ScorerSettings(), realtime_rules=True) == 2000
+    assert trigger_ms(ScorerSettings(), realtime_rules=False) == 500  # every alert rides the micro-batch
+    assert trigger_ms(ScorerSettings(scorer_trigger_ms=300), realtime_rules=True) == 300  # set: as set
+    assert trigger_ms(ScorerSettings(scorer_trigger_ms=0), realtime_rules=True) == 0  # back to back
