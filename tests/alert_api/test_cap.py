@@ -112,7 +112,7 @@ def test_each_entry_links_to_a_valid_cap_message(client: TestClient, cap_store: 
     assert text(updated, "cap:msgType") == "Update"
     assert text(updated, "cap:references").startswith("citysense@alerts.example.org,")
     resolved = _message(client, "cap-resolved")
-    assert text(resolved, "cap:msgType") == "Update"
+    assert text(resolved, "cap:msgType") == "Cancel"
     assert {text(i, "cap:responseType") for i in resolved.findall("cap:info", NS)} == {"AllClear"}
 
 
@@ -136,7 +136,7 @@ def _feed_bytes(client: TestClient) -> bytes:
 def test_an_old_all_clear_leaves_the_feed_but_keeps_its_message(client: TestClient, cap_store: Store) -> None:
     assert "cap-old" not in _entries(_feed(client))
     root = _message(client, "cap-old")
-    assert text(root, "cap:msgType") == "Update"
+    assert text(root, "cap:msgType") == "Cancel"
 
 
 def test_a_change_of_an_alert_is_a_new_message_referencing_the_first(client: TestClient, cap_store: Store) -> None:

@@ -172,14 +172,14 @@ def test_an_unchanged_alert_is_reissued_before_its_message_expires() -> None:
     assert cap_xml(message) == cap_xml(build_message(rec, repo_feed(), now, BASE))  # type: ignore[arg-type]
 
 
-def test_a_resolved_alert_is_an_all_clear_update() -> None:
+def test_a_resolved_alert_cancels_the_warning_with_an_all_clear() -> None:
     opened = build_message(record(), repo_feed(), T0, BASE)
     resolved = record(state="resolved", severity="warning", threshold=55.4, value=28.0, last_event_id="ev-3",
                       updated_at=T0 + timedelta(minutes=40), resolved_at=T0 + timedelta(minutes=40),
                       message="PM2.5 1-hour mean 28.0 µg/m³ is back to 30 µg/m³ or below; alert resolved")
     root = message_xml(resolved)
     assert opened is not None
-    assert text(root, "cap:msgType") == "Update"
+    assert text(root, "cap:msgType") == "Cancel"  # the warning no longer applies; its info says all clear
     assert text(root, "cap:references") == f"{opened.sender},{opened.identifier},{cap_time(opened.sent)}"
     for info in root.findall("cap:info", NS):
         assert text(info, "cap:responseType") == "AllClear"
@@ -190,6 +190,22 @@ def test_a_resolved_alert_is_an_all_clear_update() -> None:
     assert text(by_language["en-GB"], "cap:headline").startswith("All clear:")
     assert text(by_language["de-DE"], "cap:headline").startswith("Entwarnung:")
 
+
+
+def test_the_all_clear_can_be_an_update_instead() -> None:
+    """``all_clear_msg_type: Update``: the all-clear as Google Public Alerts prefers it; a withdrawal stays a Cancel."""
+    feed = repo_feed()
+    feed = dataclasses.replace(feed, config=feed.config.model_copy(update={"all_clear_msg_type": "Update"}))
+    resolved = record(state="resolved", severity="warning", threshold=55.4, value=28.0, last_event_id="ev-3",
+                      updated_at=T0 + timedelta(minutes=40), resolved_at=T0 + timedelta(minutes=40))
+    message = build_message(resolved, feed, T0 + timedelta(minutes=41), BASE)
+    assert message is not None and message.msg_type == "Update"
+    root = validate(cap_xml(message))
+    assert {text(info, "cap:responseType") for info in root.findall("cap:info", NS)} == {"AllClear"}
+    forecast = record(kind="forecast", severity="info", state="resolved", last_event_id="ev-4",
+                      updated_at=T0 + timedelta(minutes=40), resolved_at=T0 + timedelta(minutes=40))
+    withdrawn = build_message(forecast, feed, T0 + timedelta(minutes=41), BASE)
+    assert withdrawn is not None and withdrawn.msg_type == "Cancel"
 
 def test_a_resolved_forecast_is_a_cancel() -> None:
     forecast = record(kind="forecast", rule_id="pm25-who-24h.forecast", severity="info", threshold=15.0,

@@ -120,6 +120,9 @@ class CapConfig(BaseModel):
     source: str | None = None
     public_url: str | None = Field(default=None, pattern=r"^https?://[^\s]+$")
     radius_km: float = Field(gt=0, le=500, allow_inf_nan=False)
+    # msgType of a resolved alert's all-clear (its info says AllClear either way): Cancel ends the warning outright;
+    # Update is what Google Public Alerts and the OASIS EM TC (EMERGENCY-31) prefer.
+    all_clear_msg_type: Literal["Cancel", "Update"] = "Cancel"
     valid_hours: float = Field(default=6, gt=0, le=24 * 7, allow_inf_nan=False)
     all_clear_hours: float = Field(default=6, gt=0, le=24 * 7, allow_inf_nan=False)
     lookback_days: float = Field(default=7, gt=0, le=366, allow_inf_nan=False)

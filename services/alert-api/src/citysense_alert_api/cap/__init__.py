@@ -19,13 +19,13 @@ message, and the earlier message it references, is derived from that record dete
   ``Update`` (identifier number 1, 2, …, ``sent`` on the half-period boundary, referencing the ``Alert`` and the
   message it replaces), so a current message never expires while the alert lasts.
 
-**The all-clear is an Update, not a Cancel.** CAP 1.2 defines ``Cancel`` as cancelling the earlier messages, which
-the OASIS Emergency Management TC describes as closer to a revocation (issue EMERGENCY-31), while ``Update`` with
-``responseType`` ``AllClear`` and ``urgency`` ``Past`` says the hazard no longer poses a threat. Google Public Alerts
-prefers exactly that (an ``Update`` with ``AllClear`` and a near ``expires``) to a ``Cancel``. So a resolved
-threshold alert is an ``Update``/``AllClear``/``Past`` that expires ``all_clear_hours`` after the resolution. A
-``Cancel`` withdraws earlier messages that no longer apply: a forecast that resolved (withdrawn, or superseded by the
-measured alert) and an alert lowered to a severity that is not public.
+**The all-clear.** A resolved threshold alert is a ``Cancel`` of the warning (``all_clear_msg_type``) whose info
+says the hazard is over: ``responseType`` ``AllClear``, ``urgency`` ``Past``, expiring ``all_clear_hours`` after the
+resolution. CAP 1.2 defines ``Cancel`` as cancelling the earlier messages; the OASIS Emergency Management TC describes
+that as closer to a revocation (issue EMERGENCY-31), and Google Public Alerts prefers an ``Update`` with ``AllClear``,
+so a feed for such consumers sets ``all_clear_msg_type: Update``. A ``Cancel`` with ``responseType`` ``None``
+withdraws earlier messages that no longer apply: a forecast that resolved (withdrawn, or superseded by the measured
+alert) and an alert lowered to a severity that is not public.
 
 **Mapping.** Severity: the rule's band label when ``severity_by_band`` names it (e.g. the EPA's ``Hazardous`` is
 ``Extreme``), else ``severity`` (info/warning/critical -> Minor/Moderate/Severe by default). Urgency: ``Immediate``

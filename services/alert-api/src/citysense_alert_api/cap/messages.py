@@ -97,7 +97,7 @@ def build_message(record: AlertRecord, feed: PublicWarnings, now: datetime, base
     else:
         key, number, sent = record.last_event_id, 0, record.updated_at
         expires = sent + timedelta(hours=config.all_clear_hours)
-        msg_type = "Update" if phase == "all_clear" else "Cancel"
+        msg_type = config.all_clear_msg_type if phase == "all_clear" else "Cancel"
         references.append(alert_ref)
     infos = tuple(_info(record, feed, phase, language, sent, expires, base_url) for language in config.languages)
     return CapMessage(
