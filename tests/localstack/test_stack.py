@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -50,8 +51,9 @@ def start_stack(tmp_path: Path, components: str, stations: int = 20, output: lis
            "CITYSENSE_API_PORT": str(free_port()), "CITYSENSE_STATIONS": str(stations),
            "CITYSENSE_COMPONENTS": components, "CITYSENSE_SIMULATOR_METRICS_PORT": "0",
            "CITYSENSE_SCORER_METRICS_PORT": "0", "CITYSENSE_NOTIFIER_METRICS_PORT": "0",
-           "CITYSENSE_MAIL_SINK_PORT": str(free_port()), **extra_env}
-    for name in ("CITYSENSE_KAFKA_BOOTSTRAP", "CITYSENSE_CASSANDRA_HOSTS", "CITYSENSE_SMTP_HOST"):
+           "CITYSENSE_MAIL_SINK_PORT": str(free_port()), "CITYSENSE_MQTT_BROKER_PORT": str(free_port()), **extra_env}
+    for name in ("CITYSENSE_KAFKA_BOOTSTRAP", "CITYSENSE_CASSANDRA_HOSTS", "CITYSENSE_SMTP_HOST",
+                 "CITYSENSE_MQTT_HOST"):
         if name not in extra_env:
             env.pop(name, None)
     proc = subprocess.Popen(STACK, env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -228,7 +230,7 @@ def test_full_stack_stops_without_orphans(tmp_path: Path) -> None:
     # Every component, the scorer's JVM included: Ctrl-C must leave no process of any group behind.
     proc, state, port = start_stack(tmp_path, "scorer,alert-api,notifier,simulator", stations=5)
     pids = all_pids(state)
-    assert set(state["components"]) == {"scorer", "alert-api", "mail-sink", "notifier", "simulator"}
+    assert set(state["components"]) == {"scorer", "alert-api", "mail-sink", "mqtt-broker", "notifier", "simulator"}
     assert len(read_some(port, 10)) >= 10
     scorer = state["components"]["scorer"]
     deadline = time.monotonic() + 180
@@ -239,7 +241,7 @@ def test_full_stack_stops_without_orphans(tmp_path: Path) -> None:
     proc.send_signal(signal.SIGINT)
     out, _ = proc.communicate(timeout=120)
     assert proc.returncode == 0, out
-    for name in ("simulator", "notifier", "mail-sink", "alert-api", "scorer"):
+    for name in ("simulator", "notifier", "mqtt-broker", "mail-sink", "alert-api", "scorer"):
         assert f"stopped {name}" in out
     assert not [pid for pid in pids if alive(pid)]
     assert not [m for pid in pids for m in group_members(pid)], out
@@ -290,3 +292,121 @@ def test_email_goes_to_the_local_mail_sink_unless_a_server_is_set(tmp_path: Path
     assert "Email: through the SMTP server smtp.city.example" in real.summary()
     without_notifier = Stack(StackSettings(data_dir=tmp_path, smtp_host=None, components="alert-api"))
     assert [c.name for c in without_notifier.components] == ["alert-api"]
+
+
+def _mosquitto() -> str:
+    path = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+    if not Path(path).is_file():
+        pytest.fail("Debian's mosquitto is not installed: run scripts/bootstrap.d/52-mosquitto")
+    return path
+
+
+def test_public_alerts_go_to_a_local_mqtt_broker_unless_one_is_set(tmp_path: Path) -> None:
+    from citysense_localstack.stack import Stack, StackSettings, mqtt_config, write_mqtt_config
+
+    _mosquitto()
+    settings = StackSettings(data_dir=tmp_path, mqtt_broker_port=2883, mqtt_host=None)
+    stack = Stack(settings)
+    names = [c.name for c in stack.components]
+    assert names.index("mqtt-broker") < names.index("notifier")  # it listens before the notifier publishes
+    env = stack.child_env()
+    assert (env["CITYSENSE_MQTT_HOST"], env["CITYSENSE_MQTT_PORT"]) == ("127.0.0.1", "2883")
+    write_mqtt_config(settings)
+    conf = mqtt_config(settings).read_text()
+    assert "listener 2883 127.0.0.1" in conf and "persistence false" in conf  # loopback only, nothing on disk
+    assert "mosquitto_sub -p 2883 -t 'citysense/alerts/#'" in stack.summary()
+
+    own = Stack(StackSettings(data_dir=tmp_path, mqtt_host="mqtt.city.example"))
+    assert "mqtt-broker" not in [c.name for c in own.components]
+    assert own.child_env().get("CITYSENSE_MQTT_HOST") in (None, "mqtt.city.example")  # the user's, untouched
+
+
+def test_an_episode_reaches_the_cap_feed_a_subscribers_email_and_mqtt(tmp_path: Path) -> None:
+    """The issue's walkthrough on `make up`'s stack: a PM2.5 alert and its resolve, as the scorer writes them to the
+    alerts topic, reach the CAP feed (valid CAP 1.2), the email of the one confirmed subscriber whose area covers the
+    station (through the local mail sink) and the area's MQTT topic (through the local broker)."""
+    import email
+    import email.policy
+    import urllib.request
+    from datetime import UTC, datetime, timedelta
+
+    from citysense_common import geohash
+    from citysense_common.contract import AlertEvent, AlertKind, AlertState, Location, Severity
+    from citysense_common.store import AreaSubscription
+    from citysense_common.store.factory import open_store
+    from citysense_common.store.settings import StoreSettings
+    from confluent_kafka import Producer
+
+    from tests.alert_api.test_cap_messages import validate
+    from tests.notifier.test_mqtt import Subscriber
+
+    _mosquitto()
+    api_port, mqtt_port = free_port(), free_port()
+    proc, state, kafka_port = start_stack(tmp_path, "alert-api,notifier", stations=0,
+                                          CITYSENSE_API_PORT=str(api_port), CITYSENSE_MQTT_BROKER_PORT=str(mqtt_port))
+    data = tmp_path / "data"
+    try:
+        assert {"mail-sink", "mqtt-broker"} <= set(state["components"])
+        store = open_store(StoreSettings(data_dir=data))
+        now = datetime.now(UTC)
+        for name, lat in (("near", 48.87), ("far", 48.95)):  # 1.5 km and 10 km north of the station, radius 2 km
+            store.create_area_subscription(AreaSubscription(
+                id=f"as_{name}", email=f"{name}@example.org", lat=lat, lon=2.3522, radius_km=2, min_severity="warning",
+                language="en", status="confirmed", created_at=now, confirmed_at=now))
+        store.close()
+        mqtt = Subscriber(mqtt_port, "citysense/alerts/#")
+        producer = Producer({"bootstrap.servers": f"127.0.0.1:{kafka_port}"})
+
+        def publish(state_: AlertState, value: float, at: datetime) -> AlertEvent:
+            event = AlertEvent(
+                event_id=f"ev-{state_.value}", alert_id="al-walk", state=state_, kind=AlertKind.THRESHOLD,
+                severity=Severity.CRITICAL, rule_id="pm25-epa-aqi-1h", station_id="st-walk",
+                location=Location(lat=48.8566, lon=2.3522), metric="pm2_5", value=value, threshold=125.4, window="1h",
+                opened_at=now, event_time=at, message=f"PM2.5 1-hour mean {value} µg/m³",
+                resolved_at=at if state_ is AlertState.RESOLVED else None)
+            producer.produce("citysense.alerts", key=b"st-walk", value=event.to_json())
+            assert producer.flush(10) == 0
+            return event
+
+        def cap_message() -> bytes:
+            url = f"http://127.0.0.1:{api_port}/v1/cap/alerts/al-walk.xml"
+            with urllib.request.urlopen(url, timeout=5) as response:  # noqa: S310 - loopback
+                return response.read()
+
+        def mails() -> list[email.message.EmailMessage]:
+            return [email.message_from_bytes(p.read_bytes(), policy=email.policy.default)
+                    for p in sorted((data / "mail").glob("*.eml"))]
+
+        def wait(what: str, check, timeout: float = 60.0):  # noqa: ANN001, ANN202
+            deadline = time.monotonic() + timeout
+            while True:
+                try:
+                    found = check()
+                except OSError:
+                    found = None
+                if found:
+                    return found
+                assert time.monotonic() < deadline, f"{what} did not arrive"
+                time.sleep(0.2)
+
+        area = f"citysense/alerts/{geohash.encode(48.8566, 2.3522, 5)}/critical"
+        publish(AlertState.OPEN, 140.3, now)
+        opened = mqtt.wait_for(lambda m: m.topic == area and b'"open"' in m.payload, timeout=60)
+        assert opened.qos == 1
+        warning = wait("the warning email", lambda: [m for m in mails() if m["To"] == "near@example.org"])
+        assert warning[0]["Subject"].startswith("Air pollution (PM2.5)")
+        root = validate(wait("the CAP Alert", cap_message))
+        assert root.findtext("{urn:oasis:names:tc:emergency:cap:1.2}msgType") == "Alert"
+
+        publish(AlertState.RESOLVED, 20.0, now + timedelta(minutes=30))
+        mqtt.wait_for(lambda m: m.topic == area and b'"resolved"' in m.payload, timeout=60)
+        wait("the all-clear email", lambda: len([m for m in mails() if m["To"] == "near@example.org"]) == 2)
+        cancel = wait("the CAP Cancel", lambda: (lambda r: r if r.findtext(
+            "{urn:oasis:names:tc:emergency:cap:1.2}msgType") == "Cancel" else None)(validate(cap_message())))
+        assert cancel.findtext("{urn:oasis:names:tc:emergency:cap:1.2}references")
+        assert not [m for m in mails() if m["To"] == "far@example.org"]  # outside the station's circle
+        mqtt.close()
+    finally:
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 0, out

@@ -1,10 +1,12 @@
 """``make up``: the whole pipeline on one machine, supervised, stopped cleanly on Ctrl-C or SIGTERM.
 
 Order: Kafka -> topics -> (Cassandra, with ``CITYSENSE_STORE=cassandra``) -> scorer -> alert API -> (mail sink) ->
-notifier -> simulator; stopping runs the other way, so producers stop before their consumers and the servers go
-last. Kafka and Cassandra keep their data under DATA_DIR (``kafka/``, ``cassandra/``) across runs. Without
+(MQTT broker) -> notifier -> simulator; stopping runs the other way, so producers stop before their consumers and the
+servers go last. Kafka and Cassandra keep their data under DATA_DIR (``kafka/``, ``cassandra/``) across runs. Without
 CITYSENSE_SMTP_HOST the notifier's email goes to a local development mail sink that keeps every email under
-DATA_DIR/mail and delivers none (:mod:`citysense_localstack.servers.mail`). A component that dies is restarted
+DATA_DIR/mail and delivers none (:mod:`citysense_localstack.servers.mail`). Without CITYSENSE_MQTT_HOST, and with
+Debian's mosquitto installed, the notifier publishes to a local broker on loopback (``mosquitto_sub -p 1883 -t
+'citysense/alerts/#' -v`` follows it). A component that dies is restarted
 with backoff (the scorer resumes from its checkpoint); so is Kafka, on the same port and data. Children run in their
 own process groups with a parent-death signal, so even a SIGKILLed launcher leaves no orphan behind.
 """
@@ -55,12 +57,16 @@ class StackSettings(StoreSettings):
                                                             "CITYSENSE_SMTP_* settings); unset = the local mail sink")
     mail_sink_port: int = Field(default=8025, ge=1, le=65535,
                                 description="port of the local development mail sink (when smtp_host is unset)")
+    mqtt_host: str | None = Field(default=None, description="a real MQTT broker for public alerts (with the other "
+                                                            "CITYSENSE_MQTT_* settings); unset = a local mosquitto")
+    mqtt_broker_port: int = Field(default=1883, ge=1, le=65535,
+                                  description="port of the local MQTT broker (when mqtt_host is unset)")
 
 
 @dataclass
 class Component:
     name: str
-    module: str  # a module whose presence means the component is installed
+    module: str  # a module whose presence means the component is installed; "" = argv[0] is a program on this machine
     argv: list[str]
     address: str = ""
     proc: subprocess.Popen | None = None
@@ -68,7 +74,9 @@ class Component:
     gave_up: bool = False
 
 
-def _available(module: str) -> bool:
+def _available(module: str, argv: list[str]) -> bool:
+    if not module:
+        return Path(argv[0]).is_file()
     try:
         return importlib.util.find_spec(module) is not None
     except ModuleNotFoundError:
@@ -91,19 +99,24 @@ def plan(settings: StackSettings) -> list[Component]:
                                             "--port", str(settings.mail_sink_port),
                                             "--dir", str(mail_dir(settings))],
                   f"smtp://127.0.0.1:{settings.mail_sink_port}"),
+        Component("mqtt-broker", "", [shutil.which("mosquitto") or "/usr/sbin/mosquitto", "-c",
+                                      str(mqtt_config(settings))], f"mqtt://127.0.0.1:{settings.mqtt_broker_port}"),
         Component("notifier", "citysense_notifier.cli", [_executable("citysense-notifier")]),
         Component("simulator", "citysense_simulator.cli", [_executable("citysense-simulator"), "run"]),
     ]
     if "notifier" in wanted and not settings.smtp_host:
         wanted.add("mail-sink")  # the notifier's email stays on this machine unless a real server is configured
+    if "notifier" in wanted and not settings.mqtt_host:
+        wanted.add("mqtt-broker")  # skipped (with a warning) where mosquitto is not installed
     chosen = []
     for component in components:
         if component.name not in wanted:
             continue
         if component.name == "simulator" and settings.stations == 0:
             continue
-        if not _available(component.module):
-            log.warning("%s is not installed (no %s); skipping it", component.name, component.module)
+        if not _available(component.module, component.argv):
+            log.warning("%s is not installed (no %s); skipping it", component.name,
+                        component.module or component.argv[0])
             continue
         chosen.append(component)
     return chosen
@@ -111,6 +124,18 @@ def plan(settings: StackSettings) -> list[Component]:
 
 def mail_dir(settings: StackSettings) -> Path:
     return settings.data_dir.resolve() / "mail"
+
+
+def mqtt_config(settings: StackSettings) -> Path:
+    return settings.data_dir.resolve() / "mqtt" / "mosquitto.conf"
+
+
+def write_mqtt_config(settings: StackSettings) -> None:
+    """Loopback only, anonymous, nothing on disk: retained alert states live as long as the broker."""
+    path = mqtt_config(settings)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(f"listener {settings.mqtt_broker_port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
+                    "log_dest stdout\n", encoding="utf-8")
 
 
 class Stack:
@@ -145,6 +170,8 @@ class Stack:
         if any(c.name == "mail-sink" for c in self.components):
             env.update({"CITYSENSE_SMTP_HOST": "127.0.0.1", "CITYSENSE_SMTP_PORT": str(s.mail_sink_port),
                         "CITYSENSE_SMTP_SECURITY": "none"})
+        if any(c.name == "mqtt-broker" for c in self.components):
+            env.update({"CITYSENSE_MQTT_HOST": "127.0.0.1", "CITYSENSE_MQTT_PORT": str(s.mqtt_broker_port)})
         if s.store == "cassandra":  # the local node's address once it runs, or the configured cluster
             env.update({"CITYSENSE_CASSANDRA_HOSTS": ",".join(s.cassandra_hosts),
                         "CITYSENSE_CASSANDRA_PORT": str(s.cassandra_port)})
@@ -168,6 +195,8 @@ class Stack:
         if any(c.name == "scorer" for c in self.components):
             log.info("Java for Spark: %s", ensure_java())
         env = self.child_env()
+        if any(c.name == "mqtt-broker" for c in self.components):
+            write_mqtt_config(s)
         for component in self.components:
             if self.stopping.is_set():
                 return
@@ -246,6 +275,9 @@ class Stack:
                       "_FROM_ADDRESS) before `make up`."]
         elif any(c.name == "notifier" for c in self.components):
             extra += [f"  Email: through the SMTP server {s.smtp_host} (CITYSENSE_SMTP_*)."]
+        if any(c.name == "mqtt-broker" for c in self.components):
+            extra += [f"  MQTT: public alerts on a local broker: mosquitto_sub -p {s.mqtt_broker_port} "
+                      "-t 'citysense/alerts/#' -v (CITYSENSE_MQTT_HOST for a broker of your own)."]
         return "\n".join(["citysense is running:", *lines, *extra, "  Ctrl-C stops everything."])
 
     # ---- supervise --------------------------------------------------------------------------------------
