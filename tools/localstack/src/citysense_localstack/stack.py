@@ -277,7 +277,8 @@ class Stack:
             extra += [f"  Email: through the SMTP server {s.smtp_host} (CITYSENSE_SMTP_*)."]
         if any(c.name == "mqtt-broker" for c in self.components):
             extra += [f"  MQTT: public alerts on a local broker: mosquitto_sub -p {s.mqtt_broker_port} "
-                      "-t 'citysense/alerts/#' -v (CITYSENSE_MQTT_HOST for a broker of your own)."]
+                      "-t 'citysense/alerts/#' -v (Debian package mosquitto-clients; CITYSENSE_MQTT_HOST for a broker "
+                      "of your own)."]
         return "\n".join(["citysense is running:", *lines, *extra, "  Ctrl-C stops everything."])
 
     # ---- supervise --------------------------------------------------------------------------------------
