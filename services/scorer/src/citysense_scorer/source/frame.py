@@ -77,7 +77,7 @@ def decode_tasks(settings: ScorerSettings) -> int:
 
     A task per partition is a Python worker per partition running at once whenever the executor has the slots, and
     the real-time query's slots are added to the micro-batch's (:func:`citysense_scorer.job.stream.spark_master`):
-    twelve partitions on two cores meant twelve workers' memory for two cores' work. So a micro-batch is read by as
+    twelve partitions on two cores would be twelve workers' memory for two cores' work. So a micro-batch is read by as
     many tasks as it has cores: ``scorer_decode_tasks``, else N of a ``local[N]`` master."""
     if settings.scorer_decode_tasks:
         return settings.scorer_decode_tasks
