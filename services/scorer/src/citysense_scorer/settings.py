@@ -75,6 +75,12 @@ class ScorerSettings(StoreSettings, HealthSettings):
         return value
 
     @property
+    def local_cores(self) -> int | None:
+        """N of a ``local[N]`` Spark master; None for any other master."""
+        match = re.fullmatch(r"local\[(\d+)\]", self.scorer_spark_master)
+        return int(match.group(1)) if match else None
+
+    @property
     def checkpoint_dir(self) -> Path:
         return self.scorer_checkpoint_dir or self.data_dir / "checkpoints" / "scorer"
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import re
 import signal
 import threading
 import time
@@ -115,10 +114,10 @@ def spark_master(settings: ScorerSettings, realtime_slots: int) -> str:
     a batch unless all of them find a free slot. Locally each gets a slot beside the micro-batch query's, twice over:
     when one real-time batch ends, the next starts while the last tasks of the old one may still hold theirs. (Idle
     slots are only threads.)"""
-    match = re.fullmatch(r"local\[(\d+)\]", settings.scorer_spark_master)
-    if not realtime_slots or match is None:
+    cores = settings.local_cores
+    if not realtime_slots or cores is None:
         return settings.scorer_spark_master
-    return f"local[{int(match.group(1)) + 2 * realtime_slots}]"
+    return f"local[{cores + 2 * realtime_slots}]"
 
 
 def sink_wal_dir(settings: ScorerSettings) -> Path:

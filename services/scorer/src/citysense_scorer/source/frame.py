@@ -24,7 +24,6 @@ micro-batch twice. The decoder reads each message once and hands Spark typed Arr
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Iterator
 from functools import partial
 from typing import Any
@@ -79,10 +78,7 @@ def decode_tasks(settings: ScorerSettings) -> int:
     the real-time query's slots are added to the micro-batch's (:func:`citysense_scorer.job.stream.spark_master`):
     twelve partitions on two cores would be twelve workers' memory for two cores' work. So a micro-batch is read by as
     many tasks as it has cores: ``scorer_decode_tasks``, else N of a ``local[N]`` master."""
-    if settings.scorer_decode_tasks:
-        return settings.scorer_decode_tasks
-    match = re.fullmatch(r"local\[(\d+)\]", settings.scorer_spark_master)
-    return int(match.group(1)) if match else 0
+    return settings.scorer_decode_tasks or settings.local_cores or 0
 
 
 def decode_in_worker(registry_json: str, future_tolerance_s: float,
