@@ -300,7 +300,7 @@ SCHEMA = {
             }, ["enabled", "maxWindow", "checkpointInterval"]),
             "stream": obj({
                 "triggerMs": {"type": ["integer", "null"], "minimum": 0,
-                              "description": "micro-batch trigger interval (ms); 0 = back to back; null = 2000 "
+                              "description": "micro-batch trigger interval (ms); 0 = back to back; null = 5000 "
                                              "with the real-time path, 500 without"},
             }, []),
             "health": obj({

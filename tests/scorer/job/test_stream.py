@@ -182,7 +182,7 @@ def test_the_micro_batch_runs_less_often_when_the_real_time_path_carries_the_sho
     from citysense_scorer.job.stream import trigger_ms
     from citysense_scorer.settings import ScorerSettings
 
-    assert trigger_ms(ScorerSettings(), realtime_rules=True) == 2000
+    assert trigger_ms(ScorerSettings(), realtime_rules=True) == 5000
     assert trigger_ms(ScorerSettings(), realtime_rules=False) == 500  # every alert rides the micro-batch
     assert trigger_ms(ScorerSettings(scorer_trigger_ms=300), realtime_rules=True) == 300  # set: as set
     assert trigger_ms(ScorerSettings(scorer_trigger_ms=0), realtime_rules=True) == 0  # back to back

@@ -49,7 +49,7 @@ class ScorerSettings(StoreSettings, HealthSettings):
         "scorer_max_offsets_per_trigger; a larger heap only lets G1 grow into it (cluster pods: the chart's "
         "scorer.driver.memory)")
     scorer_trigger_ms: int | None = Field(
-        default=None, ge=0, description="micro-batch trigger interval; 0 = back to back; unset = 2000 when the "
+        default=None, ge=0, description="micro-batch trigger interval; 0 = back to back; unset = 5000 when the "
         "real-time path runs rules (it carries the short-window alerts), else 500")
     scorer_max_offsets_per_trigger: int = Field(default=200_000, ge=0, description="0 = unlimited")
     scorer_checkpoint_dir: Path | None = Field(default=None, description="default <data_dir>/checkpoints/scorer")
