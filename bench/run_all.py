@@ -18,10 +18,12 @@ BENCHMARKS: list[tuple[str, str, list[str]]] = [
     ("H1", "health_state.py", []),  # ~20 s: no stack, the health operator's own code over a day of history
     ("P1", "p1_throughput.py", []),  # ~6-9 min: one stack, a ladder of 60 s rungs, a 30 s py-spy profile
     ("P2,P3,P6", "p2_p3_latency.py", []),  # ~3-4 min: full stack at 5,000 readings/s, 30 probes
+    ("P6-floor", "p6_memory.py", []),  # ~5 min: the P2 load with the JVMs' native memory tracking
     ("P2", "p2_floor.py", []),  # ~2 min: broker + Kafka source + an empty sink
     ("P2-store", "store_contention.py", []),  # ~30 s: a one-row write beside the scorer's batch writes, SQLite
     ("P7", "p7_scaling.py", []),  # ~10-14 min: four full stacks (100 ... 100,000 stations) at 5,000 readings/s
-    ("P8", "p8_idle.py", []),  # ~6 min: the default city at rest, micro-batch only and with the real-time path
+    ("P8", "p8_idle.py", []),  # ~10-25 min: the default city at rest until its CPU settles, micro-batch only and with
+    # the real-time path
 ]
 
 
