@@ -46,15 +46,39 @@ def _stat(pid: int) -> list[str] | None:
         return None
 
 
-def group_members(pgids: Iterable[int]) -> list[int]:
-    wanted = set(pgids)
-    out = []
+def _processes() -> dict[int, tuple[int, int]]:
+    """Every live process: pid -> (parent pid, process group)."""
+    out = {}
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             fields = _stat(int(entry.name))
-            if fields and fields[0] != "Z" and int(fields[2]) in wanted:
-                out.append(int(entry.name))
+            if fields and fields[0] != "Z":
+                out[int(entry.name)] = (int(fields[1]), int(fields[2]))
     return out
+
+
+def _group_in(pid: int, wanted: set[int], table: dict[int, tuple[int, int]]) -> int | None:
+    seen = set()
+    while pid in table and pid not in seen:
+        seen.add(pid)
+        parent, group = table[pid]
+        if group in wanted:
+            return group
+        pid = parent
+    return None
+
+
+def group_of(pid: int, pgids: Iterable[int]) -> int | None:
+    """Which of ``pgids`` a process belongs to: its own group, else the group of its nearest ancestor in one."""
+    return _group_in(pid, set(pgids), _processes())
+
+
+def group_members(pgids: Iterable[int]) -> list[int]:
+    """Every live process in the groups, and every descendant of one that moved to a group of its own: PySpark's
+    daemon does (``os.setpgid(0, 0)``), so Spark's Python workers are outside the scorer's group but are the
+    scorer's memory and CPU."""
+    wanted, table = set(pgids), _processes()
+    return [pid for pid in table if _group_in(pid, wanted, table) is not None]
 
 
 def _proc_kib_field(path: str, field: str) -> int:
@@ -279,12 +303,13 @@ class StackRun:
         state = self.refresh_state()
         names = {state.get("launcher"): "launcher", state.get("broker"): "broker", state.get("cassandra"): "cassandra",
                  **{pid: name for name, pid in state.get("components", {}).items()}}
+        groups, table = self.pgids(), _processes()
         out: dict[str, int] = {}
-        for pid in self.pids():
-            fields = _stat(pid)
-            if not fields:
+        for pid in table:
+            group = _group_in(pid, groups, table)
+            if group is None:
                 continue
-            name = names.get(int(fields[2]), "other")
+            name = names.get(group, "other")
             out[name] = out.get(name, 0) + measure(pid)
         out["total"] = sum(out.values())
         return out
