@@ -76,16 +76,13 @@ def start_profile(run: pl.StackRun, seconds: float) -> subprocess.Popen | None:
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
 
 
+PART_NAMES = {"jvm": "JVM (Spark)", "python_driver": "Python driver", "python_workers": "Python workers"}
+
+
 def process_cpu(run: pl.StackRun) -> dict[str, float]:
-    """CPU seconds so far of every process in the scorer's group, by a short name (JVM, driver, workers)."""
-    pid = run.scorer_pid()
-    out: dict[str, float] = {}
-    for member in pl.group_members([pid]):
-        cmd = pl.cmdline(member)
-        name = ("JVM (Spark)" if "java" in cmd.split(" ")[0] else "Python driver" if member == pid
-                else "Python worker: " + cmd.split(" -m ")[-1].strip()[:60])
-        out[name] = out.get(name, 0.0) + pl.cpu_seconds(member)
-    return out
+    """CPU seconds so far of the scorer's processes, by part (JVM, driver, workers)."""
+    return {PART_NAMES[part]: sum(pl.cpu_seconds(pid) for pid in pids)
+            for part, pids in run.scorer_processes().items()}
 
 
 def write_profile(run: pl.StackRun, proc: subprocess.Popen, rate: float) -> str:

@@ -59,23 +59,15 @@ def live_heap_mib(pid: int) -> tuple[int, int]:
 
 
 def scorer_parts(run: pl.StackRun) -> dict[str, int]:
-    """PSS of the scorer's JVM, its Python driver and Spark's Python workers (daemon included)."""
-    parts = {"jvm": 0, "python_driver": 0, "python_workers": 0}
-    for pid in pl.group_members([run.scorer_pid()]):
-        command = pl.cmdline(pid)
-        kind = ("jvm" if "SparkSubmit" in command else "python_workers" if "pyspark.daemon" in command
-                else "python_driver")
-        parts[kind] += pl.pss_bytes(pid)
-    return parts
+    """PSS of the scorer's JVM, its Python driver and Spark's Python workers (daemons included)."""
+    return {part: sum(pl.pss_bytes(pid) for pid in pids) for part, pids in run.scorer_processes().items()}
 
 
 def jvm_pids(run: pl.StackRun) -> dict[str, int]:
-    state = run.refresh_state()
     out = {}
-    for pid in pl.group_members([run.scorer_pid()]):
-        if "SparkSubmit" in pl.cmdline(pid):
-            out["scorer"] = pid
-    for pid in pl.group_members([int(state["broker"])]):
+    if jvm := run.scorer_processes()["jvm"]:
+        out["scorer"] = jvm[0]
+    for pid in pl.group_members([int(run.refresh_state()["broker"])]):
         if "kafka.Kafka" in pl.cmdline(pid):
             out["broker"] = pid
     return out

@@ -322,6 +322,17 @@ class StackRun:
     def scorer_pid(self) -> int:
         return int(self.refresh_state()["components"]["scorer"])
 
+    def scorer_processes(self) -> dict[str, list[int]]:
+        """The scorer's live processes by part: its Spark JVM, its Python driver (the scorer's own process) and
+        Spark's Python workers (their daemons included)."""
+        driver = self.scorer_pid()
+        parts: dict[str, list[int]] = {"jvm": [], "python_driver": [], "python_workers": []}
+        for pid in group_members([driver]):
+            part = ("python_driver" if pid == driver else "jvm" if "java" in cmdline(pid).split(" ")[0]
+                    else "python_workers")
+            parts[part].append(pid)
+        return parts
+
     def log_errors(self, component: str, lines: int = 8) -> str:
         try:
             text = (self.data_dir / "logs" / f"{component}.log").read_text(errors="replace")
